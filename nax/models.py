@@ -1,0 +1,310 @@
+"""Flax (linen) builders for the NAS-Bench-201 macro skeleton.
+
+Two forms of the same network:
+
+* ``build(enc, ...)`` — a network specialised to one encoding; only the chosen op sits on
+  each edge, so its parameter count is the architecture's (it matches NAS-Bench-201's
+  ``params_mb`` exactly for C=16, N=5).
+* ``build_supernet(...)`` — *architecture as data*: the encoding is an input of
+  ``__call__``, every edge holds every op and the encoding selects one by a one-hot mix.
+  One compiled train step therefore serves all encodings of the space, and ``vmap`` over
+  encodings trains several architectures in one program.
+
+Both forms name their edge modules ``cell{s}_{c}/edge{k}_{op}`` so parameters can be
+moved from the supernet into a specialised network and back (``specialise_params``).
+
+Skeleton (Dong & Yang 2020): conv3x3 stem + BN; three stages of N cells with C, 2C, 4C
+channels joined by residual reduction blocks; BN-ReLU; global average pool; linear
+classifier. Inputs are NHWC float images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nax import space as space_lib
+
+OPS = space_lib.NB201_OPS
+_SPACE = space_lib.nb201
+
+
+# ---------------------------------------------------------------------------- layers
+class ReLUConvBN(nn.Module):
+    """ReLU → Conv (no bias) → BatchNorm, PyTorch padding semantics."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        pad = self.kernel // 2
+        x = nn.relu(x)
+        x = nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding=((pad, pad), (pad, pad)),
+            use_bias=False,
+            name="conv",
+        )(x)
+        # PyTorch BN momentum 0.1 == flax momentum 0.9
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(x)
+
+
+def _avg_pool(x):
+    return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _edge_op(op: str, features: int, name: str):
+    """A callable ``f(x, train)`` for one op; conv ops own parameters under ``name``."""
+    if op == "none":
+        return lambda x, train: jnp.zeros_like(x)
+    if op == "skip_connect":
+        return lambda x, train: x
+    if op == "avg_pool_3x3":
+        return lambda x, train: _avg_pool(x)
+    if op == "nor_conv_1x1":
+        return ReLUConvBN(features, 1, name=name)
+    if op == "nor_conv_3x3":
+        return ReLUConvBN(features, 3, name=name)
+    raise ValueError(f"unknown operation {op!r}; accepted: {', '.join(OPS)}")
+
+
+class ResidualReduction(nn.Module):
+    """NAS-Bench-201 ``ResNetBasicblock`` with stride 2 between stages."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = ReLUConvBN(self.features, 3, stride=2, name="conv_a")(x, train)
+        y = ReLUConvBN(self.features, 3, name="conv_b")(y, train)
+        r = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        r = nn.Conv(self.features, (1, 1), use_bias=False, name="downsample")(r)
+        return r + y
+
+
+class Cell(nn.Module):
+    """A cell specialised to one op per edge (``ops`` are op names in edge order)."""
+
+    ops: tuple[str, ...]
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        nodes = [x]
+        for j in range(1, _SPACE.num_nodes):
+            acc = None
+            for k, (i, jj) in enumerate(_SPACE.edges):
+                if jj != j:
+                    continue
+                op = self.ops[k]
+                y = _edge_op(op, self.features, f"edge{k}_{op}")(nodes[i], train)
+                acc = y if acc is None else acc + y
+            nodes.append(acc)
+        return nodes[-1]
+
+
+class MixedCell(nn.Module):
+    """Every op on every edge; a one-hot ``weights_ExO`` row selects the active op."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, weights_ExO, train: bool):
+        nodes = [x]
+        for j in range(1, _SPACE.num_nodes):
+            acc = None
+            for k, (i, jj) in enumerate(_SPACE.edges):
+                if jj != j:
+                    continue
+                y = None
+                for o, op in enumerate(OPS):
+                    if op == "none":  # contributes exactly zero
+                        continue
+                    out = _edge_op(op, self.features, f"edge{k}_{op}")(nodes[i], train)
+                    term = weights_ExO[k, o].astype(out.dtype) * out
+                    y = term if y is None else y + term
+                acc = y if acc is None else acc + y
+            nodes.append(acc)
+        return nodes[-1]
+
+
+class Network(nn.Module):
+    """The NAS-Bench-201 macro skeleton around a cell factory.
+
+    ``ops`` set → specialised network, ``__call__(x, train)``.
+    ``ops`` None → supernet, ``__call__(x, encoding, train)`` with ``encoding`` an int
+    array of shape ``(6,)``.
+    """
+
+    num_classes: int
+    channels: int = 16
+    cells_per_stage: int = 5
+    ops: tuple[str, ...] | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, encoding=None, train: bool = False):
+        if self.ops is None:
+            if encoding is None:
+                raise ValueError("a supernet needs the encoding as input: model.apply(v, x, encoding, train=...)")
+            weights = jax.nn.one_hot(jnp.asarray(encoding), len(OPS), dtype=self.dtype)
+        x = x.astype(self.dtype)
+        x = nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name="stem_conv")(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="stem_bn")(x)
+        for s in range(3):
+            c = self.channels * 2**s
+            if s > 0:
+                x = ResidualReduction(c, name=f"reduce{s}")(x, train)
+            for i in range(self.cells_per_stage):
+                name = f"cell{s}_{i}"
+                if self.ops is None:
+                    x = MixedCell(c, name=name)(x, weights, train)
+                else:
+                    x = Cell(self.ops, c, name=name)(x, train)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="last_bn")(x)
+        x = nn.relu(x)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes, name="classifier")(x)
+
+
+# ---------------------------------------------------------------------------- builders
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Network size: ``channels`` C and ``cells_per_stage`` N of the skeleton."""
+
+    channels: int
+    cells_per_stage: int
+
+
+#: NAS-Bench-201's own size, and small sizes for CPU work and tests.
+PRESETS: dict[str, Preset] = {
+    "nb201": Preset(16, 5),
+    "cpu": Preset(8, 1),
+    "tiny": Preset(4, 1),
+}
+
+
+def build(enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5, dtype=jnp.float32) -> Network:
+    """A network specialised to ``enc`` (NAS-Bench-201 encoding, shape ``(6,)``)."""
+    enc = _SPACE.validate(enc)
+    if enc.ndim != 1:
+        raise ValueError(f"build takes one encoding of shape (6,), got {enc.shape}")
+    _check_sizes(num_classes, channels, cells_per_stage)
+    return Network(num_classes, channels, cells_per_stage, tuple(OPS[i] for i in enc), dtype)
+
+
+def build_supernet(num_classes: int, channels: int = 16, cells_per_stage: int = 5, dtype=jnp.float32) -> Network:
+    """One network for every encoding: ``apply(variables, x, encoding, train=...)``."""
+    _check_sizes(num_classes, channels, cells_per_stage)
+    return Network(num_classes, channels, cells_per_stage, None, dtype)
+
+
+def _check_sizes(num_classes, channels, cells_per_stage):
+    for name, v in (("num_classes", num_classes), ("channels", channels), ("cells_per_stage", cells_per_stage)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+# ---------------------------------------------------------------------------- sizes
+def param_count(model: nn.Module, image_shape: Sequence[int] = (32, 32, 3)) -> int:
+    """Number of trainable parameters, from shapes only (``jax.eval_shape``, no compute)."""
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    if model.ops is None:
+        args = (x, jax.ShapeDtypeStruct((len(_SPACE.edges),), jnp.int32))
+    else:
+        args = (x,)
+    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), *args)
+    return int(sum(np.prod(l.shape) for l in jax.tree.leaves(shapes["params"])))
+
+
+def _conv_cost(ops: Sequence[str], c: int) -> tuple[int, int]:
+    """(params, MACs per pixel) of the conv edges of one cell with ``c`` channels."""
+    params = macs = 0
+    for op in ops:
+        if op == "nor_conv_3x3":
+            params += 9 * c * c + 2 * c
+            macs += 9 * c * c
+        elif op == "nor_conv_1x1":
+            params += c * c + 2 * c
+            macs += c * c
+    return params, macs
+
+
+def analytic_size(enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5,
+                  image_shape: Sequence[int] = (32, 32, 3)) -> tuple[int, int]:
+    """(parameters, multiply-accumulates of one forward pass) in closed form.
+
+    Equal to ``param_count(build(...))`` (tested); fast enough for all 15,625 cells.
+    MACs count convolutions and the classifier, as NAS-Bench-201's FLOPs column does
+    (pooling, BN and additions are ignored).
+    """
+    enc = _SPACE.validate(enc)
+    ops = [OPS[i] for i in enc]
+    h, w, cin = image_shape
+    c = channels
+    params = 9 * cin * c + 2 * c
+    macs = 9 * cin * c * h * w
+    for s in range(3):
+        cs = c * 2**s
+        if s > 0:
+            cp = cs // 2
+            h, w = (h + 1) // 2, (w + 1) // 2
+            params += 9 * cp * cs + 2 * cs + 9 * cs * cs + 2 * cs + cp * cs
+            macs += (9 * cp * cs + 9 * cs * cs + cp * cs) * h * w
+        p, m = _conv_cost(ops, cs)
+        params += cells_per_stage * p
+        macs += cells_per_stage * m * h * w
+    cl = 4 * c
+    params += 2 * cl + cl * num_classes + num_classes
+    macs += cl * num_classes
+    return params, macs
+
+
+def analytic_sizes(encs, num_classes: int, channels: int = 16, cells_per_stage: int = 5,
+                   image_shape: Sequence[int] = (32, 32, 3)) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``analytic_size`` over a batch ``(n, 6)``: (params, MACs), each ``(n,)``."""
+    encs = np.atleast_2d(_SPACE.validate(encs))
+    base_p, base_m = analytic_size(np.zeros(6, np.int32), num_classes, channels, cells_per_stage, image_shape)
+    n3 = (encs == OPS.index("nor_conv_3x3")).sum(1)
+    n1 = (encs == OPS.index("nor_conv_1x1")).sum(1)
+    h, w = image_shape[0], image_shape[1]
+    p3 = p1 = m3 = m1 = 0
+    for s in range(3):
+        cs = channels * 2**s
+        if s > 0:
+            h, w = (h + 1) // 2, (w + 1) // 2
+        p3 += cells_per_stage * (9 * cs * cs + 2 * cs)
+        p1 += cells_per_stage * (cs * cs + 2 * cs)
+        m3 += cells_per_stage * 9 * cs * cs * h * w
+        m1 += cells_per_stage * cs * cs * h * w
+    return base_p + n3 * p3 + n1 * p1, base_m + n3 * m3 + n1 * m1
+
+
+def specialise_params(supernet_variables, enc):
+    """Variables of ``build(enc)`` taken from supernet variables (unused ops dropped)."""
+    enc = _SPACE.validate(enc)
+    keep = {f"edge{k}_{OPS[i]}" for k, i in enumerate(enc)}
+
+    def prune(tree):
+        out = {}
+        for name, sub in tree.items():
+            if name.startswith("edge") and name not in keep:
+                continue
+            out[name] = prune(sub) if isinstance(sub, dict) else sub
+        return out
+
+    return {col: prune(dict(_to_dict(v))) for col, v in supernet_variables.items()}
+
+
+def _to_dict(tree):
+    return {k: (_to_dict(v) if hasattr(v, "items") else v) for k, v in tree.items()}
