@@ -1,0 +1,1 @@
+"""The search: strategies (ask/tell), evaluators, executors, the journal and the run loop."""
