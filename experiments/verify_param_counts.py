@@ -1,0 +1,74 @@
+"""Build every NAS-Bench-201 cell (C=16, N=5) and compare its parameter count with the table.
+
+Each network is built with ``nax.models.build`` and counted from shapes alone
+(``jax.eval_shape``), for 10, 100 and 120 classes (cifar10, cifar100, imagenet16-120).
+The table's ``params_mb`` is millions of parameters rounded to 6 decimals. For a few cells
+the table's seed rows disagree with each other; a cell counts as matching when the built
+count equals the value of its rows, and the report lists how many cells had
+disagreeing rows and which of their values the built network equals.
+
+    python experiments/verify_param_counts.py [--limit N] [--json benchmarks/results/param_counts.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from nax import models, space
+
+CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
+DEFAULT_TABLE = pathlib.Path(os.environ.get("NAX_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")) / "nb201" / "nb201_200epoch.csv"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", type=pathlib.Path, default=DEFAULT_TABLE)
+    ap.add_argument("--limit", type=int, default=None, help="check only the first N cells (default: all 15,625)")
+    ap.add_argument("--json", type=pathlib.Path, default=None)
+    args = ap.parse_args(argv)
+
+    df = pd.read_csv(args.table)
+    values = df.groupby(["arch", "dataset"]).params_mb.agg(lambda s: sorted(set(s))).to_dict()
+    cells = space.nb201.enumerate()[: args.limit]
+    report = {ds: {"cells": 0, "match": 0, "mismatch": [], "rows_disagree": 0, "rows_disagree_match_majority": 0}
+              for ds in CLASSES}
+    t0 = time.perf_counter()
+    for enc in tqdm(cells, desc="building cells", unit="cell", mininterval=5):
+        arch = space.nb201.to_string(enc)
+        for ds, k in CLASSES.items():
+            built = round(models.param_count(models.build(enc, k, channels=16, cells_per_stage=5)) / 1e6, 6)
+            table = values[(arch, ds)]
+            r = report[ds]
+            r["cells"] += 1
+            if built in table:
+                r["match"] += 1
+            else:
+                r["mismatch"].append({"arch": arch, "built": built, "table": table})
+            if len(table) > 1:
+                r["rows_disagree"] += 1
+                rows = df[(df.arch == arch) & (df.dataset == ds)].params_mb
+                r["rows_disagree_match_majority"] += int(rows.value_counts().index[0] == built)
+    seconds = time.perf_counter() - t0
+    print(f"\n{'dataset':<16}{'classes':>8}{'cells':>8}{'match':>8}{'mismatch':>10}{'rows disagree':>15}")
+    for ds, r in report.items():
+        print(f"{ds:<16}{CLASSES[ds]:>8}{r['cells']:>8}{r['match']:>8}{len(r['mismatch']):>10}{r['rows_disagree']:>15}")
+    print(f"{seconds:.0f} s for {len(cells) * 3} built networks ({seconds / max(1, len(cells) * 3) * 1e3:.1f} ms each)")
+    out = {"results": [{"dataset": ds, "num_classes": CLASSES[ds], **{k: (len(v) if k == "mismatch" else v) for k, v in r.items()},
+                        "mismatches": r["mismatch"][:20]} for ds, r in report.items()],
+           "seconds": seconds}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()

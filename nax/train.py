@@ -1,0 +1,438 @@
+"""Train and evaluate one architecture; record its learning curve.
+
+Reads top to bottom like big_vision's ``train.py``:
+
+1. config (``TrainConfig``, frozen; presets for CPU work),
+2. a ``Trainer``: the jitted init / train-step / eval-step for one network shape, data
+   parallel over all local devices (batch split over a ``data`` mesh axis, parameters
+   replicated). With ``form="supernet"`` the encoding is an *argument* of the compiled
+   step, so one ``Trainer`` serves every architecture of the space (compile once),
+3. ``train_architecture``: the epoch loop; per epoch train loss, validation accuracy
+   and loss, wall time; a callback may stop the run; a non-finite loss ends it as
+   ``diverged`` with its partial curve.
+
+Results are ``RunRecord``s: small, immutable, JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from nax import models
+from nax import space as space_lib
+
+# ============================================================================ config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train one architecture. Units: epochs, examples, learning rate per step."""
+
+    epochs: int = 12
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adam"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine" or "constant"
+    warmup_epochs: int = 0
+    channels: int = 8
+    cells_per_stage: int = 1
+    #: pad/resize every image to (H, W); None keeps the dataset's size
+    image_size: tuple[int, int] | None = None
+    #: stratified subsets for CPU presets (None = whole split)
+    train_limit: int | None = None
+    val_limit: int | None = None
+    #: "supernet": encoding is an input of one compiled program; "specialised": one program per architecture
+    form: str = "supernet"
+    #: evaluate on the test split after the last epoch
+    evaluate_test: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("batch sizes must be >= 1")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; accepted: sgd, adam")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; accepted: cosine, constant")
+        if self.form not in ("supernet", "specialised"):
+            raise ValueError(f"unknown form {self.form!r}; accepted: supernet, specialised")
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+#: Named presets. "cpu" trains in seconds per epoch on 2 cores; "nb201" is the paper's size.
+PRESETS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(epochs=2, channels=4, cells_per_stage=1, batch_size=64, train_limit=512, val_limit=256),
+    "cpu": TrainConfig(epochs=12, channels=8, cells_per_stage=1, batch_size=128),
+    "nb201": TrainConfig(epochs=200, channels=16, cells_per_stage=5, batch_size=256, learning_rate=0.1),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A named preset with fields overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; accepted: {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides)
+
+
+# ============================================================================ records
+
+
+class EpochMetrics(NamedTuple):
+    epoch: int  # 1-based
+    train_loss: float
+    val_accuracy: float  # fraction in [0, 1]
+    val_loss: float
+    epoch_s: float  # wall seconds of this epoch (train + validation)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One training run. ``status`` is completed, stopped (by the callback) or diverged."""
+
+    arch: str
+    dataset: str
+    seed: int
+    status: str
+    epochs_planned: int
+    curve: tuple[EpochMetrics, ...]
+    test_accuracy: float | None = None
+    num_params: int | None = None
+    wall_s: float = 0.0
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.curve)
+
+    @property
+    def val_accuracies(self) -> np.ndarray:
+        return np.array([m.val_accuracy for m in self.curve], np.float64)
+
+    @property
+    def final_val_accuracy(self) -> float:
+        return float(self.curve[-1].val_accuracy) if self.curve else float("nan")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["curve"] = [m._asdict() for m in self.curve]
+        d["config"] = dict(self.config)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(self.to_dict()), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "RunRecord":
+        d = dict(d)
+        d["curve"] = tuple(EpochMetrics(**m) for m in d["curve"])
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> "RunRecord":
+        return cls.from_dict(json.loads(s))
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# ============================================================================ trainer
+
+
+def data_mesh() -> Mesh:
+    """A 1-D mesh over all local devices, axis ``data``."""
+    return Mesh(np.array(jax.local_devices()), ("data",))
+
+
+class Trainer:
+    """Jitted init / train / eval for one network shape and optimiser.
+
+    For ``form="supernet"`` every method takes the encoding as an argument; compiled
+    programs are shared by all encodings (``trace_counts`` lets tests check that).
+    """
+
+    def __init__(self, num_classes: int, cfg: TrainConfig, steps_per_epoch: int, encoding=None):
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.steps_per_epoch = steps_per_epoch
+        self.supernet = cfg.form == "supernet"
+        if self.supernet:
+            self.model = models.build_supernet(num_classes, cfg.channels, cfg.cells_per_stage)
+        else:
+            self.model = models.build(encoding, num_classes, cfg.channels, cfg.cells_per_stage)
+        self.tx = make_optimizer(cfg, steps_per_epoch)
+        self.mesh = data_mesh()
+        self.n_devices = self.mesh.size
+        self.repl = NamedSharding(self.mesh, P())
+        self.batch = NamedSharding(self.mesh, P("data"))
+        self.trace_counts = {"init": 0, "train": 0, "eval": 0}
+
+        self._init = jax.jit(self._init_fn, out_shardings=self.repl, static_argnums=(2,))
+        self._train = jax.jit(
+            self._train_fn,
+            in_shardings=(self.repl, self.batch, self.batch, self.repl, self.repl),
+            out_shardings=(self.repl, self.repl),
+            donate_argnums=(0,),
+        )
+        self._eval = jax.jit(
+            self._eval_fn,
+            in_shardings=(self.repl, self.batch, self.batch, self.batch, self.repl),
+            out_shardings=self.repl,
+        )
+
+    # -- pure functions -----------------------------------------------------------
+    def _apply(self, variables, x, enc, train):
+        if self.supernet:
+            return self.model.apply(variables, x, enc, train=train, mutable=["batch_stats"] if train else False)
+        return self.model.apply(variables, x, train=train, mutable=["batch_stats"] if train else False)
+
+    def _init_fn(self, key, enc, image_shape):
+        self.trace_counts["init"] += 1
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        variables = self.model.init(key, x, enc, train=False) if self.supernet else self.model.init(key, x, train=False)
+        params = variables["params"]
+        return {"params": params, "batch_stats": variables["batch_stats"], "opt": self.tx.init(params)}
+
+    def _train_fn(self, state, x_BxHxWxC, y_B, enc, rng):
+        self.trace_counts["train"] += 1
+
+        def loss_fn(params):
+            logits, new_vars = self._apply({"params": params, "batch_stats": state["batch_stats"]}, x_BxHxWxC, enc, True)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B).mean()
+            return loss, new_vars["batch_stats"]
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt = self.tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        del rng  # the networks have no stochastic layers; kept for a stable signature
+        return {"params": params, "batch_stats": batch_stats, "opt": opt}, {"loss": loss}
+
+    def _eval_fn(self, state, x_BxHxWxC, y_B, w_B, enc):
+        self.trace_counts["eval"] += 1
+        logits = self._apply({"params": state["params"], "batch_stats": state["batch_stats"]}, x_BxHxWxC, enc, False)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B)
+        correct = (jnp.argmax(logits, -1) == y_B).astype(jnp.float32)
+        return {"loss_sum": jnp.sum(loss * w_B), "correct": jnp.sum(correct * w_B), "count": jnp.sum(w_B)}
+
+    # -- host-side wrappers ---------------------------------------------------------
+    def init(self, key, enc, image_shape):
+        return self._init(key, jnp.asarray(enc, jnp.int32), tuple(image_shape))
+
+    def train_step(self, state, x, y, enc, rng):
+        return self._train(state, x, y, jnp.asarray(enc, jnp.int32), rng)
+
+    def evaluate(self, state, images, labels, enc, batch_size: int) -> tuple[float, float]:
+        """(accuracy fraction, mean cross-entropy) over all of ``images``; pads the last batch."""
+        bs = max(self.n_devices, (batch_size // self.n_devices) * self.n_devices)
+        enc = jnp.asarray(enc, jnp.int32)
+        totals = None
+        n = len(labels)
+        for start in range(0, n, bs):
+            xb, yb = images[start : start + bs], labels[start : start + bs]
+            w = np.ones(len(yb), np.float32)
+            if len(yb) < bs:  # fixed shapes: one compiled eval program
+                pad = bs - len(yb)
+                xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+                yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+                w = np.concatenate([w, np.zeros(pad, np.float32)])
+            out = self._eval(state, xb, yb, w, enc)
+            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+        totals = jax.device_get(totals)
+        return float(totals["correct"] / totals["count"]), float(totals["loss_sum"] / totals["count"])
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """SGD with Nesterov momentum (or Adam), decoupled weight decay, cosine decay per step."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0 if cfg.warmup_epochs else cfg.learning_rate,
+            cfg.learning_rate,
+            warmup_steps=cfg.warmup_epochs * steps_per_epoch,
+            decay_steps=total,
+        )
+    else:
+        lr = optax.constant_schedule(cfg.learning_rate)
+    if cfg.optimizer == "sgd":
+        return optax.chain(
+            optax.add_decayed_weights(cfg.weight_decay),
+            optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov),
+        )
+    return optax.adamw(lr, weight_decay=cfg.weight_decay)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_trainer(num_classes: int, cfg_key: TrainConfig, steps_per_epoch: int) -> Trainer:
+    return Trainer(num_classes, cfg_key, steps_per_epoch)
+
+
+def get_trainer(num_classes: int, cfg: TrainConfig, steps_per_epoch: int, encoding) -> Trainer:
+    """The trainer for ``cfg``: shared across encodings for the supernet form."""
+    if cfg.form == "supernet":
+        # fields that do not change the compiled programs are normalised away
+        key = cfg.replace(seed=0, evaluate_test=True, train_limit=None, val_limit=None)
+        return _shared_trainer(num_classes, key, steps_per_epoch)
+    return Trainer(num_classes, cfg, steps_per_epoch, encoding)
+
+
+# ============================================================================ loop
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Arrays to train on: float32 NHWC images (normalised), int32 labels."""
+
+    name: str
+    num_classes: int
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    test_images: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+
+
+def load_splits(dataset: str, cfg: TrainConfig, data_dir=None) -> Splits:
+    """Load a bundled dataset's train/validation/test splits as normalised float arrays."""
+    from nax import data
+
+    tr = data.load(dataset, "train", data_dir=data_dir, limit=cfg.train_limit, seed=0)
+    va = data.load(dataset, "validation", data_dir=data_dir, limit=cfg.val_limit, seed=0)
+    te = data.load(dataset, "test", data_dir=data_dir) if cfg.evaluate_test else None
+
+    def whole(arrays):
+        (x, y), = data.batches(arrays, len(arrays.labels), seed=0, shuffle=False,
+                               image_size=cfg.image_size, drop_remainder=False)
+        return np.asarray(x, np.float32), np.asarray(y, np.int32)
+
+    xtr, ytr = whole(tr)
+    xva, yva = whole(va)
+    xte, yte = whole(te) if te is not None else (None, None)
+    return Splits(dataset, tr.num_classes, xtr, ytr, xva, yva, xte, yte)
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+Callback = Callable[[RunRecord], bool]
+
+
+def train_architecture(
+    enc,
+    dataset: str | Splits,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    callback: Callback | None = None,
+    data_dir=None,
+    progress: bool = False,
+    space: space_lib.CellSpace = space_lib.nb201,
+) -> RunRecord:
+    """Train ``enc`` on ``dataset`` for ``cfg.epochs`` epochs and return its record.
+
+    ``callback(record_so_far)`` runs after every epoch; returning True stops the run
+    (status ``stopped``). A non-finite training loss ends the run as ``diverged``; the
+    partial curve is kept and no exception escapes.
+    """
+    enc = space.validate(enc)
+    arch = space.to_string(enc)
+    splits = dataset if isinstance(dataset, Splits) else load_splits(dataset, cfg, data_dir)
+    n_train = len(splits.train_labels)
+    n_dev = jax.local_device_count()
+    bs = (min(cfg.batch_size, n_train) // n_dev) * n_dev
+    if bs < 1:
+        raise ValueError(f"batch size {cfg.batch_size} with {n_train} examples leaves no batch for {n_dev} devices")
+    steps = n_train // bs
+    trainer = get_trainer(splits.num_classes, cfg, steps, enc)
+
+    # ---------------------------------------------------------------- init
+    t_start = time.perf_counter()
+    key = jax.random.key(cfg.seed)
+    state = trainer.init(jax.random.fold_in(key, 0), enc, splits.train_images.shape[1:])
+    num_params = models.analytic_size(enc, splits.num_classes, cfg.channels, cfg.cells_per_stage,
+                                      splits.train_images.shape[1:])[0]
+
+    def record(curve, status, test_acc=None):
+        return RunRecord(arch, splits.name, cfg.seed, status, cfg.epochs, tuple(curve), test_acc,
+                         int(num_params), time.perf_counter() - t_start, cfg.to_dict())
+
+    curve: list[EpochMetrics] = []
+    bar = _progress_bar(cfg.epochs, f"{splits.name} {arch}") if progress else None
+    status = "completed"
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        # ------------------------------------------------------------ train epoch
+        order = _epoch_order(cfg.seed, epoch, n_train)
+        losses = []
+        for b in range(steps):
+            idx = order[b * bs : (b + 1) * bs]
+            rng = jax.random.fold_in(key, step)
+            state, meas = trainer.train_step(state, splits.train_images[idx], splits.train_labels[idx], enc, rng)
+            losses.append(meas["loss"])
+            step += 1
+        train_loss = float(jnp.mean(jnp.stack(losses)))
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            curve.append(EpochMetrics(epoch, train_loss, float("nan"), float("nan"), time.perf_counter() - t0))
+            break
+        # ------------------------------------------------------------ validate
+        val_acc, val_loss = trainer.evaluate(state, splits.val_images, splits.val_labels, enc, cfg.eval_batch_size)
+        curve.append(EpochMetrics(epoch, train_loss, val_acc, val_loss, time.perf_counter() - t0))
+        if bar is not None:
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.4f}")
+            bar.update(1)
+        if callback is not None and epoch < cfg.epochs and callback(record(curve, "running")):
+            status = "stopped"
+            break
+    if bar is not None:
+        bar.close()
+
+    test_acc = None
+    if status == "completed" and cfg.evaluate_test and splits.test_images is not None:
+        test_acc, _ = trainer.evaluate(state, splits.test_images, splits.test_labels, enc, cfg.eval_batch_size)
+    return record(curve, status, test_acc)
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+
+
+def train_many(encs: Iterable, dataset: str | Splits, cfg: TrainConfig = TrainConfig(), **kw) -> list[RunRecord]:
+    """Train several architectures one after the other (sharing one program in supernet form)."""
+    splits = dataset if isinstance(dataset, Splits) else load_splits(dataset, cfg, kw.pop("data_dir", None))
+    return [train_architecture(e, splits, cfg, **kw) for e in encs]
