@@ -24,9 +24,9 @@ import time
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
-import pandas as pd
 
 from nax.space import CellSpace, nb201
+from nax.tables import ArchTable, CurveTable
 
 #: ``should_stop(curve_so_far) -> (stop, predicted_final)``
 StopFn = Callable[[tuple[float, ...]], tuple[bool, float | None]]
@@ -105,43 +105,38 @@ def _result(arch, status, seen, final, predicted, sec_per_epoch, t0) -> RunResul
 
 
 class CurveTableEvaluator:
-    """Replays the curves of ``dataset`` in a curve table (``nax.tables`` format).
+    """Replays the curves of ``dataset`` in a ``nax.tables.CurveTable``.
 
-    ``df``: a curve table; its architecture strings in ``arch_column``, per-epoch values in
-    ``<prefix><epoch>`` columns (``acc_0`` ignored), its dataset in ``dataset_column``
-    (a table without that column is one dataset). Rows whose architecture is not in
-    ``space`` raise ValueError. ``seconds_column`` (total training seconds of a row), if
-    present, is charged pro rata per epoch; otherwise the replay's wall time is.
+    Architecture strings come from the table's ``arch_column`` meta column. A run is
+    charged one epoch per replayed epoch and, if the table has ``seconds_column`` (total
+    training seconds of a row), that time pro rata; otherwise the replay's wall time.
     """
 
-    def __init__(self, df: pd.DataFrame, dataset: str, space: CellSpace = nb201, *, prefix: str = "acc_",
-                 dataset_column: str = "training_dataset", arch_column: str = "arch",
-                 seconds_column: str = "train_time_s"):
-        if arch_column not in df.columns:
-            raise ValueError(f"curve table has no {arch_column!r} column of architecture strings")
-        if dataset_column in df.columns:
-            known = sorted(map(str, df[dataset_column].unique()))
-            if dataset not in known:
-                raise ValueError(f"unknown dataset {dataset!r} in curve table; available: {', '.join(known)}")
-            df = df[df[dataset_column].astype(str) == dataset]
-        cols = sorted(((int(c[len(prefix):]), c) for c in df.columns
-                       if c.startswith(prefix) and c[len(prefix):].isdigit() and int(c[len(prefix):]) > 0))
-        if not cols:
-            raise ValueError(f"curve table has no per-epoch columns named {prefix}<epoch>")
+    def __init__(self, table: CurveTable, dataset: str, space: CellSpace = nb201, *,
+                 arch_column: str = "arch", seconds_column: str = "train_time_s"):
+        if table.minimize:
+            raise ValueError("the search maximises accuracy; this curve table holds losses (minimize)")
+        if arch_column not in table.meta:
+            raise ValueError(f"curve table {table.source} has no {arch_column!r} column of architecture strings")
+        known = sorted(set(map(str, table.datasets)))
+        if dataset not in known:
+            raise ValueError(f"unknown dataset {dataset!r} in curve table {table.source}; available: {', '.join(known)}")
+        sel = table.datasets == dataset
+        keep = table.epochs > 0
+        values = table.values[sel][:, keep]
+        archs = table.meta[arch_column][sel]
+        secs = table.meta[seconds_column][sel].astype(np.float64) if seconds_column in table.meta else None
         self.space, self.dataset = space, dataset
-        self.max_epochs = len(cols)
-        values = df[[c for _, c in cols]].to_numpy(np.float64)
-        secs = df[seconds_column].to_numpy(np.float64) if seconds_column in df.columns else None
+        self.max_epochs = int(keep.sum())
         self._rows: dict[str, list[tuple[np.ndarray, float | None]]] = {}
-        for i, arch in enumerate(df[arch_column].astype(str)):
-            enc = space.from_string(arch)
+        for i, arch in enumerate(archs):
             curve = values[i][~np.isnan(values[i])]
             if len(curve) == 0:
                 continue
-            per_epoch = None if secs is None or not np.isfinite(secs[i]) else secs[i] / len(curve)
-            self._rows.setdefault(space.to_string(enc), []).append((curve, per_epoch))
+            per_epoch = None if secs is None or not np.isfinite(secs[i]) else float(secs[i]) / len(curve)
+            self._rows.setdefault(space.to_string(space.from_string(str(arch))), []).append((curve, per_epoch))
         if not self._rows:
-            raise ValueError(f"curve table has no curve for dataset {dataset!r}")
+            raise ValueError(f"curve table {table.source} has no curve for dataset {dataset!r}")
 
     def candidates(self) -> np.ndarray:
         return np.stack([self.space.from_string(a) for a in self._rows])
@@ -157,31 +152,30 @@ class CurveTableEvaluator:
 
 
 class ArchTableEvaluator:
-    """Final accuracies of ``dataset`` from an architecture table (``arch,dataset,accuracy``).
+    """Final accuracies of ``dataset`` from a ``nax.tables.ArchTable`` (NAS-Bench-201).
 
-    Accuracies above 1 are read as percent (NAS-Bench-201) and divided by 100. A run is
-    charged ``epochs`` epochs and, when the table has ``train_time_s``, that many seconds.
+    A run is charged ``epochs`` epochs (NAS-Bench-201 trains 200) and, when the table
+    has ``train_time_s``, that many seconds. Repeated rows of an architecture (seeds)
+    are chosen by the run's seed, in ascending ``seed`` order.
     """
 
-    def __init__(self, df: pd.DataFrame, dataset: str, space: CellSpace = nb201, *, epochs: int = 200):
-        missing = {"arch", "dataset", "accuracy"} - set(df.columns)
-        if missing:
-            raise ValueError(f"architecture table lacks columns {sorted(missing)}")
-        known = sorted(map(str, df["dataset"].unique()))
+    def __init__(self, table: ArchTable, dataset: str, *, epochs: int = 200):
+        known = sorted(set(map(str, table.datasets)))
         if dataset not in known:
-            raise ValueError(f"unknown dataset {dataset!r} in architecture table; available: {', '.join(known)}")
-        df = df[df["dataset"].astype(str) == dataset]
-        if "seed" in df.columns:
-            df = df.sort_values(["arch", "seed"], kind="stable")
-        acc = df["accuracy"].to_numpy(np.float64)
-        scale = 100.0 if np.nanmax(acc) > 1.0 else 1.0
-        secs = df["train_time_s"].to_numpy(np.float64) if "train_time_s" in df.columns else np.full(len(df), np.nan)
-        self.space, self.dataset, self.max_epochs = space, dataset, int(epochs)
+            raise ValueError(f"unknown dataset {dataset!r} in architecture table {table.source}; "
+                             f"available: {', '.join(known)}")
+        sel = np.flatnonzero(table.datasets == dataset)
+        seeds = table.meta["seed"][sel] if "seed" in table.meta else np.zeros(len(sel))
+        sel = sel[np.lexsort((seeds, np.asarray(table.archs, dtype=object)[sel].astype(str)))]
+        acc = table.accuracy_fraction[sel]
+        secs = table.meta["train_time_s"][sel].astype(np.float64) if "train_time_s" in table.meta else np.full(len(sel), np.nan)
+        self.space, self.dataset, self.max_epochs = table.space, dataset, int(epochs)
         self._rows: dict[str, list[tuple[float, float]]] = {}
-        for a, v, s in zip(df["arch"].astype(str), acc / scale, secs):
-            self._rows.setdefault(a, []).append((float(v), float(s)))
-        # canonical strings, so that lookups by encoding always hit
-        self._rows = {space.to_string(space.from_string(a)): r for a, r in self._rows.items()}
+        idx = self.space.index(table.encodings[sel])
+        names = {int(k): self.space.to_string(table.encodings[sel[j]])
+                 for k, j in zip(*np.unique(idx, return_index=True))}
+        for k, v, s in zip(idx.tolist(), acc.tolist(), secs.tolist()):
+            self._rows.setdefault(names[k], []).append((v, s))
 
     def candidates(self) -> np.ndarray:
         return np.stack([self.space.from_string(a) for a in self._rows])
@@ -193,9 +187,6 @@ class ArchTableEvaluator:
         if rows is None:
             raise KeyError(f"architecture {arch} has no accuracy for {self.dataset!r} in the table")
         acc, secs = rows[seed % len(rows)]
-        if not math.isfinite(acc):
-            return RunResult(arch, "diverged", (), None, None, self.max_epochs, 0.0 if math.isnan(secs) else secs,
-                             time.perf_counter() - t0, "table records a non-finite accuracy")
         wall = time.perf_counter() - t0
         return RunResult(arch, "completed", (), acc, None, self.max_epochs, secs if math.isfinite(secs) else wall, wall)
 
@@ -209,9 +200,25 @@ class TrainingEvaluator:
     def __init__(self, dataset: str, cfg: Any = None, space: CellSpace = nb201, data_dir: str | os.PathLike | None = None):
         from nax import train
 
+        from nax import data
+
+        data.info(dataset)  # unknown name: ValueError listing the bundled datasets
         self.dataset, self.space, self.data_dir = dataset, space, data_dir
         self.cfg = cfg if cfg is not None else train.preset("cpu")
         self.max_epochs = int(self.cfg.epochs)
+        self._splits = None
+
+    def __getstate__(self):
+        # each (Ray) worker loads the arrays itself rather than receiving them
+        return {**self.__dict__, "_splits": None}
+
+    def splits(self):
+        """The dataset's arrays, loaded once per process."""
+        from nax import train
+
+        if self._splits is None:
+            self._splits = train.load_splits(self.dataset, self.cfg, self.data_dir)
+        return self._splits
 
     def candidates(self) -> None:
         return None
@@ -228,8 +235,8 @@ class TrainingEvaluator:
             return bool(stop)
 
         t0 = time.perf_counter()
-        rec = train.train_architecture(enc, self.dataset, self.cfg.replace(seed=int(seed)), callback=callback,
-                                       data_dir=self.data_dir, space=self.space)
+        rec = train.train_architecture(enc, self.splits(), self.cfg.replace(seed=int(seed)), callback=callback,
+                                       space=self.space)
         wall = time.perf_counter() - t0
         curve = tuple(float(m.val_accuracy) for m in rec.curve)
         metrics = tuple({"val_acc": m.val_accuracy, "val_loss": m.val_loss, "train_loss": m.train_loss,

@@ -1,0 +1,80 @@
+"""``nax search``: run, or resume, an architecture search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nax.search import config as config_lib
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="search architectures for a dataset, transferring from earlier datasets",
+        description=(
+            "Search architectures for --dataset: ask the strategy, evaluate (real training, or replaying a "
+            "table with --evaluator table), stop unpromising runs early from the learning-curve prior, and "
+            "journal every event to OUT/journal.jsonl; writes OUT/summary.json, curves.png and progress.png. "
+            "--resume DIR continues a killed search exactly (the run in flight is redone)."
+        ),
+    )
+    p.add_argument("--dataset", help="target dataset (a bundled dataset, or a dataset of --table)")
+    p.add_argument("--strategy", choices=config_lib.STRATEGIES, default="transfer")
+    p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
+                   help="train every architecture fully")
+    p.add_argument("--transfer-from", nargs="+", default=[], metavar="NAME",
+                   help="earlier datasets to transfer from (default: every other dataset of the tables)")
+    b = p.add_mutually_exclusive_group()
+    b.add_argument("--budget-epochs", type=float, help="epochs to spend (default: 20 full runs)")
+    b.add_argument("--budget-minutes", type=float, help="minutes of training to spend")
+    p.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where runs execute (default local; ray: a local or RAY_ADDRESS cluster)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default: search-DATASET-STRATEGY-sSEED)")
+    p.add_argument("--resume", metavar="DIR", help="continue the search journaled in DIR")
+    p.add_argument("--evaluator", choices=config_lib.EVALUATORS, default="train",
+                   help="train for real (default) or replay --table")
+    p.add_argument("--table", nargs="+", default=[], metavar="CSV",
+                   help="curve tables or one architecture table (default: the shipped meta-dataset)")
+    p.add_argument("--batch", type=int, default=1, help="architectures evaluated at once")
+    p.add_argument("--preset", default="cpu", help="training preset of nax train (default cpu)")
+    p.add_argument("--epochs-per-run", type=int, default=200,
+                   help="epochs an architecture-table run is charged (default 200, NAS-Bench-201)")
+    p.add_argument("--population", type=int, default=20, help="evolution: population size")
+    p.add_argument("--sample", type=int, default=5, help="evolution: tournament size")
+    p.set_defaults(func=main)
+
+
+def _config(args) -> config_lib.SearchConfig:
+    return config_lib.SearchConfig(
+        dataset=args.dataset, strategy=args.strategy, early_stop=args.early_stop,
+        transfer_from=tuple(args.transfer_from), budget_epochs=args.budget_epochs,
+        budget_minutes=args.budget_minutes, seed=args.seed, evaluator=args.evaluator, tables=tuple(args.table),
+        batch=args.batch, preset=args.preset, epochs_per_run=args.epochs_per_run, population=args.population,
+        sample=args.sample, executor=args.executor or "local",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.resume:
+        out = args.resume
+        if args.out and args.out != args.resume:
+            raise ValueError("--resume DIR continues the search in DIR; do not give a different --out")
+        if args.dataset is None:
+            # config as journaled; only the executor may change
+            cfg = config_lib.config_of(out)
+            if args.executor:
+                cfg = config_lib.SearchConfig.from_dict({**cfg.to_dict(), "executor": args.executor})
+        else:
+            cfg = _config(args)
+    else:
+        if args.dataset is None:
+            raise ValueError("--dataset is required (or --resume DIR)")
+        cfg = _config(args)
+        out = args.out or f"search-{cfg.dataset}-{cfg.strategy}-s{cfg.seed}"
+    summary = config_lib.execute(cfg, out, resume=bool(args.resume))
+    print(json.dumps({k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent",
+                                              "epochs_saved_by_stopping", "runs")}))
+    print(f"wrote {out}/journal.jsonl, summary.json, curves.png, progress.png")
+    return 0

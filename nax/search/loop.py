@@ -1,0 +1,312 @@
+"""The run loop: ask -> evaluate (with early stopping) -> tell -> journal, until the budget is spent.
+
+Everything random derives from one key: the strategy's asks use ``fold_in(k_ask, batch)``,
+each run's seed ``fold_in(k_seed, run)``, the stopping rule ``fold_in(k_stop, batch)``.
+Resuming replays the journal through the same code: each batch is asked again, runs the
+journal finished are told from the journal instead of evaluated, and the first run
+without a terminal event (the one in flight at the kill) is evaluated afresh. For
+deterministic evaluators (tables) the resumed search is therefore exactly the
+uninterrupted one.
+
+Budget: ``budget_epochs`` counts epochs charged by runs (a stopped run is charged what
+it trained); ``budget_minutes`` counts the seconds runs charge (wall time of training,
+or the training time a table records), summed over parallel workers. The budget is
+checked before each batch is handed out; the runs of the last batch finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from nax.search import journal as journal_lib
+from nax.search.evaluators import Evaluator, RunResult, StopFn
+from nax.search.executors import InProcessExecutor, Task
+from nax.search.strategies import Observation, Strategy
+
+
+class StopRule(NamedTuple):
+    """Early termination as pure functions (the curves rule plugs in through this).
+
+    ``init(key) -> state``; ``update(state, results, key) -> state`` learns from the
+    target's newest runs; ``decide(state, best_so_far, max_epochs) -> should_stop`` gives
+    the (picklable) test a run applies after each epoch: ``should_stop(curve) -> (stop,
+    predicted_final)``. ``best_so_far`` is the best final accuracy of a completed run of
+    this search, None before the first.
+    """
+
+    init: Callable[[jax.Array], Any]
+    update: Callable[[Any, Sequence[RunResult], jax.Array], Any]
+    decide: Callable[[Any, float | None, int], StopFn | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """At most one of epochs (charged epochs) and minutes (charged seconds / 60)."""
+
+    epochs: float | None = None
+    minutes: float | None = None
+
+    def __post_init__(self):
+        if (self.epochs is None) == (self.minutes is None):
+            raise ValueError("give exactly one budget: epochs or minutes")
+        v = self.epochs if self.epochs is not None else self.minutes
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"the budget must be a positive number, got {v!r}")
+
+    def spent(self, epochs: float, seconds: float) -> bool:
+        return epochs >= self.epochs if self.epochs is not None else seconds >= 60.0 * self.minutes
+
+
+@dataclasses.dataclass
+class Run:
+    """One run of the search: its id, batch, seed, encoding and result."""
+
+    run: int
+    batch: int
+    seed: int
+    enc: np.ndarray
+    result: RunResult
+
+
+@dataclasses.dataclass
+class SearchOutcome:
+    runs: list[Run]
+    epochs_spent: int
+    seconds_spent: float
+    max_epochs: int
+    dataset: str
+
+    @property
+    def best(self) -> Run | None:
+        """The completed run with the highest final accuracy (ties: the earliest)."""
+        done = [r for r in self.runs if r.result.status == "completed" and r.result.final is not None]
+        return max(done, key=lambda r: (r.result.final, -r.run)) if done else None
+
+    @property
+    def epochs_saved(self) -> int:
+        """Epochs early stopping saved: full training minus what stopped runs trained."""
+        return int(sum(self.max_epochs - r.result.cost_epochs for r in self.runs if r.result.status == "stopped"))
+
+    def summary(self) -> dict:
+        best = self.best
+        counts = {s: sum(r.result.status == s for r in self.runs) for s in ("completed", "stopped", "diverged", "failed")}
+        return {
+            "dataset": self.dataset,
+            "best_arch": best.result.arch if best else None,
+            "best_accuracy": best.result.final if best else None,
+            "best_run": best.run if best else None,
+            "epochs_spent": self.epochs_spent,
+            "seconds_spent": self.seconds_spent,
+            "epochs_saved_by_stopping": self.epochs_saved,
+            "epochs_per_full_run": self.max_epochs,
+            "runs": len(self.runs),
+            **{f"runs_{k}": v for k, v in counts.items()},
+        }
+
+
+# ---------------------------------------------------------------------------- journal <-> runs
+def _result_event(run: Run, dataset: str) -> dict:
+    r = run.result
+    kind = {"completed": "end", "stopped": "stopped"}.get(r.status, "failed")
+    ev = {"event": kind, "run": run.run, "arch": r.arch, "dataset": dataset, "status": r.status,
+          "epoch": len(r.curve), "metrics": {"val_acc": r.final if r.status == "completed" else (r.curve[-1] if r.curve else None)},
+          "curve": list(r.curve), "final": r.final, "cost_epochs": r.cost_epochs, "cost_s": r.cost_s,
+          "wall_s": r.wall_s}
+    if kind == "stopped":
+        ev["predicted_final"] = r.predicted_final
+    if kind == "failed":
+        ev["error"] = r.error
+    return ev
+
+
+def _result_from_event(ev: dict) -> RunResult:
+    return RunResult(ev["arch"], ev["status"], tuple(float(v) for v in ev["curve"]), ev.get("final"),
+                     ev.get("predicted_final"), int(ev["cost_epochs"]), float(ev["cost_s"]),
+                     float(ev.get("wall_s") or 0.0), ev.get("error"),
+                     tuple({"val_acc": float(v)} for v in ev["curve"]))
+
+
+class Replay(NamedTuple):
+    """What a journal recorded: start events and finished results by run id."""
+
+    starts: dict[int, dict]
+    finished: dict[int, RunResult]
+
+
+def replay_from(events: Sequence[dict]) -> Replay:
+    starts, finished = {}, {}
+    for ev in events:
+        if ev["event"] == "start":
+            starts[ev["run"]] = ev
+        elif ev["event"] in ("end", "stopped", "failed"):
+            finished[ev["run"]] = _result_from_event(ev)
+    return Replay(starts, finished)
+
+
+# ---------------------------------------------------------------------------- the loop
+def _run_seed(key: jax.Array, run: int) -> int:
+    return int(jax.random.randint(jax.random.fold_in(key, run), (), 0, 2**31 - 1))
+
+
+def progress_line(run: Run, max_epochs: int, best: float | None, epochs_spent: int) -> str:
+    """``run  12 |arch| epochs  4/12 acc 0.8123 stopped (pred 0.85)  best 0.9012  spent 140``"""
+    r = run.result
+    if r.status == "completed":
+        what = f"acc {r.final:.4f}"
+    elif r.status == "stopped":
+        pred = "?" if r.predicted_final is None else f"{r.predicted_final:.4f}"
+        what = f"acc {r.curve[-1]:.4f} stopped (pred {pred})"
+    else:
+        what = f"{r.status}: {r.error}"
+    b = "-" if best is None else f"{best:.4f}"
+    return (f"run {run.run:4d} {r.arch} epochs {r.cost_epochs:3d}/{max_epochs} {what}  "
+            f"best {b}  spent {epochs_spent} epochs")
+
+
+def run_search(
+    strategy: Strategy,
+    evaluator: Evaluator,
+    budget: Budget,
+    key: jax.Array,
+    *,
+    executor=None,
+    journal: journal_lib.Journal | None = None,
+    stop_rule: StopRule | None = None,
+    replay: Replay | None = None,
+    on_run: Callable[[Run, float | None, int], None] | None = None,
+) -> SearchOutcome:
+    """Search until ``budget`` is spent; see the module docstring.
+
+    ``journal``: where new events go (already holding the header); ``replay``: runs a
+    journal already holds (resume); ``on_run(run, best_so_far, epochs_spent)`` is called
+    for every run, replayed or new, in order.
+    """
+    executor = executor or InProcessExecutor()
+    replay = replay or Replay({}, {})
+    k_init, k_ask, k_seed, k_stop_init, k_stop = jax.random.split(key, 5)
+    state = strategy.init(k_init, evaluator.space)
+    rule_state = stop_rule.init(k_stop_init) if stop_rule else None
+    runs: list[Run] = []
+    epochs, seconds, best = 0, 0.0, None
+    next_run, batch = 0, 0
+    dataset = evaluator.dataset
+    while not budget.spent(epochs, seconds):
+        encs, state = strategy.ask(state, jax.random.fold_in(k_ask, batch))
+        tasks = []
+        should_stop = stop_rule.decide(rule_state, best, evaluator.max_epochs) if stop_rule else None
+        for enc in encs:
+            tasks.append(Task(next_run, enc, _run_seed(k_seed, next_run), should_stop))
+            next_run += 1
+        for t in tasks:
+            if t.run in replay.starts:
+                was = replay.starts[t.run]["arch"]
+                if was != evaluator.space.to_string(t.enc):
+                    raise ValueError(f"journal run {t.run} evaluated {was} but this search asks for "
+                                     f"{evaluator.space.to_string(t.enc)}: the journal comes from another search")
+        todo = [t for t in tasks if t.run not in replay.finished]
+        if journal is not None:
+            for t in todo:
+                journal.append({"event": "start", "run": t.run, "batch": batch, "arch": evaluator.space.to_string(t.enc),
+                                "dataset": dataset, "seed": t.seed, "time": time.time()})
+        fresh = executor.map(evaluator, todo) if todo else iter(())
+        batch_runs = []
+        for t in tasks:
+            new = t.run not in replay.finished
+            result = next(fresh) if new else replay.finished[t.run]
+            run = Run(t.run, batch, t.seed, np.asarray(t.enc), result)
+            if new and journal is not None:
+                for e, m in enumerate(result.epoch_metrics, start=1):
+                    journal.append({"event": "epoch", "run": t.run, "arch": result.arch, "dataset": dataset,
+                                    "epoch": e, "metrics": dict(m)})
+                journal.append(_result_event(run, dataset))
+            epochs += result.cost_epochs
+            seconds += result.cost_s
+            if result.status == "completed" and result.final is not None and (best is None or result.final > best):
+                best = result.final
+            runs.append(run)
+            batch_runs.append(run)
+            if on_run is not None:
+                on_run(run, best, epochs)
+        state = strategy.tell(state, [Observation(r.enc, r.result.value) for r in batch_runs])
+        if stop_rule is not None:
+            rule_state = stop_rule.update(rule_state, [r.result for r in batch_runs], jax.random.fold_in(k_stop, batch))
+        batch += 1
+    return SearchOutcome(runs, epochs, seconds, evaluator.max_epochs, dataset)
+
+
+# ---------------------------------------------------------------------------- outputs
+def write_outputs(outcome: SearchOutcome, out: str | Path, extra: dict | None = None) -> dict:
+    """``summary.json``, ``curves.png`` and ``progress.png`` in ``out``; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**outcome.summary(), **(extra or {})}
+    (out / "summary.json").write_text(json.dumps(journal_lib._clean(summary), indent=2) + "\n")
+    plot_curves(outcome, out / "curves.png")
+    plot_progress(outcome, out / "progress.png")
+    return summary
+
+
+def plot_curves(outcome: SearchOutcome, path: str | Path) -> None:
+    """Every learning curve; stopped runs in red, ending in an x, with their predicted final value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    has_curves = any(r.result.curve for r in outcome.runs)
+    for r in outcome.runs:
+        res = r.result
+        if res.curve:
+            t = np.arange(1, len(res.curve) + 1)
+            if res.status == "stopped":
+                ax.plot(t, res.curve, color="tab:red", alpha=0.5, lw=0.8)
+                ax.plot(t[-1], res.curve[-1], "x", color="tab:red", ms=4)
+                if res.predicted_final is not None:
+                    ax.plot(outcome.max_epochs, res.predicted_final, "o", mfc="none", color="tab:red", ms=3, alpha=0.5)
+            else:
+                ax.plot(t, res.curve, color="tab:blue" if res.status == "completed" else "k", alpha=0.5, lw=0.8)
+        elif res.final is not None:
+            ax.plot(outcome.max_epochs, res.final, ".", color="tab:blue", alpha=0.4)
+    ax.plot([], [], color="tab:blue", label="completed")
+    ax.plot([], [], color="tab:red", marker="x", label="stopped (o: predicted final)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{outcome.dataset}: {len(outcome.runs)} runs" + ("" if has_curves else " (final accuracies only)"))
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_progress(outcome: SearchOutcome, path: str | Path) -> None:
+    """Best final accuracy of a completed run against epochs spent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs, ys, spent, best = [], [], 0, None
+    for r in outcome.runs:
+        spent += r.result.cost_epochs
+        if r.result.status == "completed" and r.result.final is not None and (best is None or r.result.final > best):
+            best = r.result.final
+        if best is not None:
+            xs.append(spent)
+            ys.append(best)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step(xs, ys, where="post")
+    ax.set_xlabel("epochs spent")
+    ax.set_ylabel("best validation accuracy")
+    ax.set_title(f"{outcome.dataset}: search progress")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
