@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "nax.data_cli",
     "nax.train_cli",
+    "nax.search.cli",
 )
 
 
