@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 import re
 import warnings
@@ -319,18 +320,23 @@ def load_curves(
     raw = np.array([[r[j] for j in value_cols] for r in rows], dtype=str).reshape(len(rows), len(value_cols))
     missing = np.isin(np.char.lower(np.char.strip(raw)), MISSING)
     values = _parse_floats(np.where(missing, "nan", raw), lambda i, k: (
-        f"{where}: line {lines[i]}, column {names[value_cols[k]]!r}: {raw[i, k]!r} is not a number; "
+        f"{where}: line {lines[i]}, column {names[value_cols[k]]!r}: {str(raw[i, k])!r} is not a number; "
         f"value columns take numbers, or an empty cell / NaN for a missing value"
     ))
     if np.isinf(values).any():
         i, k = np.argwhere(np.isinf(values))[0]
         raise ValueError(
-            f"{where}: line {lines[i]}, column {names[value_cols[k]]!r}: {raw[i, k]!r} is not finite; "
+            f"{where}: line {lines[i]}, column {names[value_cols[k]]!r}: {str(raw[i, k])!r} is not finite; "
             f"value columns take finite numbers, or an empty cell / NaN for a missing value"
         )
 
     bad = _bad_rows(~missing)
     drop = bad["empty"] | bad["gap"]
+    if drop.all():
+        raise ValueError(
+            f"{where}: no run has an observed value and no missing value before an observed one "
+            f"(missing values may only end a row)"
+        )
     if drop.any():
         msg = (
             f"{where}: skipped {int(drop.sum())} of {len(rows)} rows: {int(bad['empty'].sum())} with no value, "
@@ -343,8 +349,6 @@ def load_curves(
             raise ValueError(f"on_bad_rows must be 'skip' or 'error', got {on_bad_rows!r}")
         warnings.warn(msg, TableWarning, stacklevel=2)
     keep = ~drop
-    if not keep.any():
-        raise ValueError(f"{where}: no run has an observed value")
     values = values[keep]
     kept_lines = np.asarray(lines)[keep]
 
@@ -359,7 +363,7 @@ def load_curves(
             )
             raise ValueError(
                 f"{where}: {int(outside.sum())} values outside [0, 1], first at line {kept_lines[i]}, "
-                f"column {prefix}{epochs[k]}: {values[i, k]!r}. Accuracies must be fractions in [0, 1]; "
+                f"column {prefix}{epochs[k]}: {float(values[i, k])!r}. Accuracies must be fractions in [0, 1]; "
                 f"for losses or perplexities pass --minimize (minimize=True).{hint}"
             )
 
@@ -577,12 +581,15 @@ def load_archs(
         raise ValueError(f"aggregate must be None or 'mean', got {aggregate!r}")
     if unit not in ("auto", *_UNIT_MAX):
         raise ValueError(f"unit must be 'auto', 'fraction' or 'percent', got {unit!r}")
+    data = path.read_bytes()
     try:
-        df = pd.read_csv(path, dtype={"arch": str, "dataset": str}, encoding="utf-8-sig")
+        df = pd.read_csv(io.BytesIO(data), dtype={"arch": str, "dataset": str}, encoding="utf-8-sig", index_col=False)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{where}: empty file; expected a header {','.join(_ARCH_REQUIRED)}[,seed,...]") from None
     except pd.errors.ParserError as e:
         raise ValueError(f"{where}: ragged rows: {str(e).strip()}; every row needs one field per header column") from None
+    # pandas pads short rows and (with index_col=False) truncates long ones: check field counts ourselves
+    row_lines = _data_row_lines(data, len(df.columns), where)
     df.columns = [str(c).strip() for c in df.columns]
     _check_unique_names(list(df.columns), where)
     absent = [c for c in _ARCH_REQUIRED if c not in df.columns]
@@ -590,13 +597,17 @@ def load_archs(
         raise ValueError(f"{where}: missing column(s) {absent}; an architecture table needs {list(_ARCH_REQUIRED)}, found {list(df.columns)}")
     if len(df) == 0:
         raise ValueError(f"{where}: no data rows below the header")
-    line = lambda i: int(i) + 2  # noqa: E731 — data row i is on line i+2 when the file has no blank lines
+    line = lambda i: int(row_lines[int(i)])  # noqa: E731
 
+    # factorize first so that stripping and parsing touch each distinct string once
+    text = {}
     for col in ("arch", "dataset"):
-        text = df[col].fillna("").str.strip()
-        if (text == "").any():
-            raise ValueError(f"{where}: line {line(np.flatnonzero(text == '')[0])}: empty {col!r}")
-        df[col] = text
+        codes, uniq = pd.factorize(df[col], sort=False)
+        uniq = np.array([u.strip() for u in uniq], dtype=object)
+        empty = (codes < 0) | (uniq[codes] == "") if len(uniq) else codes < 0
+        if empty.any():
+            raise ValueError(f"{where}: line {line(np.flatnonzero(empty)[0])}: empty {col!r}")
+        text[col] = (codes, uniq)
 
     acc = _numeric_column(df["accuracy"], where, "accuracy", line)
     nan = np.isnan(acc)
@@ -606,13 +617,13 @@ def load_archs(
         raise ValueError(f"{where}: no row has an accuracy")
     if nan.any():
         warnings.warn(
-            f"{where}: skipped {int(nan.sum())} of {len(df)} rows with a missing accuracy; lines {_some(line(np.flatnonzero(nan)))}",
+            f"{where}: skipped {int(nan.sum())} of {len(df)} rows with a missing accuracy; lines {_some(row_lines[nan])}",
             TableWarning,
             stacklevel=2,
         )
         df = df[~nan].reset_index(drop=True)
-        kept = np.flatnonzero(~nan)
-        line = lambda i, _kept=kept: int(_kept[int(i)]) + 2  # noqa: E731
+        text = {col: (codes[~nan], uniq) for col, (codes, uniq) in text.items()}
+        row_lines = row_lines[~nan]
         acc = acc[~nan]
     if unit == "auto":
         unit = "percent" if acc.max() > 1.0 else "fraction"
@@ -621,15 +632,17 @@ def load_archs(
     if outside.any():
         i = np.flatnonzero(outside)[0]
         raise ValueError(
-            f"{where}: {int(outside.sum())} accuracies outside [0, {top:g}] ({unit}), first at line {line(i)}: {acc[i]!r}; "
+            f"{where}: {int(outside.sum())} accuracies outside [0, {top:g}] ({unit}), first at line {line(i)}: {float(acc[i])!r}; "
             f"accuracies are fractions in [0, 1] or percentages in [0, 100]"
         )
 
-    codes, uniq = pd.factorize(df["arch"], sort=False)
-    uniq_enc = _parse_archs(space, np.asarray(uniq, dtype=object), codes, where, line)
-    enc_key = _encoding_keys(space, uniq_enc)[codes]
+    arch_codes, arch_uniq = text["arch"]
+    ds_codes, ds_uniq = text["dataset"]
+    uniq_enc = _parse_archs(space, arch_uniq, arch_codes, where, line)
+    enc_key = _encoding_keys(space, uniq_enc)[arch_codes]
+    datasets = ds_uniq.astype(str)[ds_codes]
 
-    key = pd.DataFrame({"arch": enc_key, "dataset": df["dataset"].to_numpy()})
+    key = pd.DataFrame({"arch": enc_key, "dataset": datasets})
     has_seed = "seed" in df.columns
     if has_seed:
         key["seed"] = df["seed"].to_numpy()
@@ -639,16 +652,15 @@ def load_archs(
         what = "(arch, dataset, seed)" if has_seed else "(arch, dataset)"
         raise ValueError(
             f"{where}: {int(dup.sum())} rows repeat an {what}, e.g. lines {line(first[0])} and {line(first[1])} "
-            f"({df['arch'].iloc[first[0]]}, {df['dataset'].iloc[first[0]]}); "
+            f"({arch_uniq[arch_codes[first[0]]]}, {datasets[first[0]]}); "
             + ("each seed of an (arch, dataset) may appear once" if has_seed
                else "add a 'seed' column to keep repeated runs of an architecture")
         )
 
     meta_cols = [c for c in df.columns if c not in _ARCH_REQUIRED]
     meta = {c: _pandas_column(df[c]) for c in meta_cols}
-    encodings = uniq_enc[codes]
-    archs = np.asarray(uniq, dtype=object)[codes].tolist()
-    datasets = df["dataset"].to_numpy(dtype=str)
+    encodings = uniq_enc[arch_codes]
+    archs = arch_uniq[arch_codes].tolist()
     if aggregate == "mean":
         archs, encodings, datasets, acc, meta = _aggregate_mean(archs, encodings, enc_key, datasets, acc, meta)
     return ArchTable(archs, encodings, datasets, acc, meta, unit, space, where)
@@ -685,6 +697,37 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
             rows.append(row)
             lines.append(reader.line_num)
     return header, rows, lines
+
+
+def _data_row_lines(data: bytes, n_fields: int, where: str) -> np.ndarray:
+    """1-based line numbers of the data rows (blank lines skipped); ValueError on a ragged row."""
+    if b'"' in data:  # quoted fields may hold commas and newlines: let the csv module count
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        counts, lines = [], []
+        for row in reader:
+            if row:
+                counts.append(len(row))
+                lines.append(reader.line_num)
+        counts, lines = np.array(counts), np.array(lines)
+    else:
+        buf = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(buf == ord("\n"))
+        if len(buf) and buf[-1] != ord("\n"):
+            ends = np.append(ends, len(buf))
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        stripped_ends = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == ord("\r")))
+        commas = np.searchsorted(np.flatnonzero(buf == ord(",")), np.stack([starts, ends]))
+        nonblank = stripped_ends > starts
+        counts = (commas[1] - commas[0] + 1)[nonblank]
+        lines = (np.arange(len(starts)) + 1)[nonblank]
+    bad = np.flatnonzero(counts[1:] != n_fields)
+    if bad.size:
+        i = bad[0] + 1
+        raise ValueError(
+            f"{where}: ragged rows: line {lines[i]} has {counts[i]} fields, the header has {n_fields}; "
+            f"every row needs one field per header column ({bad.size} such rows)"
+        )
+    return lines[1:]
 
 
 def _epoch_of(name: str, prefix: str) -> int | None:
@@ -800,7 +843,7 @@ def _numeric_column(col: pd.Series, where: str, name: str, line) -> np.ndarray:
     if bad.any():
         i = np.flatnonzero(bad)[0]
         raise ValueError(
-            f"{where}: line {line(i)}, column {name!r}: {col.iloc[i]!r} is not a number; "
+            f"{where}: line {line(i)}, column {name!r}: {str(col.iloc[i])!r} is not a number; "
             f"{name} takes numbers, or an empty cell for a failed run"
         )
     return num
@@ -858,7 +901,7 @@ def _parse_archs(space, uniq: np.ndarray, codes: np.ndarray, where: str, line) -
     index = np.empty(len(names), np.int32)
     for k, op in enumerate(names):
         try:
-            index[k] = space.op_index(op)
+            index[k] = space.op_index(str(op))
         except ValueError as e:
             u = int(np.flatnonzero((ops == op).any(axis=1))[0])
             raise fail(u, e) from None
