@@ -83,7 +83,9 @@ def _builder_class(name: str, image_shape: tuple[int, int, int], num_classes: in
                 description=description,
                 features=tfds.features.FeaturesDict(
                     {
-                        "image": tfds.features.Tensor(shape=image_shape, dtype=np.uint8),
+                        "image": tfds.features.Tensor(
+                            shape=image_shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                        ),
                         "label": tfds.features.ClassLabel(num_classes=num_classes),
                         "source_index": tfds.features.Scalar(dtype=np.int64),
                     }
