@@ -582,14 +582,11 @@ def load_archs(
     if unit not in ("auto", *_UNIT_MAX):
         raise ValueError(f"unit must be 'auto', 'fraction' or 'percent', got {unit!r}")
     data = path.read_bytes()
-    try:
-        df = pd.read_csv(io.BytesIO(data), dtype={"arch": str, "dataset": str}, encoding="utf-8-sig", index_col=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{where}: empty file; expected a header {','.join(_ARCH_REQUIRED)}[,seed,...]") from None
-    except pd.errors.ParserError as e:
-        raise ValueError(f"{where}: ragged rows: {str(e).strip()}; every row needs one field per header column") from None
-    # pandas pads short rows and (with index_col=False) truncates long ones: check field counts ourselves
-    row_lines = _data_row_lines(data, len(df.columns), where)
+    # pandas pads short rows and may turn a longer row's first field into an index: count fields first
+    row_lines = _data_row_lines(data, where)
+    if row_lines is None:
+        raise ValueError(f"{where}: empty file; expected a header {','.join(_ARCH_REQUIRED)}[,seed,...]")
+    df = pd.read_csv(io.BytesIO(data), dtype={"arch": str, "dataset": str}, encoding="utf-8-sig", index_col=False)
     df.columns = [str(c).strip() for c in df.columns]
     _check_unique_names(list(df.columns), where)
     absent = [c for c in _ARCH_REQUIRED if c not in df.columns]
@@ -699,8 +696,13 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     return header, rows, lines
 
 
-def _data_row_lines(data: bytes, n_fields: int, where: str) -> np.ndarray:
-    """1-based line numbers of the data rows (blank lines skipped); ValueError on a ragged row."""
+def _data_row_lines(data: bytes, where: str) -> np.ndarray | None:
+    """1-based line numbers of the data rows (blank lines skipped), None for a file without a header.
+
+    Raises ValueError when a row's field count differs from the header's.
+    """
+    if not data.strip():
+        return None
     if b'"' in data:  # quoted fields may hold commas and newlines: let the csv module count
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
         counts, lines = [], []
@@ -720,6 +722,9 @@ def _data_row_lines(data: bytes, n_fields: int, where: str) -> np.ndarray:
         nonblank = stripped_ends > starts
         counts = (commas[1] - commas[0] + 1)[nonblank]
         lines = (np.arange(len(starts)) + 1)[nonblank]
+    if len(counts) == 0:
+        return None
+    n_fields = counts[0]
     bad = np.flatnonzero(counts[1:] != n_fields)
     if bad.size:
         i = bad[0] + 1

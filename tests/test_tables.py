@@ -204,7 +204,7 @@ def test_epoch_columns_are_sorted_and_missing_spellings(tmp_path):
 def test_arch_round_trip_fraction(tmp_path):
     enc = space.nb201.sample(__import__("jax").random.key(0), 5)
     at = tables.ArchTable.from_encodings(
-        enc, "digits", [0.5, 0.25, 1.0, 0.0, 1 / 3], meta={"seed": np.arange(5), "note": np.array(list("abcde"))}
+        enc, "digits", [0.5, 0.25, 1.0, 0.0, 1 / 3], meta={"seed": np.arange(5), "note": np.array(["a", "b,c", 'd"', "e", "f"])}
     )
     assert at.unit == "fraction" and at.archs[0] == space.nb201.to_string(enc[0])
     tables.save_archs(at, tmp_path / "a.csv")
@@ -311,6 +311,9 @@ ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|
         (f"arch,dataset,accuracy\n{ARCH},c10,-0.1\n", r"outside \[0, 1\] \(fraction\)"),
         (f"arch,dataset,accuracy\n{ARCH},c10,0.5,7\n", r"ragged rows.*line 2"),
         (f"arch,dataset,accuracy\n{ARCH},,0.5\n", r"line 2: empty 'dataset'"),
+        (f"arch,dataset,accuracy\n\n{ARCH},c10,0.5\n\n{ARCH},c10,bad\n", r"line 5, column 'accuracy'"),
+        (f'arch,dataset,accuracy,note\n{ARCH},c10,0.5,"a,b"\n{ARCH},c10,0.5\n', r"ragged rows: line 3 has 3 fields, the header has 4"),
+        (f"arch,dataset,accuracy\n{ARCH},c10\n", r"ragged rows: line 2 has 2 fields, the header has 3"),
     ],
 )
 def test_bad_arch_tables(tmp_path, text, match):
@@ -327,7 +330,8 @@ def test_arch_nan_accuracy_skipped_and_units(tmp_path):
         at = tables.load_archs(path)
     assert at.n == 1 and at.unit == "fraction"
     np.testing.assert_array_equal(at.encodings, [[3, 0, 1, 4, 2, 0]])
-    pct = tables.load_archs(path, unit="percent")
+    with pytest.warns(tables.TableWarning):
+        pct = tables.load_archs(path, unit="percent")
     assert pct.accuracy_fraction.tolist() == [0.005]
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         tables.load_archs(write(tmp_path / "p.csv", f"arch,dataset,accuracy\n{ARCH},c10,55\n"), unit="fraction")
