@@ -586,7 +586,7 @@ def load_archs(
     row_lines = _data_row_lines(data, where)
     if row_lines is None:
         raise ValueError(f"{where}: empty file; expected a header {','.join(_ARCH_REQUIRED)}[,seed,...]")
-    df = pd.read_csv(io.BytesIO(data), dtype={"arch": str, "dataset": str}, encoding="utf-8-sig", index_col=False)
+    df = pd.read_csv(io.BytesIO(data), dtype={"arch": object, "dataset": object}, encoding="utf-8-sig", index_col=False)
     df.columns = [str(c).strip() for c in df.columns]
     _check_unique_names(list(df.columns), where)
     absent = [c for c in _ARCH_REQUIRED if c not in df.columns]
@@ -893,24 +893,24 @@ def _parse_archs(space, uniq: np.ndarray, codes: np.ndarray, where: str, line) -
             except ValueError as e:
                 raise fail(u, e) from None
         return out
-    ops = pd.Series(uniq, dtype=object).str.extract("^" + pattern.pattern + "$").to_numpy(dtype=object)
-    unmatched = pd.isna(ops).any(axis=1)
-    if unmatched.any():
-        u = int(np.flatnonzero(unmatched)[0])
-        try:
-            space.from_string(uniq[u])
-        except ValueError as e:
-            raise fail(u, e) from None
-        raise fail(u, ValueError(f"malformed {space.name} string {uniq[u]!r}"))
-    names, inverse = np.unique(ops.astype(str), return_inverse=True)
+    matches = [pattern.fullmatch(u) for u in uniq]
+    for u, m in enumerate(matches):
+        if m is None:
+            try:
+                space.from_string(uniq[u])
+            except ValueError as e:
+                raise fail(u, e) from None
+            raise fail(u, ValueError(f"malformed {space.name} string {uniq[u]!r}"))
+    op_codes, names = pd.factorize(np.array([g for m in matches for g in m.groups()], dtype=object))
+    op_codes = op_codes.reshape(len(uniq), space.num_edges)
     index = np.empty(len(names), np.int32)
     for k, op in enumerate(names):
         try:
             index[k] = space.op_index(str(op))
         except ValueError as e:
-            u = int(np.flatnonzero((ops == op).any(axis=1))[0])
+            u = int(np.flatnonzero((op_codes == k).any(axis=1))[0])
             raise fail(u, e) from None
-    return index[inverse.reshape(ops.shape)]
+    return index[op_codes]
 
 
 def _encoding_keys(space, enc: np.ndarray) -> np.ndarray:
