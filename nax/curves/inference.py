@@ -1,0 +1,118 @@
+"""One inference routine for the three curve models: SVI (fast path) or NUTS.
+
+Both return latent samples with a leading sample axis and a diagnostics dict. NUTS fits
+record R-hat and effective sample size (``numpyro.diagnostics.summary``) and divergences;
+SVI fits record the final ELBO and the number of non-finite steps. Failures are reported
+in ``diagnostics["ok"]`` / ``diagnostics["problems"]``, never raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import optax
+from numpyro.diagnostics import summary
+from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+
+from nax.curves import models
+
+#: a NUTS fit counts as converged when every latent has R-hat below this and ESS above the next
+RHAT_MAX = 1.1
+ESS_MIN = 50.0
+
+
+@dataclasses.dataclass
+class Fit:
+    """Result of :func:`fit`: ``latents`` maps site name -> array [S, ...]."""
+
+    model: str
+    method: str
+    latents: dict
+    diagnostics: dict
+    seconds: float
+
+
+def _optimizer(lr: float, num_steps: int):
+    schedule = optax.cosine_decay_schedule(lr, num_steps, alpha=0.1)
+    return numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
+
+
+def fit(
+    model: str,
+    args: tuple,
+    kwargs: dict,
+    *,
+    method: str = "svi",
+    seed: int = 0,
+    num_steps: int = 1500,
+    lr: float = 0.03,
+    num_samples: int = 400,
+    num_warmup: int = 400,
+    num_chains: int = 2,
+) -> Fit:
+    """Fit ``models.MODELS[model](*args, **kwargs)`` by ``method`` ("svi" or "nuts").
+
+    SVI: ``num_steps`` Adam steps (cosine-decayed from ``lr``) on the ELBO with the model's
+    structured guide, then ``num_samples`` draws from the guide. NUTS: ``num_chains``
+    vectorised chains of ``num_warmup`` + ``num_samples`` iterations; samples of all
+    chains are pooled.
+    """
+    key = jax.random.key(seed)
+    fn = models.MODELS[model]
+    start = time.perf_counter()
+    if method == "svi":
+        guide = models.GUIDES[model]
+        svi = SVI(fn, guide, _optimizer(lr, num_steps), Trace_ELBO())
+        k_fit, k_draw = jax.random.split(key)
+        res = svi.run(k_fit, num_steps, *args, progress_bar=False, stable_update=True, **kwargs)
+        losses = np.asarray(res.losses)
+        latents = Predictive(guide, params=res.params, num_samples=num_samples)(k_draw, *args, **kwargs)
+        latents = {k: v for k, v in latents.items() if k != "y"}
+        finite = np.isfinite(losses)
+        tail = losses[-max(1, num_steps // 10) :]
+        diag = {
+            "final_loss": float(np.mean(tail)) if np.isfinite(tail).all() else None,
+            "nonfinite_steps": int((~finite).sum()),
+        }
+        problems = []
+        if not finite.all():
+            problems.append(f"{int((~finite).sum())} non-finite ELBO steps (skipped)")
+        if not all(np.isfinite(np.asarray(v)).all() for v in latents.values()):
+            problems.append("non-finite posterior draws")
+    elif method == "nuts":
+        kernel = NUTS(fn, target_accept_prob=0.9, max_tree_depth=8, init_strategy=init_to_median(num_samples=15))
+        mcmc = MCMC(
+            kernel,
+            num_warmup=num_warmup,
+            num_samples=num_samples // num_chains,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        )
+        mcmc.run(key, *args, extra_fields=("diverging",), **kwargs)
+        grouped = mcmc.get_samples(group_by_chain=True)
+        divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+        stats = summary({k: np.asarray(v) for k, v in grouped.items()}, group_by_chain=True)
+        r_hat = max(float(np.nanmax(s["r_hat"])) for s in stats.values())
+        ess = min(float(np.nanmin(s["n_eff"])) for s in stats.values())
+        latents = {k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
+        diag = {"r_hat_max": r_hat, "ess_min": ess, "divergences": divergences, "num_chains": num_chains}
+        problems = []
+        if not np.isfinite(r_hat) or r_hat > RHAT_MAX or ess < ESS_MIN:
+            problems.append(f"not converged: max R-hat {r_hat:.3f}, min ESS {ess:.0f}")
+        if divergences:
+            problems.append(f"{divergences} divergent transitions")
+        if not all(np.isfinite(np.asarray(v)).all() for v in latents.values()):
+            problems.append("non-finite posterior draws")
+    else:
+        raise ValueError(f"unknown inference method {method!r}; use 'svi' or 'nuts'")
+    latents = jax.tree.map(jnp.asarray, latents)
+    jax.block_until_ready(latents)
+    diag["ok"] = not problems
+    diag["problems"] = problems
+    return Fit(model=model, method=method, latents=latents, diagnostics=diag, seconds=time.perf_counter() - start)

@@ -1,0 +1,160 @@
+"""Posterior-predictive extrapolation of a batch of partial curves.
+
+:func:`predict` fits the ``transfer`` model (or ``no_transfer`` when ``prior`` is None)
+jointly on the query curves and any ``context`` curves of the same target dataset, with
+masking for curves of different observed lengths, and returns a :class:`Prediction`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from nax.curves import basis, inference, models
+from nax.curves.observations import from_model_scale, prepare, to_model_scale
+from nax.curves.prior import CurvePrior
+
+
+@dataclasses.dataclass
+class Prediction:
+    """Posterior predictive of ``N`` curves.
+
+    ``z``: [S, N, D] posterior draws of each curve's parameters; ``horizon``: int [N]
+    epochs of full training; values are in table units (accuracy fraction, or the loss
+    when ``minimize``). ``samples`` [S, N] are draws of the value observed at the horizon
+    (observation noise included). ``diagnostics`` says whether inference succeeded.
+    """
+
+    z: jax.Array
+    horizon: np.ndarray
+    families: tuple[str, ...]
+    minimize: bool
+    seed: int
+    model: str
+    method: str
+    diagnostics: dict
+    seconds: float
+    samples: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.samples = self.predict_at(self.horizon[:, None])[..., 0]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.diagnostics.get("ok", False))
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Posterior-predictive mean of the final value, [N]."""
+        return self.samples.mean(0)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Posterior-predictive standard deviation of the final value, [N]."""
+        return self.samples.std(0)
+
+    def quantile(self, q) -> np.ndarray:
+        """Quantiles ``q`` (scalar or [Q]) of the final value: [N] or [Q, N]."""
+        return np.quantile(self.samples, q, axis=0)
+
+    def predict_at(self, epochs) -> np.ndarray:
+        """Predictive draws [S, N, K] of the observed value at ``epochs`` (int [K] or [N, K])."""
+        epochs = np.asarray(epochs, np.float32)
+        epochs = np.broadcast_to(epochs, (len(self.horizon),) + epochs.shape[-1:])
+        t = jnp.asarray(epochs / self.horizon[:, None], jnp.float32)
+        key = jax.random.fold_in(jax.random.key(self.seed), 1)
+        y = np.asarray(_sample_at(key, self.z, t, self.families), np.float64)
+        return from_model_scale(np.clip(y, 1e-12, None) if self.minimize else y, self.minimize)
+
+    def log_density(self, final_values) -> np.ndarray:
+        """Log predictive density of observed final values [N] (table units) -> [N]."""
+        v = np.asarray(final_values, np.float64)
+        y = to_model_scale(v, self.minimize)
+        t = jnp.ones((len(self.horizon), 1), jnp.float32)
+        ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[..., 0]
+        lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
+        return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
+
+
+_sample_at = jax.jit(models.sample_at, static_argnums=3)
+_log_lik = jax.jit(models.log_likelihood, static_argnums=3)
+
+
+def predict(
+    prior: CurvePrior | None,
+    values,
+    mask=None,
+    horizon=None,
+    *,
+    context=None,
+    context_horizon=None,
+    epochs=None,
+    minimize: bool | None = None,
+    method: str = "svi",
+    num_samples: int = 400,
+    num_steps: int = 1000,
+    num_warmup: int = 400,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> Prediction:
+    """Predict where ``N`` partially observed runs of one target dataset will end.
+
+    ``values``: [N, T] observed values (NaN/masked where unobserved; epochs 1..T unless
+    ``epochs`` [T] is given); ``mask``: bool [N, T] (default: finite values);
+    ``horizon``: epochs of full training, int or int [N] (default: last column epoch).
+    ``context``: [M, Tc] other curves of the target dataset (complete or partial, NaN
+    padded, epochs 1..Tc, horizon ``context_horizon`` defaulting to ``horizon``) that
+    inform the dataset's level jointly. ``prior=None`` fits ``no_transfer`` instead.
+    ``method``: "svi" (fast) or "nuts". Inference problems are in ``diagnostics``.
+    """
+    if minimize is None:
+        minimize = prior.minimize if prior is not None else False
+    query = prepare(values, mask, epochs=epochs, horizon=horizon, minimize=minimize)
+    y, m, t = query.y, query.mask, query.t
+    if context is not None and np.size(context):
+        if context_horizon is None:
+            context_horizon = int(query.horizon.max())
+        ctx = prepare(context, None, horizon=context_horizon, minimize=minimize)
+        width = max(y.shape[1], ctx.y.shape[1])
+        pad = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)  # noqa: E731
+        y = np.concatenate([pad(y, width), pad(ctx.y, width)])
+        m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
+        t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
+    n = query.num_curves
+    families = prior.families if prior is not None else basis.DEFAULT_FAMILIES
+    data = (jnp.asarray(y), jnp.asarray(m), jnp.asarray(t))
+    model = "no_transfer" if prior is None else "transfer"
+    args = data if prior is None else data + (prior.model_prior(),)
+    result = inference.fit(
+        model,
+        args,
+        {"families": families},
+        method=method,
+        seed=seed,
+        num_steps=num_steps,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        lr=lr,
+    )
+    z = models.curve_params(model, result.latents, prior=None if prior is None else prior.model_prior())[:, :n]
+    if not bool(jnp.isfinite(z).all()):
+        # report, never crash: non-finite draws are dropped; with none left the caller sees ok=False
+        finite = np.asarray(jnp.isfinite(z).all(axis=(1, 2)))
+        result.diagnostics["ok"] = False
+        result.diagnostics["problems"].append(f"{int((~finite).sum())} non-finite draws dropped")
+        z = z[finite] if finite.any() else jnp.zeros((1,) + z.shape[1:])
+    return Prediction(
+        z=z,
+        horizon=query.horizon,
+        families=families,
+        minimize=minimize,
+        seed=seed,
+        model=model,
+        method=method,
+        diagnostics=result.diagnostics,
+        seconds=result.seconds,
+    )
