@@ -138,6 +138,18 @@ def test_no_tensorflow_on_the_data_path(root):
 
 
 # ------------------------------------------------------------------ limit and batches
+def test_stratified_split_sizes_and_proportions():
+    labels = np.repeat([2, 0, 1], [60, 30, 10])
+    parts = data.stratified_split(labels, [50, 30, 20], seed=7)
+    # classes 0, 1, 2 hold 30, 10, 60 examples: each part gets exactly its share
+    assert [np.bincount(labels[p], minlength=3).tolist() for p in parts] == [[15, 5, 30], [9, 3, 18], [6, 2, 12]]
+    assert len(np.unique(np.concatenate(parts))) == 100
+    again = data.stratified_split(labels, [50, 30, 20], seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    with pytest.raises(ValueError, match="do not fit"):
+        data.stratified_split(labels, [90, 20], seed=0)
+
+
 def test_limit_is_a_stratified_seeded_subset(root):
     full = data.load("animal_mnist", "train", data_dir=root)
     a = data.load("animal_mnist", "train", data_dir=root, limit=500, seed=3)

@@ -116,7 +116,8 @@ def batches(
         idx = order[start : start + batch_size]
         x = arrays.images_NHWC[idx].astype(np.float32)
         if mode == "resize":
-            x = np.einsum("oh,nhwc,pw->nopc", rows, x, cols, optimize=True)
+            # two batched matmuls; an einsum over all four axes is ~50x slower
+            x = np.ascontiguousarray((rows @ x.transpose(0, 3, 1, 2) @ cols.T).transpose(0, 2, 3, 1))
         x -= mean
         x *= inv_std
         if mode == "pad":

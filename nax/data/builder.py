@@ -153,13 +153,14 @@ def build(
     tfds = _tfds()
     vdir = version_dir(name, root)
     with _lock(root, name):
-        if force and vdir.exists():
-            shutil.rmtree(vdir)
-        if (vdir / "dataset_info.json").is_file():
+        if not force and (vdir / "dataset_info.json").is_file():
             return vdir
-        if vdir.exists():
+        if not force and vdir.exists():
             raise corrupt(name, vdir, "it exists but holds no dataset_info.json (an interrupted build?)")
+        # read the source before deleting anything: a missing source must not cost a good copy
         parts = split_arrays(name, sources.read_source(name, root), sizes)
+        if vdir.exists():
+            shutil.rmtree(vdir)
         cls = _builder_class(name, image_shape, num_classes, description)
         builder = cls(parts=parts, data_dir=str(root), file_format="array_record")
         with _quiet_tfds():
