@@ -262,7 +262,7 @@ def load_curves(
     path: str | os.PathLike,
     *,
     prefix: str = "acc_",
-    dataset_column: str = "training_dataset",
+    dataset_column: str | None = "training_dataset",
     minimize: bool = False,
     include_epoch0: bool = False,
     on_bad_rows: Literal["skip", "error"] = "skip",
@@ -273,8 +273,8 @@ def load_curves(
       path: the CSV file.
       prefix: value columns are named ``<prefix><epoch>`` (epoch a non-negative integer);
         other columns starting with the prefix (``acc_best``) are metadata.
-      dataset_column: the column naming each run's dataset; a file without it is one
-        dataset named after the file (its stem).
+      dataset_column: the column naming each run's dataset; a file without it (or
+        ``None``) is one dataset named after the file (its stem).
       minimize: values are losses (any finite number) rather than accuracies in [0, 1].
       include_epoch0: keep the ``<prefix>0`` column (the untrained network), ignored by
         default.
@@ -368,7 +368,7 @@ def load_curves(
             )
 
     rows_kept = [r for r, k in zip(rows, keep) if k]
-    if dataset_column in names:
+    if dataset_column is not None and dataset_column in names:
         j = names.index(dataset_column)
         datasets = np.array([r[j].strip() for r in rows_kept], dtype=str)
         if (datasets == "").any():
@@ -380,7 +380,7 @@ def load_curves(
         datasets = np.full(len(rows_kept), path.stem)
 
     skip = set(value_cols) | {j for j, n in enumerate(names) if _epoch_of(n, prefix) is not None}
-    if dataset_column in names:
+    if dataset_column is not None and dataset_column in names:
         skip.add(names.index(dataset_column))
     meta = {names[j]: _infer_column([r[j] for r in rows_kept]) for j in range(len(names)) if j not in skip}
     return CurveTable(values, ~np.isnan(values), epochs, datasets, meta, minimize, where)
@@ -551,7 +551,7 @@ _ARCH_REQUIRED = ("arch", "dataset", "accuracy")
 def load_archs(
     path: str | os.PathLike,
     *,
-    space: space_lib.CellSpace = space_lib.nb201,
+    space: space_lib.CellSpace | str = space_lib.nb201,
     aggregate: Literal["mean"] | None = None,
     unit: Literal["auto", "fraction", "percent"] = "auto",
 ) -> ArchTable:
@@ -559,7 +559,7 @@ def load_archs(
 
     Args:
       path: the CSV file.
-      space: the search space whose string form ``arch`` uses.
+      space: the search space (or its name) whose string form ``arch`` uses.
       aggregate: None keeps one row per line; ``"mean"`` averages the rows of each
         (arch, dataset) — accuracy and numeric columns; ``seed`` is dropped and
         ``n_seeds`` counts the rows averaged.
@@ -575,6 +575,8 @@ def load_archs(
     """
     path = Path(path)
     where = str(path)
+    if isinstance(space, str):
+        space = space_lib.get(space)
     if not path.is_file():
         raise FileNotFoundError(f"architecture table {where} not found")
     if aggregate not in (None, "mean"):

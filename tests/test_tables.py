@@ -110,7 +110,7 @@ def test_baker_concat_pads_and_splits():
 
 @needs_shared
 def test_nb201_loads_exactly():
-    at = tables.load_archs(NB201)
+    at = tables.load_archs(NB201, space="nb201")
     rows = csv_rows(NB201)
     assert at.n == len(rows) == 15_625 * 2 * 3 + 8_169 * 3
     assert at.unit == "percent" and at.space is space.nb201
@@ -199,6 +199,16 @@ def test_epoch_columns_are_sorted_and_missing_spellings(tmp_path):
     np.testing.assert_array_equal(ct.values, [[0.1, 0.5, 0.9], [0.2, np.nan, np.nan], [0.3, np.nan, np.nan]])
     assert list(ct.meta) == ["name", "acc_best"] and ct.meta["acc_best"].tolist() == ["0.9", "0.2", "x"]
     assert ct.datasets.tolist() == ["t", "t", "t"]
+
+
+def test_crlf_bom_whitespace_and_dataset_column_none(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_bytes("\ufefftraining_dataset, acc_1 ,acc_2\r\nsvhn, 0.25 ,0.5\r\n\r\ncifar, 0.125,\r\n".encode())
+    ct = tables.load_curves(path)
+    assert ct.datasets.tolist() == ["svhn", "cifar"] and ct.meta == {}
+    np.testing.assert_array_equal(ct.values, [[0.25, 0.5], [0.125, np.nan]])
+    alone = tables.load_curves(path, dataset_column=None)
+    assert alone.datasets.tolist() == ["runs", "runs"] and alone.meta["training_dataset"].tolist() == ["svhn", "cifar"]
 
 
 def test_arch_round_trip_fraction(tmp_path):
@@ -321,6 +331,13 @@ def test_bad_arch_tables(tmp_path, text, match):
     with pytest.raises(ValueError, match=match) as err:
         tables.load_archs(path)
     assert str(path) in str(err.value)
+
+
+def test_arch_table_crlf_bom_and_whitespace(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(f"\ufeffarch, dataset ,accuracy\r\n {ARCH} ,c10 ,0.5\r\n\r\n{ARCH},c100,0.25\r\n".encode())
+    at = tables.load_archs(path)
+    assert at.archs == [ARCH, ARCH] and at.datasets.tolist() == ["c10", "c100"] and at.accuracy.tolist() == [0.5, 0.25]
 
 
 def test_arch_nan_accuracy_skipped_and_units(tmp_path):
