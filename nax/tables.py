@@ -288,6 +288,8 @@ def load_curves(
       FileNotFoundError: no such file.
       ValueError: malformed table; the message names the file, line and column.
     """
+    if on_bad_rows not in ("skip", "error"):
+        raise ValueError(f"on_bad_rows must be 'skip' or 'error', got {on_bad_rows!r}")
     path = Path(path)
     where = str(path)
     header, rows, lines = _read_csv_rows(path)
@@ -334,8 +336,8 @@ def load_curves(
     drop = bad["empty"] | bad["gap"]
     if drop.all():
         raise ValueError(
-            f"{where}: no run has an observed value and no missing value before an observed one "
-            f"(missing values may only end a row)"
+            f"{where}: none of the {len(rows)} rows is a curve: {int(bad['empty'].sum())} have no value, "
+            f"{int(bad['gap'].sum())} a missing value before an observed one (missing values may only end a row)"
         )
     if drop.any():
         msg = (
@@ -345,8 +347,6 @@ def load_curves(
         )
         if on_bad_rows == "error":
             raise ValueError(msg.replace("skipped", "found bad", 1))
-        if on_bad_rows != "skip":
-            raise ValueError(f"on_bad_rows must be 'skip' or 'error', got {on_bad_rows!r}")
         warnings.warn(msg, TableWarning, stacklevel=2)
     keep = ~drop
     values = values[keep]
@@ -441,7 +441,8 @@ class ArchTable:
     def __post_init__(self):
         archs = list(self.archs)
         n = len(archs)
-        encodings = self.space.validate(np.asarray(self.encodings).reshape(n, -1) if n == 0 else self.encodings)
+        encodings = np.asarray(self.encodings)
+        encodings = self.space.validate(encodings.reshape(0, self.space.num_edges) if encodings.size == 0 else encodings)
         if encodings.shape != (n, self.space.num_edges):
             raise ValueError(f"ArchTable encodings must be ({n}, {self.space.num_edges}), got {encodings.shape}")
         datasets = np.asarray(self.datasets, dtype=str)
@@ -515,15 +516,15 @@ class ArchTable:
           ``dataset_names [d]`` sorted, ``acc [m, d] float64`` in ``unit``: the mean over
           the rows (seeds) of each (arch, dataset), NaN where there is none ``)``.
         """
-        keys, first, arch_idx = np.unique(
+        _, first, arch_idx = np.unique(
             _encoding_keys(self.space, self.encodings), return_index=True, return_inverse=True
         )
         uniq = self.encodings[first]
         names, ds_idx = np.unique(self.datasets, return_inverse=True)
-        total = np.zeros((len(uniq), len(names)))
-        count = np.zeros((len(uniq), len(names)))
-        np.add.at(total, (arch_idx.ravel(), ds_idx), self.accuracy)
-        np.add.at(count, (arch_idx.ravel(), ds_idx), 1.0)
+        cell = arch_idx.ravel() * len(names) + ds_idx
+        size = len(uniq) * len(names)
+        total = np.bincount(cell, weights=self.accuracy, minlength=size).reshape(len(uniq), len(names))
+        count = np.bincount(cell, minlength=size).reshape(len(uniq), len(names))
         with np.errstate(invalid="ignore", divide="ignore"):
             acc = np.where(count > 0, total / count, np.nan)
         return uniq.astype(np.int32), names, acc
@@ -588,7 +589,9 @@ def load_archs(
     row_lines = _data_row_lines(data, where)
     if row_lines is None:
         raise ValueError(f"{where}: empty file; expected a header {','.join(_ARCH_REQUIRED)}[,seed,...]")
-    df = pd.read_csv(io.BytesIO(data), dtype={"arch": object, "dataset": object}, encoding="utf-8-sig", index_col=False)
+    df = pd.read_csv(
+        io.BytesIO(data), dtype={"arch": object, "dataset": object}, encoding="utf-8-sig", index_col=False, low_memory=False
+    )
     df.columns = [str(c).strip() for c in df.columns]
     _check_unique_names(list(df.columns), where)
     absent = [c for c in _ARCH_REQUIRED if c not in df.columns]
@@ -596,6 +599,8 @@ def load_archs(
         raise ValueError(f"{where}: missing column(s) {absent}; an architecture table needs {list(_ARCH_REQUIRED)}, found {list(df.columns)}")
     if len(df) == 0:
         raise ValueError(f"{where}: no data rows below the header")
+    if len(row_lines) != len(df):  # a layout our line count reads differently: approximate lines
+        row_lines = np.arange(len(df)) + 2
     line = lambda i: int(row_lines[int(i)])  # noqa: E731
 
     # factorize first so that stripping and parsing touch each distinct string once
@@ -611,7 +616,7 @@ def load_archs(
     acc = _numeric_column(df["accuracy"], where, "accuracy", line)
     nan = np.isnan(acc)
     if np.isinf(acc).any():
-        raise ValueError(f"{where}: line {line(np.flatnonzero(np.isinf(acc))[0])}, column 'accuracy': not finite")
+        raise ValueError(f"{where}: line {line(np.flatnonzero(np.isinf(acc))[0])}, column 'accuracy': not finite; accuracy takes finite numbers")
     if nan.all():
         raise ValueError(f"{where}: no row has an accuracy")
     if nan.any():
@@ -791,7 +796,7 @@ def _infer_column(cells: list[str]) -> np.ndarray:
         if not empty.any():
             try:
                 return text.astype(np.int64)
-            except ValueError:
+            except (ValueError, OverflowError):
                 pass
             if np.isin(text, ("True", "False")).all():
                 return text == "True"

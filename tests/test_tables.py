@@ -252,7 +252,8 @@ def test_missing_file():
         ("acc_1,acc_3,acc_03\n0.1,0.2,0.3\n", r"'acc_3' and 'acc_03' both hold epoch 3"),
         ("acc_1,acc_2\n0.1,0.2\n0.5,12.5\n", r"1 values outside \[0, 1\].*line 3.*--minimize.*percentages"),
         ("acc_1,acc_2\n0.1,-0.2\n", r"outside \[0, 1\].*--minimize"),
-        ("acc_1,acc_2\n,\nnan,\n", "no run has an observed value"),
+        ("acc_1,acc_2\n,\nnan,\n", "none of the 2 rows is a curve: 2 have no value"),
+        ("acc_1,acc_2\n,0.5\n", "none of the 1 rows is a curve: 0 have no value, 1 a missing value before"),
         ("training_dataset,acc_1\n,0.5\n", r"line 2: empty 'training_dataset'"),
     ],
 )
