@@ -43,7 +43,7 @@ def version_dir(name: str, root: pathlib.Path) -> pathlib.Path:
     return root / tfds_name(name) / DATASET_VERSION
 
 
-def split_arrays(name: str, raw: dict[str, sources.Arrays], sizes: dict[str, int]) -> dict[str, tuple]:
+def split_arrays(name: str, raw: dict[str, sources.RawArrays], sizes: dict[str, int]) -> dict[str, tuple]:
     """Cut the raw source into the fixed splits: ``{split: (images, labels, source_index)}``.
 
     ``source_index`` is the position of each example in its source file (the official

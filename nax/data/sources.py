@@ -29,7 +29,7 @@ import numpy as np
 #: default root of prepared datasets and fetched sources (overridden by ``NAX_DATA_DIR``)
 DEFAULT_DATA_DIR = pathlib.Path("~/.nax/data")
 
-Arrays = tuple[np.ndarray, np.ndarray]  # (images_NHWC uint8, labels int64)
+RawArrays = tuple[np.ndarray, np.ndarray]  # (images_NHWC uint8, labels int64)
 
 
 def data_dir(path: str | os.PathLike | None = None) -> pathlib.Path:
@@ -66,12 +66,12 @@ class Source:
     description: str
     install: str
     files: Callable[[pathlib.Path], list[pathlib.Path] | None]  # None: not present
-    read: Callable[[list[pathlib.Path]], dict[str, Arrays]]
+    read: Callable[[list[pathlib.Path]], dict[str, RawArrays]]
     debian: DebianSource | None = None
 
 
 # ------------------------------------------------------------------ readers
-def _read_digits(files: list[pathlib.Path]) -> dict[str, Arrays]:
+def _read_digits(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -80,7 +80,7 @@ def _read_digits(files: list[pathlib.Path]) -> dict[str, Arrays]:
     return {"all": (x, d.target.astype(np.int64))}
 
 
-def _read_mnist5k(files: list[pathlib.Path]) -> dict[str, Arrays]:
+def _read_mnist5k(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     table = np.loadtxt(files[0], delimiter=",", dtype=np.int64)
     if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
         raise ValueError(f"{files[0]}: expected 785 comma-separated columns, got shape {table.shape}")
@@ -88,7 +88,7 @@ def _read_mnist5k(files: list[pathlib.Path]) -> dict[str, Arrays]:
     return {"all": (x, table[:, -1])}
 
 
-def _read_animal_mnist(files: list[pathlib.Path]) -> dict[str, Arrays]:
+def _read_animal_mnist(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     # the package ships plain numpy arrays pickled by its authors; we read only those
     with gzip.open(files[0], "rb") as f:
         x = np.asarray(pickle.load(f))
@@ -117,7 +117,7 @@ _FASHION_FILES = (
 )
 
 
-def _read_fashion_mnist(files: list[pathlib.Path]) -> dict[str, Arrays]:
+def _read_fashion_mnist(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     xtr, ytr, xte, yte = (_read_idx(p, 2051 if "images" in p.name else 2049) for p in files)
     return {
         "train": (xtr[..., None].copy(), ytr.astype(np.int64)),
@@ -125,7 +125,7 @@ def _read_fashion_mnist(files: list[pathlib.Path]) -> dict[str, Arrays]:
     }
 
 
-def _read_opencv_digits(files: list[pathlib.Path]) -> dict[str, Arrays]:
+def _read_opencv_digits(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     from PIL import Image
 
     with Image.open(files[0]) as im:
@@ -221,7 +221,7 @@ def source_files(name: str, root: pathlib.Path) -> list[pathlib.Path] | None:
     return SOURCES[name].files(root)
 
 
-def read_source(name: str, root: pathlib.Path) -> dict[str, Arrays]:
+def read_source(name: str, root: pathlib.Path) -> dict[str, RawArrays]:
     """Read the raw arrays of ``name``; FileNotFoundError naming the install command if absent."""
     src = SOURCES[name]
     files = src.files(root)
