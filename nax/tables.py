@@ -221,8 +221,10 @@ class CurveTable:
     def concat(cls, tables: Sequence["CurveTable"]) -> "CurveTable":
         """Stack the runs of several tables over the union of their epochs (NaN padding).
 
-        Meta columns missing from a table are filled with NaN (numeric columns) or ``""``
-        (text columns). All tables must agree on ``minimize``.
+        Every table's epochs must be the first epochs of the union (``1..20`` and
+        ``1..140`` concatenate; ``0..49`` and ``1..20`` do not), so that padding only ever
+        ends a row. Meta columns missing from a table are filled with NaN (numeric
+        columns) or ``""`` (text columns). All tables must agree on ``minimize``.
         """
         tables = list(tables)
         if not tables:
@@ -233,6 +235,13 @@ class CurveTable:
                 + ", ".join(f"{t.source or '?'} minimize={t.minimize}" for t in tables)
             )
         epochs = np.unique(np.concatenate([t.epochs for t in tables]))
+        for t in tables:
+            if not np.array_equal(t.epochs, epochs[: t.n_epochs]):
+                raise ValueError(
+                    f"cannot concat {t.source or 'a table'} with epochs {_span(t.epochs)}: the tables together have "
+                    f"epochs {_span(epochs)}, and its runs would miss values before observed ones; load every table "
+                    f"with the same include_epoch0 (or subset the epochs) so that each starts at {epochs[0]} without holes"
+                )
         n = sum(t.n_runs for t in tables)
         values = np.full((n, epochs.size), np.nan)
         row = 0
@@ -690,16 +699,18 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
         if header is None or not any(h.strip() for h in header):
             raise ValueError(f"{path}: empty file; expected a header line with metadata and '<prefix><epoch>' columns")
         rows, lines = [], []
+        end = reader.line_num
         for row in reader:
+            start, end = end + 1, reader.line_num  # a quoted field may span lines: report the first
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
                 raise ValueError(
-                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)}; "
+                    f"{path}: line {start} has {len(row)} fields, the header has {len(header)}; "
                     f"ragged rows are not accepted (write empty cells for missing values)"
                 )
             rows.append(row)
-            lines.append(reader.line_num)
+            lines.append(start)
     return header, rows, lines
 
 
@@ -713,10 +724,12 @@ def _data_row_lines(data: bytes, where: str) -> np.ndarray | None:
     if b'"' in data:  # quoted fields may hold commas and newlines: let the csv module count
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
         counts, lines = [], []
+        end = 0
         for row in reader:
+            start, end = end + 1, reader.line_num  # a quoted field may span lines: report the first
             if row:
                 counts.append(len(row))
-                lines.append(reader.line_num)
+                lines.append(start)
         counts, lines = np.array(counts), np.array(lines)
     else:
         buf = np.frombuffer(data, np.uint8)
@@ -837,6 +850,12 @@ def _concat_column(parts: list[np.ndarray | None], sizes: list[int]) -> np.ndarr
         for p, n in zip(parts, sizes)
     ]
     return np.concatenate([f.astype(np.float64) for f in filled]) if numeric else np.concatenate(filled)
+
+
+def _span(epochs: np.ndarray) -> str:
+    e = epochs.tolist()
+    contiguous = e == list(range(e[0], e[-1] + 1)) if e else True
+    return f"{e[0]}..{e[-1]}" if contiguous and len(e) > 2 else str(e)
 
 
 def _some(lines: Iterable) -> str:

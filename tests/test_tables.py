@@ -106,12 +106,24 @@ def test_baker_concat_pads_and_splits():
     assert svhn.n_epochs == 140 and (svhn.lengths == 20).all() and np.isnan(svhn.values[:, 20:]).all()
     assert ct.meta["num_params"].dtype == np.float64  # int column with NaN fill
     assert (ct.meta["base_model"][ct.datasets == "cifar10"] == "").all()
+    with pytest.raises(ValueError, match="same include_epoch0"):
+        tables.concat([tables.load_curves(BAKER / "deep_resnets_cifar10.csv", include_epoch0=True), parts[2]])
 
 
-@needs_shared
-def test_nb201_loads_exactly():
-    at = tables.load_archs(NB201, space="nb201")
-    rows = csv_rows(NB201)
+@pytest.fixture(scope="module")
+def nb201_rows():
+    if not NB201.is_file():
+        pytest.skip(f"{NB201} absent (set NAX_SHARED_DATA to the shared data folder)")
+    return csv_rows(NB201)
+
+
+@pytest.fixture(scope="module")
+def nb201_table(nb201_rows):
+    return tables.load_archs(NB201, space="nb201")
+
+
+def test_nb201_loads_exactly(nb201_table, nb201_rows):
+    at, rows = nb201_table, nb201_rows
     assert at.n == len(rows) == 15_625 * 2 * 3 + 8_169 * 3
     assert at.unit == "percent" and at.space is space.nb201
     assert at.dataset_names.tolist() == ["cifar10", "cifar100", "imagenet16-120"]
@@ -129,10 +141,8 @@ def test_nb201_loads_exactly():
     np.testing.assert_array_equal(np.sort(space.nb201.index(seed0.encodings)), np.arange(space.nb201.size))
 
 
-@needs_shared
-def test_nb201_pivot_and_mean(tmp_path):
-    at = tables.load_archs(NB201)
-    enc, names, acc = at.pivot()
+def test_nb201_pivot_and_mean(nb201_table, nb201_rows, tmp_path):
+    enc, names, acc = nb201_table.pivot()
     np.testing.assert_array_equal(enc, space.nb201.enumerate())
     assert names.tolist() == ["cifar10", "cifar100", "imagenet16-120"] and acc.shape == (15_625, 3)
     assert not np.isnan(acc).any()
@@ -140,7 +150,7 @@ def test_nb201_pivot_and_mean(tmp_path):
     assert mean.n == 15_625 * 3 and "seed" not in mean.meta
     assert np.bincount(mean.meta["n_seeds"]).tolist() == [0, 0, 15_625 * 3 - 8_169 * 3, 8_169 * 3]
     # the mean of one (arch, dataset) by hand, from the csv module
-    rows = csv_rows(NB201)
+    rows = nb201_rows
     arch, ds = rows[0]["arch"], rows[0]["dataset"]
     want = np.mean([float(r["accuracy"]) for r in rows if r["arch"] == arch and r["dataset"] == ds])
     (i,) = np.flatnonzero((np.array(mean.archs) == arch) & (mean.datasets == ds))
@@ -211,8 +221,28 @@ def test_crlf_bom_whitespace_and_dataset_column_none(tmp_path):
     assert alone.datasets.tolist() == ["runs", "runs"] and alone.meta["training_dataset"].tolist() == ["svhn", "cifar"]
 
 
+def test_concat_synthetic_pads_epochs_and_meta():
+    a = tables.CurveTable.from_arrays(
+        [[0.1, 0.2], [0.3, np.nan]], "a", meta={"seed": np.array([0, 1]), "arch": np.array(["x", "y"])}, source="a.csv"
+    )
+    b = tables.CurveTable.from_arrays([[0.5, 0.6, 0.7]], "b", meta={"seed": np.array([7])})
+    ct = tables.concat([a, b])
+    assert ct.epochs.tolist() == [1, 2, 3] and ct.source == "a.csv"
+    np.testing.assert_array_equal(ct.values, [[0.1, 0.2, np.nan], [0.3, np.nan, np.nan], [0.5, 0.6, 0.7]])
+    assert ct.meta["seed"].tolist() == [0, 1, 7] and ct.meta["arch"].tolist() == ["x", "y", ""]
+    assert ct.lengths.tolist() == [2, 1, 3] and ct.final.tolist() == [0.2, 0.3, 0.7]
+    assert [t.n_epochs for t in ct.by_dataset().values()] == [2, 3]
+    np.testing.assert_array_equal(ct.subset([2, 0]).values, ct.values[[2, 0]])
+    # a table starting later (or with a hole) would put missing values before observed ones
+    late = tables.CurveTable.from_arrays([[0.5, 0.6]], "c", epochs=[2, 3], source="late.csv")
+    with pytest.raises(ValueError, match=r"cannot concat late.csv with epochs \[2, 3\].*epochs 1..3"):
+        tables.concat([a, late])
+    with pytest.raises(ValueError, match="at least one"):
+        tables.concat([])
+
+
 def test_arch_round_trip_fraction(tmp_path):
-    enc = space.nb201.sample(__import__("jax").random.key(0), 5)
+    enc = np.random.default_rng(0).integers(0, space.nb201.num_ops, size=(5, space.nb201.num_edges))
     at = tables.ArchTable.from_encodings(
         enc, "digits", [0.5, 0.25, 1.0, 0.0, 1 / 3], meta={"seed": np.arange(5), "note": np.array(["a", "b,c", 'd"', "e", "f"])}
     )
@@ -339,6 +369,38 @@ def test_arch_table_crlf_bom_and_whitespace(tmp_path):
     path.write_bytes(f"\ufeffarch, dataset ,accuracy\r\n {ARCH} ,c10 ,0.5\r\n\r\n{ARCH},c100,0.25\r\n".encode())
     at = tables.load_archs(path)
     assert at.archs == [ARCH, ARCH] and at.datasets.tolist() == ["c10", "c100"] and at.accuracy.tolist() == [0.5, 0.25]
+
+
+def test_arch_mean_pivot_and_other_space(tmp_path):
+    tiny = space.CellSpace(name="tiny", ops=("none", "conv"), num_nodes=3)  # edges 0->1, 0->2, 1->2
+    a, b = "|conv~0|+|none~0|conv~1|", "|none~0|+|conv~0|conv~1|"
+    path = write(
+        tmp_path / "tiny.csv",
+        "arch,dataset,seed,accuracy,params_mb,tag\n"
+        f"{a},d1,0,0.5,1.0,p\n{a},d1,1,0.75,1.0,q\n{b},d1,0,0.25,2.0,r\n{a},d2,0,0.125,1.0,s\n",
+    )
+    at = tables.load_archs(path, space=tiny)
+    np.testing.assert_array_equal(at.encodings, [[1, 0, 1], [1, 0, 1], [0, 1, 1], [1, 0, 1]])
+    enc, names, acc = at.pivot()
+    np.testing.assert_array_equal(enc, [[0, 1, 1], [1, 0, 1]])
+    assert names.tolist() == ["d1", "d2"]
+    np.testing.assert_array_equal(acc, [[0.25, np.nan], [0.625, 0.125]])
+    mean = tables.load_archs(path, space=tiny, aggregate="mean")
+    assert mean.archs == [a, b, a] and mean.datasets.tolist() == ["d1", "d1", "d2"]
+    assert mean.accuracy.tolist() == [0.625, 0.25, 0.125]
+    assert list(mean.meta) == ["params_mb", "tag", "n_seeds"]
+    assert mean.meta["n_seeds"].tolist() == [2, 1, 1] and mean.meta["tag"].tolist() == ["p", "r", "s"]
+    with pytest.raises(ValueError, match=r"line 2, column 'arch': unknown operation 'avg'.*accepted: none, conv"):
+        tables.load_archs(write(tmp_path / "bad.csv", "arch,dataset,accuracy\n|avg~0|+|none~0|conv~1|,d,0.5\n"), space=tiny)
+
+
+def test_line_numbers_count_quoted_newlines(tmp_path):
+    curves = write(tmp_path / "c.csv", 'note,acc_1\n"two\nlines",0.5\n\n"x",oops\n')
+    with pytest.raises(ValueError, match=r"line 5, column 'acc_1': 'oops'"):
+        tables.load_curves(curves)
+    archs = write(tmp_path / "a.csv", f'arch,dataset,accuracy,note\n{ARCH},c10,0.5,"two\nlines"\n{ARCH},c100,oops,x\n')
+    with pytest.raises(ValueError, match=r"line 4, column 'accuracy': 'oops'"):
+        tables.load_archs(archs)
 
 
 def test_arch_nan_accuracy_skipped_and_units(tmp_path):
