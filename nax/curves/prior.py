@@ -183,12 +183,11 @@ def fit_prior(
         jnp.asarray(obs.mask),
         jnp.asarray(obs.t),
         jnp.asarray(obs.dataset),
-        len(obs.dataset_names),
     )
     result = inference.fit(
         "hierarchical",
         args,
-        {"families": tuple(families)},
+        {"families": tuple(families), "num_datasets": len(obs.dataset_names)},
         method=method,
         seed=seed,
         num_steps=num_steps,

@@ -1,0 +1,291 @@
+"""The two curve benchmarks of the command contracts (DESIGN.md).
+
+``extrapolation_benchmark``: for every test dataset and cutoff (fraction of the epochs
+observed), MAE of the predicted final value, mean log predictive density (LPD) of the true
+final value, coverage of the central 90% interval and seconds per curve, for
+``last_value``, ``pow3``, ``svr``, ``no_transfer`` and ``transfer`` (SVI) and optionally
+NUTS variants on a seeded subsample.
+
+``early_stop_benchmark``: replay the test curves in seeded random orders as a search
+would, apply the stopping rule, report the fraction of epochs saved and the regret.
+
+Leave-one-dataset-out: a test dataset is never among the datasets its prior is fitted on,
+so ``--train`` and ``--test`` may name the same files.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from nax import tables as tables_lib
+from nax.curves import baselines
+from nax.curves.predict import predict
+from nax.curves.prior import CurvePrior, fit_prior
+
+DEFAULT_CUTOFFS = (0.1, 0.2, 0.3, 0.5)
+
+
+def load_datasets(paths: Sequence[str], *, prefix="acc_", dataset_column="training_dataset", minimize=False) -> dict:
+    """Curve tables of every dataset in ``paths``: name -> trimmed ``CurveTable``."""
+    out = {}
+    for path in paths:
+        table = tables_lib.load_curves(path, prefix=prefix, dataset_column=dataset_column, minimize=minimize)
+        for name, sub in table.by_dataset().items():
+            if name in out:
+                raise ValueError(f"dataset {name!r} appears in more than one file ({path})")
+            out[name] = sub
+    return out
+
+
+def complete_runs(table) -> "tables_lib.CurveTable":
+    """Runs observed up to the table's last epoch (only they have a true final value)."""
+    return table.subset(table.mask[:, -1])
+
+
+def truncate(table, cutoff: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep the epochs ``<= cutoff * horizon`` (at least the first one): values, mask [N, T], columns kept."""
+    horizon = int(table.epochs[-1])
+    k = max(1, int(np.searchsorted(table.epochs, round(cutoff * horizon), side="right")))
+    mask = table.mask.copy()
+    mask[:, k:] = False
+    return np.where(mask, table.values, np.nan), mask, k
+
+
+def _subsample(table, max_curves: int | None, seed: int):
+    if max_curves is None or table.n_runs <= max_curves:
+        return table
+    rng = np.random.default_rng(seed)
+    return table.subset(np.sort(rng.choice(table.n_runs, max_curves, replace=False)))
+
+
+class _Priors:
+    """Leave-one-dataset-out priors, fitted once per set of source datasets."""
+
+    def __init__(self, train: dict, fit_kwargs: dict, log):
+        self.train, self.fit_kwargs, self.log, self.cache = train, fit_kwargs, log, {}
+
+    def for_target(self, target: str) -> CurvePrior | None:
+        sources = tuple(sorted(n for n in self.train if n != target))
+        if not sources:
+            return None
+        if sources not in self.cache:
+            self.log(f"fitting prior on {', '.join(sources)}")
+            prior = fit_prior([self.train[n] for n in sources], **self.fit_kwargs)
+            self.log(f"  {prior.info['seconds']:.1f}s  {prior.info['diagnostics']}")
+            self.cache[sources] = prior
+        return self.cache[sources]
+
+
+def _interval_stats(pred, final):
+    lo, hi = pred.quantile([0.05, 0.95])
+    return float(np.mean(pred.log_density(final))), float(np.mean((final >= lo) & (final <= hi)))
+
+
+def extrapolation_benchmark(
+    train_paths: Sequence[str],
+    test_paths: Sequence[str],
+    *,
+    cutoffs: Sequence[float] = DEFAULT_CUTOFFS,
+    prefix: str = "acc_",
+    dataset_column: str = "training_dataset",
+    minimize: bool = False,
+    max_curves: int | None = None,
+    max_train_curves: int | None = 300,
+    nuts_curves: int = 0,
+    num_steps: int = 1000,
+    prior_steps: int = 2000,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Run the extrapolation benchmark; returns ``{"results": [...], "priors": {...}}``.
+
+    ``max_curves``: seeded subsample of each test dataset; ``max_train_curves``: per source
+    dataset for the prior fit; ``nuts_curves`` > 0 adds ``transfer_nuts`` and
+    ``no_transfer_nuts`` on that many curves of each test dataset.
+    """
+    load = dict(prefix=prefix, dataset_column=dataset_column, minimize=minimize)
+    train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
+    priors = _Priors(train, dict(seed=seed, num_steps=prior_steps, max_curves=max_train_curves), log)
+    results = []
+    for name, full in test.items():
+        table = _subsample(complete_runs(full), max_curves, seed)
+        if table.n_runs == 0:
+            log(f"{name}: no complete runs, skipped")
+            continue
+        prior = priors.for_target(name)
+        final, horizon, n = table.values[:, -1], int(table.epochs[-1]), table.n_runs
+        nuts_idx = np.random.default_rng(seed).permutation(n)[: min(nuts_curves, n)]
+        for cutoff in cutoffs:
+            values, mask, k = truncate(table, cutoff)
+            row = dict(dataset=name, cutoff=float(cutoff), n_curves=n, epochs_observed=k, horizon=horizon)
+
+            def add(method, pred_final, lpd=None, cov=None, seconds=0.0, inference="none", n_curves=n, extra=None):
+                err = np.abs(np.asarray(pred_final) - (final if n_curves == n else final[nuts_idx]))
+                r = dict(row, method=method, n_curves=n_curves, mae=float(np.mean(err)), lpd=lpd, cov90=cov)
+                r.update(sec_per_curve=seconds / n_curves, inference=inference, **(extra or {}))
+                results.append(r)
+                log(
+                    f"{name:>22} {cutoff:4.2f} {method:>16} mae {r['mae']:.4f} "
+                    f"lpd {lpd if lpd is None else round(lpd, 3)} cov90 {cov if cov is None else round(cov, 3)} "
+                    f"s/curve {r['sec_per_curve']:.4f} {(extra or {}).get('problems', '')}"
+                )
+
+            t0 = time.perf_counter()
+            add("last_value", baselines.last_value(values, mask), seconds=time.perf_counter() - t0)
+            if not minimize:
+                t0 = time.perf_counter()
+                p = baselines.pow3_least_squares(values, mask, table.epochs, horizon)
+                add("pow3", p, seconds=time.perf_counter() - t0)
+            sources = [train[s] for s in sorted(train) if s != name]
+            if sources and not minimize:
+                t0 = time.perf_counter()
+                xs, ms, ys = [], [], []
+                for src in sources:
+                    src = complete_runs(src)
+                    v, m, _ = truncate(src, cutoff)
+                    xs.append(v), ms.append(m), ys.append(src.values[:, -1])
+                svr = baselines.SVRPredictor(seed=seed)
+                svr.fit(np.concatenate(_same_width(xs)), np.concatenate(_same_width(ms)), np.concatenate(ys))
+                add("svr", svr.predict(values, mask), seconds=time.perf_counter() - t0)
+            fits = [("no_transfer", None, "svi", np.arange(n))]
+            if prior is not None:
+                fits.append(("transfer", prior, "svi", np.arange(n)))
+            if len(nuts_idx):
+                fits.append(("no_transfer_nuts", None, "nuts", nuts_idx))
+                if prior is not None:
+                    fits.append(("transfer_nuts", prior, "nuts", nuts_idx))
+            for method, pr, inf, idx in fits:
+                pred = predict(
+                    pr, values[idx], mask[idx], horizon, epochs=table.epochs, minimize=minimize,
+                    method=inf, num_steps=num_steps, seed=seed,
+                )
+                lpd, cov = _interval_stats(pred, final[idx])
+                extra = {"ok": pred.ok, "problems": "; ".join(pred.diagnostics["problems"])}
+                if inf == "nuts":
+                    extra.update({k: pred.diagnostics[k] for k in ("r_hat_max", "ess_min", "divergences")})
+                add(method, pred.mean, lpd, cov, pred.seconds, inf, len(idx), extra)
+    prior_info = {" + ".join(k): v.info for k, v in priors.cache.items()}
+    return {"results": results, "priors": prior_info}
+
+
+def _same_width(arrays):
+    width = max(a.shape[1] for a in arrays)
+    fill = lambda a: np.nan if a.dtype.kind == "f" else False  # noqa: E731
+    return [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill(a)) for a in arrays]
+
+
+def checkpoints(horizon: int, min_epochs: int, check_every: int | None) -> np.ndarray:
+    """Epochs after which the rule is applied: every ``check_every`` epochs from
+    ``min_epochs`` (default: about 12 checks per run), never the last epoch."""
+    if check_every is None:
+        check_every = max(1, int(np.ceil((horizon - min_epochs) / 12)))
+    return np.arange(min_epochs, horizon, check_every)
+
+
+def replay(final: np.ndarray, stop_prob: dict, horizon: int, threshold: float, order: np.ndarray, minimize=False):
+    """Replay runs in ``order``; ``stop_prob[e]``: function (run, best) -> P(run beats best)
+    at epoch ``e``. Returns (epochs trained, best final value found)."""
+    better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
+    best = np.inf if minimize else -np.inf
+    used = 0
+    for run in order:
+        stopped_at = None
+        if np.isfinite(best):
+            for e, prob in stop_prob.items():
+                if prob(run, best) < threshold:
+                    stopped_at = e
+                    break
+        if stopped_at is None:
+            used += horizon
+            if better(final[run], best):
+                best = final[run]
+        else:
+            used += stopped_at
+    return used, best
+
+
+def early_stop_benchmark(
+    train_paths: Sequence[str],
+    test_paths: Sequence[str],
+    *,
+    thresholds: Sequence[float] = (0.05,),
+    prefix: str = "acc_",
+    dataset_column: str = "training_dataset",
+    minimize: bool = False,
+    max_curves: int | None = 300,
+    max_train_curves: int | None = 300,
+    repeats: int = 10,
+    min_fraction: float = 0.1,
+    check_every: int | None = None,
+    num_steps: int = 800,
+    prior_steps: int = 2000,
+    methods: Sequence[str] = ("transfer", "no_transfer"),
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Run the early-stopping benchmark; returns ``{"results": [...], "priors": {...}}``.
+
+    For each test dataset the rule's predictions are made at each checkpoint epoch for all
+    (subsampled) runs at once, every run truncated at that epoch (the other runs at the
+    same epoch are the context); the runs are then replayed in ``repeats`` seeded random
+    orders: a run is stopped at the first checkpoint where P(final > best final so far)
+    < threshold, and only runs trained to the end count as found.
+    """
+    load = dict(prefix=prefix, dataset_column=dataset_column, minimize=minimize)
+    train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
+    priors = _Priors(train, dict(seed=seed, num_steps=prior_steps, max_curves=max_train_curves), log)
+    results = []
+    for name, full in test.items():
+        table = _subsample(complete_runs(full), max_curves, seed)
+        final, horizon, n = table.values[:, -1], int(table.epochs[-1]), table.n_runs
+        min_epochs = max(1, int(round(min_fraction * horizon)))
+        epochs = checkpoints(horizon, min_epochs, check_every)
+        for method in methods:
+            prior = priors.for_target(name) if method == "transfer" else None
+            if method == "transfer" and prior is None:
+                continue
+            t0 = time.perf_counter()
+            samples, problems = {}, []
+            for e in epochs:
+                k = int(np.searchsorted(table.epochs, e, side="right"))
+                mask = table.mask.copy()
+                mask[:, k:] = False
+                pred = predict(
+                    prior, np.where(mask, table.values, np.nan), mask, horizon, epochs=table.epochs,
+                    minimize=minimize, num_steps=num_steps, seed=seed,
+                )
+                # a failed fit never stops a run
+                samples[int(e)] = pred.samples if pred.ok else None
+                problems += [f"epoch {e}: {p}" for p in pred.diagnostics["problems"]]
+            seconds = time.perf_counter() - t0
+            for threshold in thresholds:
+                def prob(e):
+                    s = samples[e]
+                    if s is None:
+                        return lambda run, best: 1.0
+                    return lambda run, best: float(np.mean(s[:, run] < best) if minimize else np.mean(s[:, run] > best))
+
+                stop_prob = {e: prob(e) for e in samples}
+                rng = np.random.default_rng(seed)
+                saved, regret = [], []
+                best_all = final.min() if minimize else final.max()
+                for _ in range(repeats):
+                    used, best = replay(final, stop_prob, horizon, threshold, rng.permutation(n), minimize)
+                    saved.append(1.0 - used / (n * horizon))
+                    regret.append(abs(best_all - best))
+                r = dict(
+                    dataset=name, threshold=float(threshold), method=method, n_curves=n,
+                    epochs_saved=float(np.mean(saved)), regret=float(np.mean(regret)),
+                    regret_max=float(np.max(regret)), repeats=repeats, min_epochs=min_epochs,
+                    checkpoints=[int(e) for e in epochs], inference="svi", seconds=seconds,
+                    problems="; ".join(problems),
+                )
+                results.append(r)
+                log(f"{name:>22} {threshold:5.3f} {method:>12} saved {r['epochs_saved']:.3f} regret {r['regret']:.4f} ({seconds:.0f}s)")
+    prior_info = {" + ".join(k): v.info for k, v in priors.cache.items()}
+    return {"results": results, "priors": prior_info}
+
+
