@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "nax.data_cli",
     "nax.train_cli",
     "nax.search.cli",
+    "nax.curves.cli",
 )
 
 
