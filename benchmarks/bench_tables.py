@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     def record(op: str, path: Path, rows: int, fn) -> None:
         r = {"op": op, "file": path.name, "rows": rows, "repeats": args.repeats, **timed(fn, args.repeats)}
         results.append(r)
-        print(f"{op:<22} {path.name:<32} {rows:>8} {r['best_s']:>8.3f} {r['median_s']:>8.3f} {r['cpu_s_of_best']:>8.3f}")
+        print(
+            f"{op:<22} {path.name:<32} {rows:>8} {r['best_s']:>8.3f} {r['median_s']:>8.3f} {r['cpu_s_of_best']:>8.3f}"
+        )
 
     print(f"{'op':<22} {'file':<32} {'rows':>8} {'best_s':>8} {'median_s':>8} {'cpu_s':>8}")
     for path in sorted((data / "curves" / "baker2018").glob("*.csv")):

@@ -195,9 +195,7 @@ class CurveTable:
     def trimmed(self) -> "CurveTable":
         """The same runs without the epoch columns that no run observed (padding)."""
         keep = self.mask.any(axis=0)
-        return dataclasses.replace(
-            self, values=self.values[:, keep], mask=self.mask[:, keep], epochs=self.epochs[keep]
-        )
+        return dataclasses.replace(self, values=self.values[:, keep], mask=self.mask[:, keep], epochs=self.epochs[keep])
 
     def by_dataset(self) -> dict[str, "CurveTable"]:
         """One trimmed table per dataset, in sorted order of names."""
@@ -240,7 +238,8 @@ class CurveTable:
                 raise ValueError(
                     f"cannot concat {t.source or 'a table'} with epochs {_span(t.epochs)}: the tables together have "
                     f"epochs {_span(epochs)}, and its runs would miss values before observed ones; load every table "
-                    f"with the same include_epoch0 (or subset the epochs) so that each starts at {epochs[0]} without holes"
+                    f"with the same include_epoch0 (or subset the epochs) so that each starts at {epochs[0]} "
+                    f"without holes"
                 )
         n = sum(t.n_runs for t in tables)
         values = np.full((n, epochs.size), np.nan)
@@ -330,10 +329,13 @@ def load_curves(
 
     raw = np.array([[r[j] for j in value_cols] for r in rows], dtype=str).reshape(len(rows), len(value_cols))
     missing = np.isin(np.char.lower(np.char.strip(raw)), MISSING)
-    values = _parse_floats(np.where(missing, "nan", raw), lambda i, k: (
-        f"{where}: line {lines[i]}, column {names[value_cols[k]]!r}: {str(raw[i, k])!r} is not a number; "
-        f"value columns take numbers, or an empty cell / NaN for a missing value"
-    ))
+    values = _parse_floats(
+        np.where(missing, "nan", raw),
+        lambda i, k: (
+            f"{where}: line {lines[i]}, column {names[value_cols[k]]!r}: {str(raw[i, k])!r} is not a number; "
+            f"value columns take numbers, or an empty cell / NaN for a missing value"
+        ),
+    )
     if np.isinf(values).any():
         i, k = np.argwhere(np.isinf(values))[0]
         raise ValueError(
@@ -376,7 +378,7 @@ def load_curves(
                 f"for losses or perplexities pass --minimize (minimize=True).{hint}"
             )
 
-    rows_kept = [r for r, k in zip(rows, keep) if k]
+    rows_kept = [r for r, k in zip(rows, keep, strict=True) if k]
     if dataset_column is not None and dataset_column in names:
         j = names.index(dataset_column)
         datasets = np.array([r[j].strip() for r in rows_kept], dtype=str)
@@ -451,7 +453,9 @@ class ArchTable:
         archs = list(self.archs)
         n = len(archs)
         encodings = np.asarray(self.encodings)
-        encodings = self.space.validate(encodings.reshape(0, self.space.num_edges) if encodings.size == 0 else encodings)
+        encodings = self.space.validate(
+            encodings.reshape(0, self.space.num_edges) if encodings.size == 0 else encodings
+        )
         if encodings.shape != (n, self.space.num_edges):
             raise ValueError(f"ArchTable encodings must be ({n}, {self.space.num_edges}), got {encodings.shape}")
         datasets = np.asarray(self.datasets, dtype=str)
@@ -599,13 +603,20 @@ def load_archs(
     if row_lines is None:
         raise ValueError(f"{where}: empty file; expected a header {','.join(_ARCH_REQUIRED)}[,seed,...]")
     df = pd.read_csv(
-        io.BytesIO(data), dtype={"arch": object, "dataset": object}, encoding="utf-8-sig", index_col=False, low_memory=False
+        io.BytesIO(data),
+        dtype={"arch": object, "dataset": object},
+        encoding="utf-8-sig",
+        index_col=False,
+        low_memory=False,
     )
     df.columns = [str(c).strip() for c in df.columns]
     _check_unique_names(list(df.columns), where)
     absent = [c for c in _ARCH_REQUIRED if c not in df.columns]
     if absent:
-        raise ValueError(f"{where}: missing column(s) {absent}; an architecture table needs {list(_ARCH_REQUIRED)}, found {list(df.columns)}")
+        raise ValueError(
+            f"{where}: missing column(s) {absent}; an architecture table needs {list(_ARCH_REQUIRED)}, "
+            f"found {list(df.columns)}"
+        )
     if len(df) == 0:
         raise ValueError(f"{where}: no data rows below the header")
     if len(row_lines) != len(df):  # a layout our line count reads differently: approximate lines
@@ -625,12 +636,16 @@ def load_archs(
     acc = _numeric_column(df["accuracy"], where, "accuracy", line)
     nan = np.isnan(acc)
     if np.isinf(acc).any():
-        raise ValueError(f"{where}: line {line(np.flatnonzero(np.isinf(acc))[0])}, column 'accuracy': not finite; accuracy takes finite numbers")
+        raise ValueError(
+            f"{where}: line {line(np.flatnonzero(np.isinf(acc))[0])}, column 'accuracy': not finite; "
+            f"accuracy takes finite numbers"
+        )
     if nan.all():
         raise ValueError(f"{where}: no row has an accuracy")
     if nan.any():
         warnings.warn(
-            f"{where}: skipped {int(nan.sum())} of {len(df)} rows with a missing accuracy; lines {_some(row_lines[nan])}",
+            f"{where}: skipped {int(nan.sum())} of {len(df)} rows with a missing accuracy; "
+            f"lines {_some(row_lines[nan])}",
             TableWarning,
             stacklevel=2,
         )
@@ -645,7 +660,8 @@ def load_archs(
     if outside.any():
         i = np.flatnonzero(outside)[0]
         raise ValueError(
-            f"{where}: {int(outside.sum())} accuracies outside [0, {top:g}] ({unit}), first at line {line(i)}: {float(acc[i])!r}; "
+            f"{where}: {int(outside.sum())} accuracies outside [0, {top:g}] ({unit}), "
+            f"first at line {line(i)}: {float(acc[i])!r}; "
             f"accuracies are fractions in [0, 1] or percentages in [0, 100]"
         )
 
@@ -666,8 +682,11 @@ def load_archs(
         raise ValueError(
             f"{where}: {int(dup.sum())} rows repeat an {what}, e.g. lines {line(first[0])} and {line(first[1])} "
             f"({arch_uniq[arch_codes[first[0]]]}, {datasets[first[0]]}); "
-            + ("each seed of an (arch, dataset) may appear once" if has_seed
-               else "add a 'seed' column to keep repeated runs of an architecture")
+            + (
+                "each seed of an (arch, dataset) may appear once"
+                if has_seed
+                else "add a 'seed' column to keep repeated runs of an architecture"
+            )
         )
 
     meta_cols = [c for c in df.columns if c not in _ARCH_REQUIRED]
@@ -756,7 +775,7 @@ def _data_row_lines(data: bytes, where: str) -> np.ndarray | None:
 
 
 def _epoch_of(name: str, prefix: str) -> int | None:
-    rest = name[len(prefix):] if name.startswith(prefix) else None
+    rest = name[len(prefix) :] if name.startswith(prefix) else None
     if rest and rest.isascii() and rest.isdigit():
         return int(rest)
     return None
@@ -847,7 +866,7 @@ def _concat_column(parts: list[np.ndarray | None], sizes: list[int]) -> np.ndarr
         return np.concatenate(present) if numeric else np.concatenate([p.astype(str) for p in present])
     filled = [
         (p if numeric else p.astype(str)) if p is not None else (np.full(n, np.nan) if numeric else np.full(n, ""))
-        for p, n in zip(parts, sizes)
+        for p, n in zip(parts, sizes, strict=True)
     ]
     return np.concatenate([f.astype(np.float64) for f in filled]) if numeric else np.concatenate(filled)
 
@@ -890,9 +909,7 @@ def _arch_pattern(space: space_lib.CellSpace) -> re.Pattern | None:
     """A regex with one group per edge matching exactly ``space.to_string``'s form, or None."""
     if not isinstance(space, space_lib.CellSpace):
         return None
-    nodes = [
-        r"\|" + r"\|".join(rf"([A-Za-z0-9_]+)~{i}" for i in range(j)) + r"\|" for j in range(1, space.num_nodes)
-    ]
+    nodes = [r"\|" + r"\|".join(rf"([A-Za-z0-9_]+)~{i}" for i in range(j)) + r"\|" for j in range(1, space.num_nodes)]
     pattern = re.compile(r"\+".join(nodes))
     probe = space.to_string(np.arange(space.num_edges, dtype=np.int32) % space.num_ops)
     m = pattern.fullmatch(probe)

@@ -45,6 +45,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 # ====================================================================== real data
+@pytest.mark.shared_data
 @needs_shared
 @pytest.mark.parametrize("name,runs,first,last,datasets,meta", BAKER_FILES)
 def test_baker_curves_load_exactly(name, runs, first, last, datasets, meta):
@@ -72,6 +73,7 @@ def test_baker_curves_load_exactly(name, runs, first, last, datasets, meta):
             assert got.tolist() == [r[col] for r in rows]
 
 
+@pytest.mark.shared_data
 @needs_shared
 @pytest.mark.parametrize("name,runs,first,last,datasets,meta", BAKER_FILES)
 def test_baker_curves_epoch0_and_round_trip(name, runs, first, last, datasets, meta, tmp_path):
@@ -89,6 +91,7 @@ def test_baker_curves_epoch0_and_round_trip(name, runs, first, last, datasets, m
     assert (tmp_path / "again.csv").read_bytes() == out.read_bytes()
 
 
+@pytest.mark.shared_data
 @needs_shared
 def test_baker_concat_pads_and_splits():
     parts = [tables.load_curves(BAKER / f[0]) for f in BAKER_FILES]
@@ -122,6 +125,7 @@ def nb201_table(nb201_rows):
     return tables.load_archs(NB201, space="nb201")
 
 
+@pytest.mark.shared_data
 def test_nb201_loads_exactly(nb201_table, nb201_rows):
     at, rows = nb201_table, nb201_rows
     assert at.n == len(rows) == 15_625 * 2 * 3 + 8_169 * 3
@@ -141,6 +145,7 @@ def test_nb201_loads_exactly(nb201_table, nb201_rows):
     np.testing.assert_array_equal(np.sort(space.nb201.index(seed0.encodings)), np.arange(space.nb201.size))
 
 
+@pytest.mark.shared_data
 def test_nb201_pivot_and_mean(nb201_table, nb201_rows, tmp_path):
     enc, names, acc = nb201_table.pivot()
     np.testing.assert_array_equal(enc, space.nb201.enumerate())
@@ -244,7 +249,10 @@ def test_concat_synthetic_pads_epochs_and_meta():
 def test_arch_round_trip_fraction(tmp_path):
     enc = np.random.default_rng(0).integers(0, space.nb201.num_ops, size=(5, space.nb201.num_edges))
     at = tables.ArchTable.from_encodings(
-        enc, "digits", [0.5, 0.25, 1.0, 0.0, 1 / 3], meta={"seed": np.arange(5), "note": np.array(["a", "b,c", 'd"', "e", "f"])}
+        enc,
+        "digits",
+        [0.5, 0.25, 1.0, 0.0, 1 / 3],
+        meta={"seed": np.arange(5), "note": np.array(["a", "b,c", 'd"', "e", "f"])},
     )
     assert at.unit == "fraction" and at.archs[0] == space.nb201.to_string(enc[0])
     tables.save_archs(at, tmp_path / "a.csv")
@@ -305,7 +313,9 @@ def test_bad_rows_are_counted_and_skipped(tmp_path):
         "4,NaN,nan,NA\n"  # no value at all
         "5,,0.2,0.3\n",  # starts missing
     )
-    with pytest.warns(tables.TableWarning, match=r"skipped 4 of 6 rows: 2 with no value, 2 with a missing value.*lines 3, 4, 6, 7"):
+    with pytest.warns(
+        tables.TableWarning, match=r"skipped 4 of 6 rows: 2 with no value, 2 with a missing value.*lines 3, 4, 6, 7"
+    ):
         ct = tables.load_curves(path)
     assert ct.meta["id"].tolist() == [0, 3] and ct.lengths.tolist() == [3, 2]
     with pytest.raises(ValueError, match=r"found bad 4 of 6 rows"):
@@ -339,13 +349,20 @@ ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|
         ("", "empty file"),
         ("arch,dataset\nx,y\n", r"missing column\(s\) \['accuracy'\]"),
         ("arch,dataset,accuracy\n", "no data rows"),
-        (f"arch,dataset,accuracy\n{ARCH.replace('avg_pool_3x3', 'conv_5x5')},c10,0.5\n",
-         r"line 2, column 'arch': unknown operation 'conv_5x5'.*accepted: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3"),
+        (
+            f"arch,dataset,accuracy\n{ARCH.replace('avg_pool_3x3', 'conv_5x5')},c10,0.5\n",
+            r"line 2, column 'arch': unknown operation 'conv_5x5'.*"
+            r"accepted: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3",
+        ),
         ("arch,dataset,accuracy\n|none~0|+|none~0|,c10,0.5\n", r"line 2, column 'arch': malformed nb201 string"),
-        (f"arch,dataset,accuracy\n{ARCH},c10,0.5\n{ARCH},c100,0.5\n{ARCH},c10,0.6\n",
-         r"2 rows repeat an \(arch, dataset\), e.g. lines 2 and 4.*add a 'seed' column"),
-        (f"arch,dataset,seed,accuracy\n{ARCH},c10,0,0.5\n{ARCH},c10,1,0.5\n{ARCH},c10,0,0.6\n",
-         r"repeat an \(arch, dataset, seed\), e.g. lines 2 and 4"),
+        (
+            f"arch,dataset,accuracy\n{ARCH},c10,0.5\n{ARCH},c100,0.5\n{ARCH},c10,0.6\n",
+            r"2 rows repeat an \(arch, dataset\), e.g. lines 2 and 4.*add a 'seed' column",
+        ),
+        (
+            f"arch,dataset,seed,accuracy\n{ARCH},c10,0,0.5\n{ARCH},c10,1,0.5\n{ARCH},c10,0,0.6\n",
+            r"repeat an \(arch, dataset, seed\), e.g. lines 2 and 4",
+        ),
         (f"arch,dataset,accuracy\n{ARCH},c10,good\n", r"line 2, column 'accuracy': 'good' is not a number"),
         (f"arch,dataset,accuracy\n{ARCH},c10,\n", "no row has an accuracy"),
         (f"arch,dataset,accuracy\n{ARCH},c10,101\n", r"outside \[0, 100\] \(percent\), first at line 2"),
@@ -353,7 +370,10 @@ ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|
         (f"arch,dataset,accuracy\n{ARCH},c10,0.5,7\n", r"ragged rows.*line 2"),
         (f"arch,dataset,accuracy\n{ARCH},,0.5\n", r"line 2: empty 'dataset'"),
         (f"arch,dataset,accuracy\n\n{ARCH},c10,0.5\n\n{ARCH},c10,bad\n", r"line 5, column 'accuracy'"),
-        (f'arch,dataset,accuracy,note\n{ARCH},c10,0.5,"a,b"\n{ARCH},c10,0.5\n', r"ragged rows: line 3 has 3 fields, the header has 4"),
+        (
+            f'arch,dataset,accuracy,note\n{ARCH},c10,0.5,"a,b"\n{ARCH},c10,0.5\n',
+            r"ragged rows: line 3 has 3 fields, the header has 4",
+        ),
         (f"arch,dataset,accuracy\n{ARCH},c10\n", r"ragged rows: line 2 has 2 fields, the header has 3"),
     ],
 )
@@ -391,7 +411,9 @@ def test_arch_mean_pivot_and_other_space(tmp_path):
     assert list(mean.meta) == ["params_mb", "tag", "n_seeds"]
     assert mean.meta["n_seeds"].tolist() == [2, 1, 1] and mean.meta["tag"].tolist() == ["p", "r", "s"]
     with pytest.raises(ValueError, match=r"line 2, column 'arch': unknown operation 'avg'.*accepted: none, conv"):
-        tables.load_archs(write(tmp_path / "bad.csv", "arch,dataset,accuracy\n|avg~0|+|none~0|conv~1|,d,0.5\n"), space=tiny)
+        tables.load_archs(
+            write(tmp_path / "bad.csv", "arch,dataset,accuracy\n|avg~0|+|none~0|conv~1|,d,0.5\n"), space=tiny
+        )
 
 
 def test_line_numbers_count_quoted_newlines(tmp_path):
