@@ -559,6 +559,9 @@ class ArchTable:
 
 
 _UNIT_MAX = {"fraction": 1.0, "percent": 100.0}
+# pandas < 3 parses floats with a fast parser that can be off by one ulp; 3.x is exact by default
+# and deprecates the option
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 _ARCH_REQUIRED = ("arch", "dataset", "accuracy")
 
 
@@ -608,6 +611,7 @@ def load_archs(
         encoding="utf-8-sig",
         index_col=False,
         low_memory=False,
+        **_EXACT_FLOATS,
     )
     df.columns = [str(c).strip() for c in df.columns]
     _check_unique_names(list(df.columns), where)
