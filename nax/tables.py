@@ -20,6 +20,10 @@ Rules the loaders enforce (and why):
   columns, ragged rows, text or infinities in value columns, the same epoch twice,
   accuracies outside [0, 1] without ``minimize`` — is a :class:`ValueError` naming the
   file, the line and column, and what is accepted.
+* Architecture tables: an unknown operation or malformed ``arch`` string, text in
+  ``accuracy``, ragged rows, and repeated (arch, dataset) rows without a ``seed`` column
+  (or a repeated (arch, dataset, seed)) are errors; rows with a missing accuracy (failed
+  runs) are skipped with a :class:`TableWarning`.
 * Units. Curve values are kept as they are in the file; without ``minimize`` they must
   be fractions in [0, 1]. Architecture tables keep the file's unit too (NAS-Bench-201
   reports percent) and record it in ``ArchTable.unit`` (``"fraction"`` or
