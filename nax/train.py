@@ -183,16 +183,15 @@ class Trainer:
     programs are shared by all encodings (``trace_counts`` lets tests check that).
     """
 
-    def __init__(self, num_classes: int, cfg: TrainConfig, steps_per_epoch: int, encoding=None):
+    def __init__(self, num_classes: int, cfg: TrainConfig, encoding=None):
         self.cfg = cfg
         self.num_classes = num_classes
-        self.steps_per_epoch = steps_per_epoch
         self.supernet = cfg.form == "supernet"
         if self.supernet:
             self.model = models.build_supernet(num_classes, cfg.channels, cfg.cells_per_stage)
         else:
             self.model = models.build(encoding, num_classes, cfg.channels, cfg.cells_per_stage)
-        self.tx = make_optimizer(cfg, steps_per_epoch)
+        self.tx = make_optimizer(cfg)
         self.mesh = data_mesh()
         self.n_devices = self.mesh.size
         self.repl = NamedSharding(self.mesh, P())
@@ -225,7 +224,7 @@ class Trainer:
         params = variables["params"]
         return {"params": params, "batch_stats": variables["batch_stats"], "opt": self.tx.init(params)}
 
-    def _train_fn(self, state, x_BxHxWxC, y_B, enc, rng):
+    def _train_fn(self, state, x_BxHxWxC, y_B, enc, lr):
         self.trace_counts["train"] += 1
 
         def loss_fn(params):
@@ -234,9 +233,11 @@ class Trainer:
             return loss, new_vars["batch_stats"]
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt = self.tx.update(grads, state["opt"], state["params"])
+        # the learning rate is an input, so one program serves every schedule and length
+        decay_state, inject_state = state["opt"]
+        opt = (decay_state, inject_state._replace(hyperparams={**inject_state.hyperparams, "learning_rate": lr}))
+        updates, opt = self.tx.update(grads, opt, state["params"])
         params = optax.apply_updates(state["params"], updates)
-        del rng  # the networks have no stochastic layers; kept for a stable signature
         return {"params": params, "batch_stats": batch_stats, "opt": opt}, {"loss": loss}
 
     def _eval_fn(self, state, x_BxHxWxC, y_B, w_B, enc):
@@ -250,8 +251,8 @@ class Trainer:
     def init(self, key, enc, image_shape):
         return self._init(key, jnp.asarray(enc, jnp.int32), tuple(image_shape))
 
-    def train_step(self, state, x, y, enc, rng):
-        return self._train(state, x, y, jnp.asarray(enc, jnp.int32), rng)
+    def train_step(self, state, x, y, enc, lr: float):
+        return self._train(state, x, y, jnp.asarray(enc, jnp.int32), np.float32(lr))
 
     def evaluate(self, state, images, labels, enc, batch_size: int) -> tuple[float, float]:
         """(accuracy fraction, mean cross-entropy) over all of ``images``; pads the last batch."""
@@ -273,38 +274,50 @@ class Trainer:
         return float(totals["correct"] / totals["count"]), float(totals["loss_sum"] / totals["count"])
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """SGD with Nesterov momentum (or Adam), decoupled weight decay, cosine decay per step."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(
-            0.0 if cfg.warmup_epochs else cfg.learning_rate,
-            cfg.learning_rate,
-            warmup_steps=cfg.warmup_epochs * steps_per_epoch,
-            decay_steps=total,
-        )
-    else:
-        lr = optax.constant_schedule(cfg.learning_rate)
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Learning rate per step: linear warm-up then cosine decay to 0 (or constant)."""
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.learning_rate)
+    return optax.warmup_cosine_decay_schedule(
+        0.0 if cfg.warmup_epochs else cfg.learning_rate,
+        cfg.learning_rate,
+        warmup_steps=cfg.warmup_epochs * steps_per_epoch,
+        decay_steps=max(1, cfg.epochs * steps_per_epoch),
+    )
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Decoupled weight decay then SGD with Nesterov momentum (or Adam).
+
+    The learning rate is an injected hyperparameter that the train step sets from the
+    host-side schedule, so the compiled program does not depend on it.
+    """
     if cfg.optimizer == "sgd":
-        return optax.chain(
-            optax.add_decayed_weights(cfg.weight_decay),
-            optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov),
-        )
-    return optax.adamw(lr, weight_decay=cfg.weight_decay)
+        opt = optax.inject_hyperparams(optax.sgd)(learning_rate=cfg.learning_rate, momentum=cfg.momentum,
+                                                   nesterov=cfg.nesterov)
+    else:
+        opt = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate)
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
 
 
 @functools.lru_cache(maxsize=8)
-def _shared_trainer(num_classes: int, cfg_key: TrainConfig, steps_per_epoch: int) -> Trainer:
-    return Trainer(num_classes, cfg_key, steps_per_epoch)
+def _shared_trainer(num_classes: int, cfg_key: TrainConfig) -> Trainer:
+    return Trainer(num_classes, cfg_key)
 
 
-def get_trainer(num_classes: int, cfg: TrainConfig, steps_per_epoch: int, encoding) -> Trainer:
-    """The trainer for ``cfg``: shared across encodings for the supernet form."""
+def program_key(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every field that does not change the compiled programs normalised away."""
+    base = TrainConfig()
+    return cfg.replace(seed=0, epochs=base.epochs, learning_rate=base.learning_rate, schedule=base.schedule,
+                       warmup_epochs=0, evaluate_test=True, train_limit=None, val_limit=None,
+                       eval_batch_size=base.eval_batch_size)
+
+
+def get_trainer(num_classes: int, cfg: TrainConfig, encoding=None) -> Trainer:
+    """The trainer for ``cfg``: shared across encodings, seeds and schedules for the supernet form."""
     if cfg.form == "supernet":
-        # fields that do not change the compiled programs are normalised away
-        key = cfg.replace(seed=0, evaluate_test=True, train_limit=None, val_limit=None)
-        return _shared_trainer(num_classes, key, steps_per_epoch)
-    return Trainer(num_classes, cfg, steps_per_epoch, encoding)
+        return _shared_trainer(num_classes, program_key(cfg))
+    return Trainer(num_classes, cfg, encoding)
 
 
 # ============================================================================ loop
@@ -375,7 +388,8 @@ def train_architecture(
     if bs < 1:
         raise ValueError(f"batch size {cfg.batch_size} with {n_train} examples leaves no batch for {n_dev} devices")
     steps = n_train // bs
-    trainer = get_trainer(splits.num_classes, cfg, steps, enc)
+    trainer = get_trainer(splits.num_classes, cfg, enc)
+    schedule = make_schedule(cfg, steps)
 
     # ---------------------------------------------------------------- init
     t_start = time.perf_counter()
@@ -399,8 +413,8 @@ def train_architecture(
         losses = []
         for b in range(steps):
             idx = order[b * bs : (b + 1) * bs]
-            rng = jax.random.fold_in(key, step)
-            state, meas = trainer.train_step(state, splits.train_images[idx], splits.train_labels[idx], enc, rng)
+            state, meas = trainer.train_step(state, splits.train_images[idx], splits.train_labels[idx], enc,
+                                             float(schedule(step)))
             losses.append(meas["loss"])
             step += 1
         train_loss = float(jnp.mean(jnp.stack(losses)))

@@ -1,0 +1,96 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from nax import space, train
+
+S = space.nb201
+CONV = S.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+FAST = train.preset("tiny", epochs=3, batch_size=64, evaluate_test=True)
+
+
+def test_runs_on_two_devices_with_replicated_state():
+    assert jax.local_device_count() == 2, "conftest forces two CPU devices"
+    tr = train.Trainer(10, FAST)
+    st = tr.init(jax.random.key(0), CONV, (8, 8, 1))
+    leaf = jax.tree.leaves(st["params"])[0]
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 2
+
+
+def test_learns_and_records_a_curve(digits_splits):
+    rec = train.train_architecture(CONV, digits_splits, FAST)
+    assert rec.status == "completed" and rec.epochs_done == 3
+    accs = rec.val_accuracies
+    assert accs[-1] > 0.8, accs  # 8x8 digits are easy; chance is 0.1
+    assert rec.curve[-1].train_loss < rec.curve[0].train_loss
+    assert rec.test_accuracy is not None and rec.test_accuracy > 0.75
+    assert rec.num_params > 0 and all(m.epoch_s > 0 for m in rec.curve)
+
+
+def test_same_seed_same_curve_other_seed_differs(digits_splits):
+    a = train.train_architecture(CONV, digits_splits, FAST)
+    b = train.train_architecture(CONV, digits_splits, FAST)
+    c = train.train_architecture(CONV, digits_splits, FAST.replace(seed=1))
+    strip = lambda r: [(m.train_loss, m.val_accuracy, m.val_loss) for m in r.curve]
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+
+
+def test_compile_once_for_twenty_architectures(digits_splits):
+    cfg = FAST.replace(epochs=1, batch_size=96, evaluate_test=False)  # a batch size no other test uses
+    encs = S.sample(jax.random.key(7), 20)
+    assert len({tuple(e) for e in encs}) == 20
+    recs = train.train_many(encs, digits_splits, cfg)
+    tr = train.get_trainer(10, cfg)
+    assert tr.trace_counts == {"init": 1, "train": 1, "eval": 1}
+    assert len({r.arch for r in recs}) == 20
+    # other seeds, lengths and learning rates reuse the same programs
+    train.train_architecture(encs[0], digits_splits, cfg.replace(seed=3, epochs=2, learning_rate=0.05))
+    assert tr.trace_counts == {"init": 1, "train": 1, "eval": 1}
+
+
+def test_specialised_form_matches_supernet_form(digits_splits):
+    """Same names → same initialisation; the two forms learn the same curve (up to float noise)."""
+    sup = train.train_architecture(CONV, digits_splits, FAST.replace(epochs=2))
+    spec = train.train_architecture(CONV, digits_splits, FAST.replace(epochs=2, form="specialised"))
+    np.testing.assert_allclose(sup.val_accuracies, spec.val_accuracies, atol=0.02)
+
+
+def test_callback_stops_the_run(digits_splits):
+    seen = []
+
+    def stop_after_two(rec):
+        seen.append(rec.epochs_done)
+        return rec.epochs_done >= 2
+
+    rec = train.train_architecture(CONV, digits_splits, FAST.replace(epochs=5), callback=stop_after_two)
+    assert rec.status == "stopped" and rec.epochs_done == 2 and seen == [1, 2]
+    assert rec.test_accuracy is None
+
+
+def test_divergence_is_a_status_not_an_exception(digits_splits):
+    rec = train.train_architecture(CONV, digits_splits, FAST.replace(learning_rate=1e12, weight_decay=0.0))
+    assert rec.status == "diverged"
+    assert 1 <= rec.epochs_done <= 3 and not np.isfinite(rec.curve[-1].train_loss)
+
+
+def test_record_json_round_trip(digits_splits):
+    rec = train.train_architecture(CONV, digits_splits, FAST.replace(epochs=1))
+    back = train.RunRecord.from_json(rec.to_json())
+    assert back == rec
+    assert json.loads(rec.to_json())["curve"][0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(epochs=0), "epochs must be >= 1"),
+    (dict(optimizer="rmsprop"), "unknown optimizer"),
+    (dict(schedule="step"), "unknown schedule"),
+    (dict(form="dense"), "unknown form"),
+])
+def test_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        train.TrainConfig(**kw)
+    with pytest.raises(ValueError, match="unknown training preset"):
+        train.preset("gpu-huge")
