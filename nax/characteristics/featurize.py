@@ -113,6 +113,37 @@ def structure(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]
     return np.stack([disconnected, longest], 1), ["disconnected", "longest conv chain"]
 
 
+def live_mask(space: CellSpace, enc: np.ndarray) -> np.ndarray:
+    """``(n, num_edges)`` True where an edge lies on some input->output path of non-zero ops."""
+    live = np.zeros(enc.shape, bool)
+    zero = space.op_index(space.zero_op)
+    for p in _paths(space):
+        on = np.all(enc[:, list(p)] != zero, axis=1)
+        live[:, list(p)] |= on[:, None]
+    return live
+
+
+def live_ops(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Operations on live edges only: ``live edge 0->1 = nor_conv_3x3``, ``live count skip_connect``.
+
+    An edge off every live path does not change the cell's output, so its operation should
+    not count; these characteristics say so directly rather than through interactions.
+    """
+    live = live_mask(space, enc)
+    zero = space.op_index(space.zero_op)
+    cols, names = [], []
+    for e in range(space.num_edges):
+        for o, op in enumerate(space.ops):
+            if o != zero:
+                cols.append(live[:, e] & (enc[:, e] == o))
+                names.append(f"live edge {_edge_name(space, e)} = {op}")
+    for o, op in enumerate(space.ops):
+        if o != zero:
+            cols.append((live & (enc == o)).sum(1))
+            names.append(f"live count {op}")
+    return np.stack(cols, 1), names
+
+
 def sizes(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """log10 parameter count and log10 multiply-accumulates of the 10-class CIFAR network."""
     if space.name != "nb201":
@@ -124,7 +155,7 @@ def sizes(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
 Characteristic = Callable[[CellSpace, np.ndarray], tuple[np.ndarray, list[str]]]
 
 #: the characteristic groups, in column order
-CHARACTERISTICS: tuple[Characteristic, ...] = (edge_ops, op_counts, edge_pairs, paths, structure, sizes)
+CHARACTERISTICS: tuple[Characteristic, ...] = (edge_ops, op_counts, edge_pairs, paths, structure, live_ops, sizes)
 
 
 def features(encodings, space: CellSpace = space_lib.nb201) -> tuple[np.ndarray, list[str]]:
@@ -189,6 +220,10 @@ def group_of(name: str) -> str:
         return f"edge {name.split()[1]}"
     if name.startswith("count "):
         return "op counts"
+    if name.startswith("live edge "):
+        return f"live {name.split()[2]}"
+    if name.startswith("live count "):
+        return "live op counts"
     if name.startswith("path "):
         return f"paths of length {name.count('>') + 1}"
     if name.startswith("log10 "):

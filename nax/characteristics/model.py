@@ -20,16 +20,18 @@ scales is what transfers.
 
 Target (``update``)::
 
-    f_t(x) = alpha * (x . mu0) + b_t + x . e_t,    e_t ~ N(0, Sigma0 + tau_t^2 I)
+    f_t(x) = rho * alpha * (x . mu0) + b_t + x . e_t,   e_t ~ N(0, rho^2 Sigma0 + tau_t^2 I)
     alpha ~ N(1, 0.5^2),  b_t ~ N(0, 1),  y_t ~ N(f_t(x), sigma_t^2)
 
-``alpha`` (how far the population ranking holds on the target) and ``e_t`` are integrated out
-exactly (a Gaussian process with this linear kernel); ``tau_t`` (how far the target deviates)
-and ``sigma_t`` by empirical Bayes on a grid, with a log-normal hyperprior centred on the
-sources' values. With no target data the target is the population. Target accuracies
-enter as normal scores of their ranks among the target's own evaluations (a Gaussian
-copula), so units never matter and the result does not depend on the order of the
-observations.
+``alpha`` (how far the population ranking holds), ``b_t`` and ``e_t`` are integrated out
+exactly (a Gaussian process with this linear kernel). ``rho`` in {1, 0.5, 0} (how related
+the target is to the population; 0 is the target on its own), ``tau_t`` (how far it
+deviates) and ``sigma_t`` are chosen by empirical Bayes on a grid: marginal likelihood
+times a hyperprior (rho: 1/2, 1/4, 1/4; tau_t log-normal around the sources' tau_dev).
+With no target data the target is the population; a target unlike its sources moves to
+``rho = 0`` as soon as its evaluations say so. Target accuracies enter as normal scores of
+their ranks among the target's own evaluations (a Gaussian copula), so units never matter
+and the result does not depend on the order of the observations.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import numpyro.distributions as dist
 import pandas as pd
 import scipy.linalg
 import scipy.optimize
+import scipy.special
 import scipy.stats
 import threadpoolctl
 
@@ -219,7 +222,10 @@ class CharacteristicModel:
         """Centred characteristics of encodings ``(n, E)`` in the Sigma0 eigenbasis, ``(n, f)``."""
         enc = np.atleast_2d(self.space.validate(encodings))
         if self.space.size <= 100_000:
-            return self._space_XE[self.space.index(enc)]
+            idx = self.space.index(enc)
+            if len(idx) == self.space.size and np.array_equal(idx, np.arange(len(idx))):
+                return self._space_XE  # the whole space in order: no 60 MB copy per call
+            return self._space_XE[idx]
         return feats.centered(enc, self.space) @ self.E
 
     def save(self, path: str) -> None:
@@ -370,6 +376,10 @@ def _population_posterior(Zc, yc, v, tau_dev, sigma):
 TAU_FACTORS = 2.0 ** np.arange(-2, 7)  # target deviation grid, in units of the sources' tau_dev
 SIGMA_GRID = np.array([0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0])
 TAU_PRIOR_SD = np.log(4.0)  # log-normal hyperprior sd of tau_t / tau_dev
+TAU_ALONE = np.geomspace(0.003, 1.0, 16)  # deviation grid when the target stands alone (rho = 0)
+#: relatedness of the target to the population and its prior probability; rho = 0 is the
+#: target alone, so a target unlike its sources can fall back on its own evaluations
+RHO_PRIOR = {1.0: 0.5, 0.5: 0.25, 0.0: 0.25}
 SIGMA_PRIOR_SD = np.log(3.0)
 
 
@@ -385,6 +395,7 @@ class TargetPosterior:
 
     model: CharacteristicModel
     transfer: bool
+    rho: float  # chosen relatedness to the population (0: the target alone)
     tau: float  # chosen target deviation scale
     sigma: float  # chosen target noise sd
     k: int  # number of target observations
@@ -396,7 +407,7 @@ class TargetPosterior:
 
     @functools.cached_property
     def _parts(self):
-        mu_rot, a2, lam = _prior_parts(self.model, self.transfer)
+        mu_rot, a2, lam = _prior_parts(self.model, self.rho)
         d = lam + self.tau**2  # prior variances of the effects in the eigenbasis
         A = self.XE * d  # (k, f)
         pm = self.XE @ mu_rot
@@ -427,11 +438,12 @@ def _as_observations(model, target_observations):
     return enc, acc
 
 
-def _prior_parts(model: CharacteristicModel, transfer: bool):
-    """Rotated prior mean effects, alpha variance and Sigma0 eigenvalues the target starts from."""
-    if transfer:
-        return model.E.T @ model.mu0, ALPHA_SD**2, model.lam0
-    return np.zeros_like(model.mu0), 0.0, np.zeros_like(model.lam0)
+def _prior_parts(model: CharacteristicModel, rho: float):
+    """Rotated prior mean effects ``rho mu0``, alpha variance, and ``rho^2`` Sigma0 eigenvalues.
+
+    The target's effects are ``w_t = rho (alpha w0) + e_t``: ``rho = 0`` is the target alone.
+    """
+    return rho * (model.E.T @ model.mu0), ALPHA_SD**2 if rho > 0 else 0.0, rho**2 * model.lam0
 
 
 def update(model: CharacteristicModel, target_observations, *, transfer: bool = True) -> TargetPosterior:
@@ -445,43 +457,63 @@ def update(model: CharacteristicModel, target_observations, *, transfer: bool = 
         return _update(model, target_observations, transfer)
 
 
+def _hypotheses(model, transfer):
+    """(rho, tau, sigma, log hyperprior) grid; each rho's tau and sigma priors are normalised."""
+    out = []
+    sig_w = scipy.stats.norm.logpdf(np.log(SIGMA_GRID), np.log(np.mean(model.sigma)), SIGMA_PRIOR_SD)
+    sig_w -= scipy.special.logsumexp(sig_w)
+    flat_sig = scipy.stats.norm.logpdf(np.log(SIGMA_GRID), SIGMA_LOC, SIGMA_PRIOR_SD)
+    flat_sig -= scipy.special.logsumexp(flat_sig)
+    rhos = RHO_PRIOR if transfer else {0.0: 1.0}
+    for rho, p_rho in rhos.items():
+        if rho > 0:
+            taus = model.tau_dev * TAU_FACTORS
+            tau_w = scipy.stats.norm.logpdf(np.log(TAU_FACTORS), 0.0, TAU_PRIOR_SD)
+            sw = sig_w
+        else:  # alone, the target has no source scale to lean on: a wide grid, flat hyperprior
+            taus = TAU_ALONE
+            tau_w = np.zeros(len(taus))
+            sw = flat_sig
+        tau_w = tau_w - scipy.special.logsumexp(tau_w)
+        for t, lt in zip(taus, tau_w):
+            out.append((rho, float(t), [(float(s), np.log(p_rho) + lt + ls) for s, ls in zip(SIGMA_GRID, sw)]))
+    return out
+
+
 def _update(model, target_observations, transfer):
     enc, acc = _as_observations(model, target_observations)
     k = len(acc)
-    mu_rot, a2, lam = _prior_parts(model, transfer)
     if k == 0:
-        return TargetPosterior(model, transfer, model.tau_dev, float(np.mean(model.sigma)), 0,
+        rho = 1.0 if transfer else 0.0
+        tau = model.tau_dev if transfer else float(np.sqrt(TAU_ALONE[0] * TAU_ALONE[-1]))
+        return TargetPosterior(model, transfer, rho, tau, float(np.mean(model.sigma)), 0,
                                np.zeros((0, model.num_features)), np.zeros(0), np.zeros((0, 0)), np.zeros(0), 0.0)
     XE = model.rotated(enc)
     y = normal_scores(acc)
-    m = XE @ mu_rot
-    K0 = a2 * np.outer(m, m) + INTERCEPT_SD**2 + (XE * lam) @ XE.T
+    m1 = XE @ (model.E.T @ model.mu0)
+    S0 = (XE * model.lam0) @ XE.T
     Gram = XE @ XE.T
-    r = y - m
-    if transfer:
-        taus = model.tau_dev * TAU_FACTORS
-        lp_tau = scipy.stats.norm.logpdf(np.log(TAU_FACTORS), 0.0, TAU_PRIOR_SD)
-        sig_loc = np.log(np.mean(model.sigma))
-    else:  # alone, the target has no source scale to lean on: a wide grid, flat hyperprior
-        taus = np.geomspace(0.003, 1.0, 16)
-        lp_tau = np.zeros(len(taus))
-        sig_loc = SIGMA_LOC
-    lp_sig = scipy.stats.norm.logpdf(np.log(SIGMA_GRID), sig_loc, SIGMA_PRIOR_SD)
     best = (-np.inf,)
-    for i, t in enumerate(taus):
-        # one eigendecomposition per tau serves every sigma: K = Q (ev + sigma^2) Q^T
-        ev, Q = np.linalg.eigh(K0 + t**2 * Gram)
+    for rho, t, sigmas in _hypotheses(model, transfer):
+        a2 = ALPHA_SD**2 if rho > 0 else 0.0
+        m = rho * m1
+        r = y - m
+        # one eigendecomposition per (rho, tau) serves every sigma: K = Q (ev + sigma^2) Q^T
+        ev, Q = np.linalg.eigh(a2 * np.outer(m, m) + INTERCEPT_SD**2 + rho**2 * S0 + t**2 * Gram)
         ev = np.clip(ev, 0.0, None)
         rq2 = (Q.T @ r) ** 2
-        for j, s in enumerate(SIGMA_GRID):
+        for s, lp in sigmas:
             den = ev + s**2
             le = -0.5 * (np.sum(rq2 / den) + np.sum(np.log(den)) + k * np.log(2 * np.pi))
-            if le + lp_tau[i] + lp_sig[j] > best[0]:
-                best = (le + lp_tau[i] + lp_sig[j], le, t, s)
-    _, le, tau, sigma = best
-    L = np.linalg.cholesky(K0 + tau**2 * Gram + sigma**2 * np.eye(k))
-    beta = scipy.linalg.cho_solve((L, True), r, check_finite=False)
-    return TargetPosterior(model, transfer, float(tau), float(sigma), k, XE, y, L, beta, float(le))
+            if le + lp > best[0]:
+                best = (le + lp, le, rho, t, s)
+    _, le, rho, tau, sigma = best
+    a2 = ALPHA_SD**2 if rho > 0 else 0.0
+    m = rho * m1
+    K = a2 * np.outer(m, m) + INTERCEPT_SD**2 + rho**2 * S0 + tau**2 * Gram + sigma**2 * np.eye(k)
+    L = np.linalg.cholesky(K)
+    beta = scipy.linalg.cho_solve((L, True), y - m, check_finite=False)
+    return TargetPosterior(model, transfer, float(rho), float(tau), float(sigma), k, XE, y, L, beta, float(le))
 
 
 def _posterior(model_or_post, target_observations) -> TargetPosterior:
@@ -541,7 +573,7 @@ def sample_scores(model, encodings, target_observations=None, key: jax.Array | N
     z = rng.standard_normal((n, f + 2 + post.k))
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         mu_rot, a2, d, A, pm, *_ = post._parts
-        alpha = (1.0 if post.transfer else 0.0) + np.sqrt(a2) * z[:, 0]
+        alpha = 1.0 + np.sqrt(a2) * z[:, 0]  # multiplies the rho-scaled population prediction
         b = INTERCEPT_SD * z[:, 1]
         e_rot = z[:, 2 : 2 + f] * np.sqrt(d)  # e ~ N(0, E diag(d) E^T), drawn in the eigenbasis
         XE = post.model.rotated(encodings)

@@ -1,0 +1,70 @@
+"""Pooled (non-hierarchical) predictors of the within-dataset score, for comparison.
+
+Every baseline pools the rows of all given datasets, each dataset's accuracies turned into
+normal scores first (``model.normal_scores``) so that datasets on different scales can be
+pooled, and returns a function from encodings ``(n, E)`` to predicted scores ``(n,)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import threadpoolctl
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import RidgeCV
+
+from nax import space as space_lib
+from nax.characteristics import featurize as feats
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+RIDGE_ALPHAS = np.logspace(-3, 4, 15)
+
+
+def _columns(space, prefix_ok) -> np.ndarray:
+    _, names = feats.all_features(space)
+    return np.array([prefix_ok(n) for n in names])
+
+
+def _ridge(encodings, scores, space, cols) -> Predictor:
+    X = feats.centered(encodings, space)[:, cols]
+    # generalised cross-validation picks the penalty: no tuning on the target
+    r = RidgeCV(alphas=RIDGE_ALPHAS).fit(X, scores)
+    return lambda enc: r.predict(feats.centered(enc, space)[:, cols])
+
+
+def ridge_onehot(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
+    """Ridge regression on the one-hot operation of each edge (30 features on NB201)."""
+    cols = _columns(space, lambda n: n.startswith("edge ") and " & " not in n)
+    return _ridge(encodings, scores, space, cols)
+
+
+def ridge_pairwise(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
+    """Ridge regression on one-hot edge operations and all pairs of them (405 on NB201)."""
+    cols = _columns(space, lambda n: n.startswith("edge "))
+    return _ridge(encodings, scores, space, cols)
+
+
+def gbm(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
+    """Gradient-boosted trees (sklearn HistGradientBoosting) on the edge operations as categories."""
+    model = HistGradientBoostingRegressor(
+        max_iter=300, learning_rate=0.05, categorical_features=[True] * space.num_edges,
+        early_stopping=False, random_state=seed,
+    )
+    model.fit(np.asarray(encodings), scores)
+    return lambda enc: model.predict(np.atleast_2d(np.asarray(enc)))
+
+
+BASELINES: dict[str, Callable[..., Predictor]] = {
+    "ridge_onehot": ridge_onehot,
+    "ridge_pairwise": ridge_pairwise,
+    "gbm": gbm,
+}
+
+
+def fit_pooled(name: str, encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
+    """Fit baseline ``name`` on pooled rows ``encodings (n, E)``, normal ``scores (n,)``."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        return BASELINES[name](np.asarray(encodings), np.asarray(scores, np.float64), seed=seed, space=space)

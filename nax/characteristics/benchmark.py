@@ -1,0 +1,308 @@
+"""``nax select benchmark``: transferred architecture selection, leave one dataset out.
+
+Protocol (issue 5). For each target dataset, the sources are the other given datasets;
+each source contributes a random sample of ``N`` evaluated architectures; the target starts
+with ``k`` random evaluations. On all cells of the target we report the ranking metrics of
+each method's prediction and a simulated search that evaluates cells in the order the
+method proposes. Methods:
+
+* ``characteristics`` — the hierarchical model; its search updates with every result.
+* ``target_only`` (k > 0) — the same model fitted on the target's evaluations alone.
+* ``ridge_onehot``, ``ridge_pairwise``, ``gbm`` — pooled baselines on the source rows plus
+  the ``k`` target rows (normal scores within each dataset); their search follows their
+  fixed ranking (they are not refitted after each result).
+* ``random`` and ``evolution`` (regularized evolution, no transfer): search only.
+
+``--dissimilar`` adds a synthetic target built from the NAS-Bench-201 cells whose accuracy
+rewards what the sources punish (``synthetic_dissimilar``), with all real datasets as
+sources: the test that a target unlike its sources is not drowned by them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import threadpoolctl
+import tqdm
+
+from nax import space as space_lib
+from nax import tables
+from nax.characteristics import baselines
+from nax.characteristics import featurize as feats
+from nax.characteristics import model as model_lib
+from nax.characteristics import simulate
+
+SYNTHETIC = "synthetic-dissimilar"
+METHODS = ("characteristics", "target_only", "ridge_onehot", "ridge_pairwise", "gbm", "random", "evolution")
+RANKING = ("spearman", "kendall", "top1_precision")
+SEARCH = ("evals_to_top1", "regret_at_50")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    table: str
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    samples_per_source: tuple[int, ...] = (50, 200, 1000)
+    target_evals: tuple[int, ...] = (0, 10, 30)
+    repeats: int = 5
+    seed: int = 0
+    search_steps: int = 300  # cap on proposals per simulated search
+    dissimilar: bool = False
+    figure: str | None = None
+
+
+def synthetic_dissimilar(space: space_lib.CellSpace = space_lib.nb201, seed: int = 0) -> np.ndarray:
+    """Accuracy (percent-like) of every cell of ``space`` for a target unlike NAS-Bench-201's.
+
+    It rewards pooling and skip connections and punishes 3x3 convolutions (the sources
+    do the opposite), plus random pairwise edge-operation effects (sd 0.3, from ``seed``)
+    and noise (sd 0.3): ``acc = 60 + 5 z``, ``z = count(avg_pool) + 0.5 count(skip)
+    - 0.7 count(conv3x3) + pairs . w + noise``. Returns ``(space.size,)`` in enumerate order.
+    """
+    X, names = feats.all_features(space)
+    col = {n: i for i, n in enumerate(names)}
+    rng = np.random.default_rng(seed)
+    pair = np.array([" & " in n for n in names])
+    z = X[:, col["count avg_pool_3x3"]] + 0.5 * X[:, col["count skip_connect"]] - 0.7 * X[:, col["count nor_conv_3x3"]]
+    z = z + X[:, pair] @ rng.normal(0.0, 0.3, pair.sum()) + rng.normal(0.0, 0.3, len(X))
+    return 60.0 + 5.0 * z
+
+
+def _load(cfg: BenchConfig):
+    table = tables.load_archs(cfg.table, aggregate="mean")
+    enc, names, acc = table.pivot()
+    names = [str(n) for n in names]
+    for role, lst in (("source", cfg.sources), ("target", cfg.targets)):
+        for n in lst:
+            if n not in names:
+                raise ValueError(
+                    f"{role} dataset {n!r} has no rows in {cfg.table}; present: {', '.join(names)}"
+                )
+    return table, enc, names, acc
+
+
+def _source_sample(rng, enc, acc_col, n):
+    have = np.flatnonzero(np.isfinite(acc_col))
+    if len(have) < model_lib.MIN_ARCHS_PER_SOURCE:
+        raise ValueError(f"a source has {len(have)} architectures; at least {model_lib.MIN_ARCHS_PER_SOURCE} needed")
+    rows = rng.choice(have, size=min(n, len(have)), replace=False)
+    return enc[rows], acc_col[rows]
+
+
+def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_out=None):
+    """All methods on one (target, N, repeat) for every k; returns rows (one per method, k)."""
+    rng = np.random.default_rng([cfg.seed, ti, N, rep])
+    sources = [s for s, _ in src_data]
+    s_enc, s_acc, s_ds = [], [], []
+    for s, (enc, acc) in src_data:
+        e, a = _source_sample(rng, enc, acc, N)
+        s_enc.append(e)
+        s_acc.append(a)
+        s_ds.append(np.full(len(e), s))
+    s_enc, s_acc, s_ds = np.concatenate(s_enc), np.concatenate(s_acc), np.concatenate(s_ds)
+    fit_table = tables.ArchTable.from_encodings(s_enc, s_ds, s_acc, unit="percent" if s_acc.max() > 1 else "fraction")
+    t0 = time.perf_counter()
+    model = model_lib.fit(fit_table, sources, seed=rep, space=space)
+    fit_s = time.perf_counter() - t0
+    if model_out is not None:
+        model_out.append(model)
+    s_scores = np.concatenate([model_lib.normal_scores(s_acc[s_ds == s]) for s in sources])
+    s_order = np.concatenate([np.flatnonzero(s_ds == s) for s in sources])
+    s_enc_sorted = s_enc[s_order]
+    rows = []
+    for k in cfg.target_evals:
+        krng = np.random.default_rng([cfg.seed, ti, N, rep, k])
+        init = krng.choice(len(t_enc), size=k, replace=False)
+        obs = (t_enc[init], t_acc[init])
+        base = dict(target=target, samples_per_source=N, target_evals=k, repeat=rep)
+        # the hierarchical model, with and without the sources
+        for method, transfer in (("characteristics", True), ("target_only", False)):
+            if not transfer and k == 0:
+                continue
+            t1 = time.perf_counter()
+            post = model_lib.update(model, obs, transfer=transfer)
+            mean, _ = model_lib.score(post, t_enc, return_std=False)
+            score_s = time.perf_counter() - t1
+            prop = simulate.model_guided(model, t_enc, t_acc, init, cfg.search_steps, transfer=transfer)
+            rows.append(dict(base, method=method, **simulate.ranking_metrics(mean, t_acc),
+                             **simulate.search_metrics(prop, init, t_acc),
+                             fit_s=fit_s if transfer else None, score_s=score_s,
+                             tau=post.tau, rho=post.rho))
+        # pooled baselines: the sources' rows plus the target's own
+        p_enc = np.concatenate([s_enc_sorted, t_enc[init]]) if k else s_enc_sorted
+        p_y = np.concatenate([s_scores, model_lib.normal_scores(t_acc[init])]) if k else s_scores
+        for name in baselines.BASELINES:
+            t1 = time.perf_counter()
+            pred = baselines.fit_pooled(name, p_enc, p_y, seed=rep, space=space)(t_enc)
+            fit_b = time.perf_counter() - t1
+            prop = simulate.static_order(pred, init, cfg.search_steps)
+            rows.append(dict(base, method=name, **simulate.ranking_metrics(pred, t_acc),
+                             **simulate.search_metrics(prop, init, t_acc), fit_s=fit_b))
+        srng = np.random.default_rng([cfg.seed, ti, rep, k, 7])
+        prop = simulate.random_order(srng, len(t_enc), init, cfg.search_steps)
+        rows.append(dict(base, method="random", spearman=None, kendall=None, top1_precision=None,
+                         **simulate.search_metrics(prop, init, t_acc)))
+        if len(t_enc) == space.size:
+            prop = simulate.regularized_evolution(srng, t_enc, t_acc, init, 3000, space=space)
+            rows.append(dict(base, method="evolution", spearman=None, kendall=None, top1_precision=None,
+                             **simulate.search_metrics(prop, init, t_acc)))
+    return rows
+
+
+def aggregate(raw: list[dict]) -> list[dict]:
+    """Mean over repeats per (target, method, samples_per_source, target_evals), with sds."""
+    df = pd.DataFrame(raw)
+    keys = ["target", "method", "samples_per_source", "target_evals"]
+    out = []
+    for key, g in df.groupby(keys, sort=False):
+        row = dict(zip(keys, key))
+        row["samples_per_source"] = int(row["samples_per_source"])
+        row["target_evals"] = int(row["target_evals"])
+        for m in RANKING + SEARCH:
+            v = pd.to_numeric(g[m], errors="coerce").to_numpy(dtype=float) if m in g else np.full(len(g), np.nan)
+            ok = np.isfinite(v)
+            row[m] = float(v[ok].mean()) if ok.any() else None
+            row[f"{m}_sd"] = float(v[ok].std()) if ok.sum() > 1 else None
+        e = pd.to_numeric(g["evals_to_top1"], errors="coerce").to_numpy(dtype=float)
+        row["top1_found"] = float(np.isfinite(e).mean())
+        for m in ("fit_s", "score_s", "tau", "rho"):
+            if m in g and g[m].notna().any():
+                row[m] = float(pd.to_numeric(g[m], errors="coerce").mean())
+        row["repeats"] = int(len(g))
+        out.append(row)
+    return out
+
+
+def run(cfg: BenchConfig, progress: bool = True) -> dict:
+    """Run the benchmark grid; returns ``{"config", "results", "raw"}`` (``results`` aggregated)."""
+    space = space_lib.nb201
+    table, enc, names, acc = _load(cfg)
+    targets = list(cfg.targets) + ([SYNTHETIC] if cfg.dissimilar else [])
+    jobs = []
+    for ti, target in enumerate(targets):
+        if target == SYNTHETIC:
+            src = list(cfg.sources)
+            t_enc, t_acc = space.enumerate(), synthetic_dissimilar(space, cfg.seed)
+        else:
+            src = [s for s in cfg.sources if s != target]
+            col = acc[:, names.index(target)]
+            have = np.isfinite(col)
+            if not have.any():
+                raise ValueError(f"target dataset {target!r} has no rows in {cfg.table}")
+            t_enc, t_acc = enc[have], col[have]
+        if not src:
+            raise ValueError(f"target {target!r}: no source dataset left (sources: {list(cfg.sources)})")
+        src_data = [(s, (enc, acc[:, names.index(s)])) for s in src]
+        for N in cfg.samples_per_source:
+            for rep in range(cfg.repeats):
+                jobs.append((target, t_enc, t_acc, src_data, N, rep, ti))
+    raw, models = [], []
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        for target, t_enc, t_acc, src_data, N, rep, ti in tqdm.tqdm(jobs, disable=not progress, file=sys.stderr,
+                                                                     desc="select benchmark"):
+            keep = [] if (cfg.figure and target == targets[0] and N == max(cfg.samples_per_source)
+                          and rep == 0) else None
+            raw += _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, keep)
+            if keep:
+                models += keep
+    if cfg.figure and models:
+        plot_strengths(models[0], cfg.figure)
+    return dict(config=dataclasses.asdict(cfg), results=aggregate(raw), raw=raw)
+
+
+def timings(table_path: str, sources: Sequence[str], n: int = 1000, seed: int = 0, repeats: int = 3) -> dict:
+    """Wall time (s) of a fit on ``len(sources) x n`` rows, scoring all cells, and target updates."""
+    space = space_lib.nb201
+    table = tables.load_archs(table_path, aggregate="mean")
+    enc, names, acc = table.pivot()
+    names = [str(x) for x in names]
+    rng = np.random.default_rng(seed)
+    e, a, d = [], [], []
+    for s in sources:
+        ee, aa = _source_sample(rng, enc, acc[:, names.index(s)], n)
+        e.append(ee)
+        a.append(aa)
+        d.append(np.full(len(ee), s))
+    t = tables.ArchTable.from_encodings(np.concatenate(e), np.concatenate(d), np.concatenate(a), unit=table.unit)
+    out = {}
+    fit_s = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        model = model_lib.fit(t, list(sources), seed=r)
+        fit_s.append(time.perf_counter() - t0)
+    out[f"fit_{len(sources)}x{n}_s"] = min(fit_s)
+    cells = space.enumerate()
+    t0 = time.perf_counter()
+    model_lib.score(model, cells)
+    out["score_all_first_call_s"] = time.perf_counter() - t0  # builds the cached rotated features
+    for label, kw in (("score_all_mean_s", dict(return_std=False)), ("score_all_mean_std_s", {})):
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model_lib.score(model, cells, **kw)
+            ts.append(time.perf_counter() - t0)
+        out[label] = min(ts)
+    tgt = [x for x in names if x not in sources] or names
+    col = acc[:, names.index(tgt[0])]
+    for k in (10, 100, 300):
+        idx = rng.choice(np.flatnonzero(np.isfinite(col)), k, replace=False)
+        ts, ss = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            post = model_lib.update(model, (enc[idx], col[idx]))
+            ts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            model_lib.score(post, cells)
+            ss.append(time.perf_counter() - t0)
+        out[f"update_k{k}_s"] = min(ts)
+        out[f"score_all_mean_std_after_k{k}_s"] = min(ss)
+    return out
+
+
+def plot_strengths(model: model_lib.CharacteristicModel, path: str, top: int = 12) -> None:
+    """Bar chart of the ``top`` strongest and weakest population effects, 90% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = model_lib.strengths(model)
+    sel = pd.concat([df.head(top), df.tail(top)])
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(sel) + 1.2))
+    y = np.arange(len(sel))[::-1]
+    color = np.where(sel["mean"] > 0, "tab:blue", "tab:red")
+    ax.barh(y, sel["mean"], xerr=1.645 * sel["sd"], color=color, alpha=0.8, error_kw=dict(lw=0.8))
+    ax.set_yticks(y, sel["name"], fontsize=7)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_xlabel("population effect on the normal score of accuracy (per unit), 90% interval")
+    ax.set_title(f"Strongest and weakest characteristics (sources: {', '.join(model.sources)})", fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def format_table(results: list[dict]) -> str:
+    """Spearman and evaluations-to-top-1% per target, N, k (rows) and method (columns)."""
+    df = pd.DataFrame(results)
+    out = []
+    for metric in ("spearman", "evals_to_top1", "regret_at_50"):
+        p = df.pivot_table(index=["target", "samples_per_source", "target_evals"], columns="method",
+                           values=metric, aggfunc="first", sort=False)
+        cols = [m for m in METHODS if m in p.columns]
+        out.append(f"## {metric}\n" + p[cols].round(3).to_string())
+    return "\n\n".join(out)
+
+
+def write_json(payload: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(payload, fh, indent=1, default=float)
