@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "nax.train_cli",
     "nax.search.cli",
     "nax.curves.cli",
+    "nax.characteristics.cli",
 )
 
 
