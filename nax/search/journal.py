@@ -13,8 +13,9 @@ every later line is one event::
 ``epoch`` (1-based) in end/stopped/failed is the last epoch trained, ``metrics`` holds
 ``val_acc`` (fraction), ``curve`` the per-epoch validation accuracies. ``time`` (unix
 seconds) and ``wall_s`` are the only fields that differ between two runs of the same
-search. Every line is written with one ``write`` and ``fsync``ed, so a crash leaves at
-most one torn last line, which the reader drops with a warning.
+search. Lines are written with one ``write`` and ``fsync``ed (a run's epoch lines together with
+its end line), so a crash leaves at most one torn last line, which the reader drops
+with a warning; a run without its end line is redone on resume.
 """
 
 from __future__ import annotations
@@ -89,8 +90,13 @@ class Journal:
         return cls(path, open(path, "ab"))
 
     def append(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps(_clean(dict(event)), allow_nan=False, separators=(",", ":")) + "\n"
-        self._fh.write(line.encode())
+        """Write one event line and make it durable."""
+        self.extend([event])
+
+    def extend(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Write several event lines with one write and one ``fsync`` (a run's epochs and end)."""
+        text = "".join(json.dumps(_clean(dict(e)), allow_nan=False, separators=(",", ":")) + "\n" for e in events)
+        self._fh.write(text.encode())
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

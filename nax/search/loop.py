@@ -212,10 +212,9 @@ def run_search(
                     raise ValueError(f"journal run {t.run} evaluated {was} but this search asks for "
                                      f"{evaluator.space.to_string(t.enc)}: the journal comes from another search")
         todo = [t for t in tasks if t.run not in replay.finished]
-        if journal is not None:
-            for t in todo:
-                journal.append({"event": "start", "run": t.run, "batch": batch, "arch": evaluator.space.to_string(t.enc),
-                                "dataset": dataset, "seed": t.seed, "time": time.time()})
+        if journal is not None and todo:
+            journal.extend({"event": "start", "run": t.run, "batch": batch, "arch": evaluator.space.to_string(t.enc),
+                            "dataset": dataset, "seed": t.seed, "time": time.time()} for t in todo)
         fresh = executor.map(evaluator, todo) if todo else iter(())
         batch_runs = []
         for t in tasks:
@@ -223,10 +222,9 @@ def run_search(
             result = next(fresh) if new else replay.finished[t.run]
             run = Run(t.run, batch, t.seed, np.asarray(t.enc), result)
             if new and journal is not None:
-                for e, m in enumerate(result.epoch_metrics, start=1):
-                    journal.append({"event": "epoch", "run": t.run, "arch": result.arch, "dataset": dataset,
-                                    "epoch": e, "metrics": dict(m)})
-                journal.append(_result_event(run, dataset))
+                journal.extend([*({"event": "epoch", "run": t.run, "arch": result.arch, "dataset": dataset,
+                                   "epoch": e, "metrics": dict(m)} for e, m in enumerate(result.epoch_metrics, start=1)),
+                                _result_event(run, dataset)])
             epochs += result.cost_epochs
             seconds += result.cost_s
             if result.status == "completed" and result.final is not None and (best is None or result.final > best):

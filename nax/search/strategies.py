@@ -138,17 +138,17 @@ class EvolutionState(NamedTuple):
     n_random: int  # random architectures asked so far (the initial population)
 
 
-def _mutate_in_pool(rng: np.random.Generator, pool: Pool, asked_P: np.ndarray, parent: int, tries: int = 16) -> int:
-    """One-edge mutation of ``parent`` (space.mutate); if no unasked pool member is one
-    edge away, the nearest unasked pool member by Hamming distance (ties at random)."""
+def _mutate_in_pool(rng: np.random.Generator, pool: Pool, asked_P: np.ndarray, parent: int) -> int:
+    """One-edge mutation of ``parent``: uniform among its one-edge neighbours
+    (``space.neighbours``) that are unasked pool members, which is ``space.mutate``
+    redrawn until it lands on one. If there is none, the nearest unasked pool member by
+    Hamming distance (ties at random); the parent itself once the pool is exhausted."""
     space = pool.space
     enc = pool.encs_PxE[parent]
-    for _ in range(tries):
-        key = jax.random.key(int(rng.integers(2**31)))
-        child = space.mutate(key, enc)
-        p = pool.position.get(int(space.index(child)))
-        if p is not None and not asked_P[p]:
-            return p
+    near = [pool.position.get(int(i)) for i in space.index(space.neighbours(enc))]
+    near = [p for p in near if p is not None and not asked_P[p]]
+    if near:
+        return int(near[rng.integers(len(near))])
     free = np.flatnonzero(~asked_P)
     if len(free) == 0:
         return parent
