@@ -166,11 +166,4 @@ def log_likelihood(z: jax.Array, y: jax.Array, t: jax.Array, families=basis.DEFA
     return dist.StudentT(NOISE_DF, mean, basis.noise_scale(z)[..., None]).log_prob(y)
 
 
-def sample_at(key: jax.Array, z: jax.Array, t: jax.Array, families=basis.DEFAULT_FAMILIES) -> jax.Array:
-    """Posterior-predictive draws of observed values at times ``t`` [N, K] from ``z`` [S, N, D] -> [S, N, K]."""
-    mean = basis.curve_mean(z, jnp.broadcast_to(t, z.shape[:-1] + t.shape[-1:]), families)
-    noise = jax.random.t(key, NOISE_DF, mean.shape)
-    return mean + basis.noise_scale(z)[..., None] * noise
-
-
 __all__ = ["no_transfer", "hierarchical", "transfer", "MODELS", "GUIDES", "curve_params"]

@@ -62,12 +62,22 @@ class Prediction:
         return np.quantile(self.samples, q, axis=0)
 
     def predict_at(self, epochs) -> np.ndarray:
-        """Predictive draws [S, N, K] of the observed value at ``epochs`` (int [K] or [N, K])."""
-        epochs = np.asarray(epochs, np.float32)
-        epochs = np.broadcast_to(epochs, (len(self.horizon),) + epochs.shape[-1:])
+        """Predictive draws [S, N, K] of the observed value at ``epochs`` (int [K] or [N, K]).
+
+        The noise of a curve at a given epoch is the same draw whatever else is asked, so
+        ``predict_at([..., horizon])[..., -1]`` equals ``samples``.
+        """
+        epochs = np.broadcast_to(np.asarray(epochs), (len(self.horizon),) + np.shape(epochs)[-1:])
         t = jnp.asarray(epochs / self.horizon[:, None], jnp.float32)
-        key = jax.random.fold_in(jax.random.key(self.seed), 1)
-        y = np.asarray(_sample_at(key, self.z, t, self.families), np.float64)
+        mean = np.asarray(_curve_mean(self.z, t, self.families), np.float64)
+        scale = np.asarray(basis.noise_scale(self.z), np.float64)[..., None]
+        noise = np.empty(mean.shape)
+        base = jax.random.fold_in(jax.random.key(self.seed), 1)
+        for e in np.unique(epochs):
+            draw = np.asarray(jax.random.t(jax.random.fold_in(base, int(e)), models.NOISE_DF, mean.shape[:2]))
+            rows, cols = np.nonzero(epochs == e)
+            noise[:, rows, cols] = draw[:, rows]
+        y = mean + scale * noise
         return from_model_scale(np.clip(y, 1e-12, None) if self.minimize else y, self.minimize)
 
     def log_density(self, final_values) -> np.ndarray:
@@ -80,7 +90,7 @@ class Prediction:
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
 
 
-_sample_at = jax.jit(models.sample_at, static_argnums=3)
+_curve_mean = jax.jit(basis.curve_mean, static_argnums=2)
 _log_lik = jax.jit(models.log_likelihood, static_argnums=3)
 
 
