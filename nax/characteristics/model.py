@@ -212,6 +212,11 @@ class CharacteristicModel:
     def num_features(self) -> int:
         return len(self.names)
 
+    @property
+    def Sigma0(self) -> np.ndarray:
+        """Posterior covariance ``(f, f)`` of the population effects."""
+        return (self.E * self.lam0) @ self.E.T
+
     @functools.cached_property
     def _space_XE(self) -> np.ndarray:
         """Centred characteristics of every cell rotated into the eigenbasis of Sigma0 (cached)."""
