@@ -90,6 +90,13 @@ class Prediction:
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
 
 
+def _bucket(n: int) -> int:
+    """Smallest of 8, 16, 32, ... or the next multiple of 256 that holds ``n`` rows."""
+    if n > 256:
+        return -(-n // 256) * 256
+    return max(8, 1 << (n - 1).bit_length())
+
+
 _curve_mean = jax.jit(basis.curve_mean, static_argnums=2)
 _log_lik = jax.jit(models.log_likelihood, static_argnums=3)
 
@@ -135,6 +142,12 @@ def predict(
         m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
         t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
     n = query.num_curves
+    # pad the batch with unobserved rows to a bucketed size: a search calls this with a
+    # growing context, and every new batch shape would compile a new program
+    rows = _bucket(len(y)) - len(y)
+    if rows:
+        y, t = np.pad(y, ((0, rows), (0, 0))), np.pad(t, ((0, rows), (0, 0)), constant_values=1.0)
+        m = np.pad(m, ((0, rows), (0, 0)))
     families = prior.families if prior is not None else basis.DEFAULT_FAMILIES
     data = (jnp.asarray(y), jnp.asarray(m), jnp.asarray(t))
     model = "no_transfer" if prior is None else "transfer"

@@ -83,6 +83,10 @@ def early_stopping(
     def update(curves, state: StoppingState):
         curves = np.atleast_2d(np.asarray(curves, np.float64))
         n, e = curves.shape
+        if e > horizon:
+            raise ValueError(f"curves have {e} epochs, more than the horizon of {horizon}")
+        # always [n, horizon] wide, so every epoch reuses one compiled program
+        curves = np.pad(curves, ((0, 0), (0, horizon - e)), constant_values=np.nan)
         state = state._replace(step=state.step + 1)
         if e < min_epochs or not np.isfinite(state.best):
             return np.zeros(n, bool), state
