@@ -47,8 +47,9 @@ def ridge_pairwise(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -
 
 def gbm(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
     """Gradient-boosted trees (sklearn HistGradientBoosting) on the edge operations as categories."""
+    # small leaves: with a few dozen rows the default (20) cannot split at all
     model = HistGradientBoostingRegressor(
-        max_iter=300, learning_rate=0.05, categorical_features=[True] * space.num_edges,
+        max_iter=200, learning_rate=0.1, min_samples_leaf=5, categorical_features=[True] * space.num_edges,
         early_stopping=False, random_state=seed,
     )
     model.fit(np.asarray(encodings), scores)
@@ -66,5 +67,12 @@ def fit_pooled(name: str, encodings, scores, *, seed: int = 0, space=space_lib.n
     """Fit baseline ``name`` on pooled rows ``encodings (n, E)``, normal ``scores (n,)``."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        return BASELINES[name](np.asarray(encodings), np.asarray(scores, np.float64), seed=seed, space=space)
+    # one thread: OpenMP/BLAS pools on small problems on a shared machine only spin
+    with threadpoolctl.threadpool_limits(1):
+        predict = BASELINES[name](np.asarray(encodings), np.asarray(scores, np.float64), seed=seed, space=space)
+
+    def predict_1thread(enc):
+        with threadpoolctl.threadpool_limits(1):
+            return predict(enc)
+
+    return predict_1thread

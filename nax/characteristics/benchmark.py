@@ -131,7 +131,8 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
             post = model_lib.update(model, obs, transfer=transfer)
             mean, _ = model_lib.score(post, t_enc, return_std=False)
             score_s = time.perf_counter() - t1
-            prop = simulate.model_guided(model, t_enc, t_acc, init, cfg.search_steps, transfer=transfer)
+            prop = simulate.model_guided(model, t_enc, t_acc, init, cfg.search_steps, transfer=transfer,
+                                          min_steps=min(50, cfg.search_steps))
             rows.append(dict(base, method=method, **simulate.ranking_metrics(mean, t_acc),
                              **simulate.search_metrics(prop, init, t_acc),
                              fit_s=fit_s if transfer else None, score_s=score_s,
@@ -151,7 +152,8 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
         rows.append(dict(base, method="random", spearman=None, kendall=None, top1_precision=None,
                          **simulate.search_metrics(prop, init, t_acc)))
         if len(t_enc) == space.size:
-            prop = simulate.regularized_evolution(srng, t_enc, t_acc, init, 3000, space=space)
+            prop = simulate.regularized_evolution(srng, t_enc, t_acc, init, max(3000, cfg.search_steps), space=space,
+                                                  min_steps=min(50, cfg.search_steps))
             rows.append(dict(base, method="evolution", spearman=None, kendall=None, top1_precision=None,
                              **simulate.search_metrics(prop, init, t_acc)))
     return rows

@@ -24,10 +24,16 @@ def top_mask(accuracy: np.ndarray, fraction: float = TOP_FRACTION) -> np.ndarray
 
 
 def ranking_metrics(pred: np.ndarray, accuracy: np.ndarray) -> dict:
-    """Spearman and Kendall correlation of ``pred`` with ``accuracy``, and top-1% precision."""
+    """Spearman and Kendall correlation of ``pred`` with ``accuracy``, and top-1% precision.
+
+    A constant prediction carries no ranking: both correlations are then 0 (scipy would
+    return NaN), and its "top 1%" is the first cells in table order.
+    """
     true_top = top_mask(accuracy)
     n_top = int(np.ceil(TOP_FRACTION * len(accuracy)))
     pred_top = np.argsort(-pred, kind="stable")[:n_top]
+    if np.ptp(pred) == 0:
+        return dict(spearman=0.0, kendall=0.0, top1_precision=float(true_top[pred_top].mean()))
     return dict(
         spearman=float(scipy.stats.spearmanr(pred, accuracy).statistic),
         kendall=float(scipy.stats.kendalltau(pred, accuracy).statistic),
