@@ -289,3 +289,23 @@ def early_stop_benchmark(
     return {"results": results, "priors": prior_info}
 
 
+
+
+def speed_benchmark(prior: CurvePrior, table, *, cutoff: float = 0.2, n_curves: int = 1000, nuts_curves=(1, 8), seed=0, log=print) -> dict:
+    """Seconds to predict ``n_curves`` partial curves of ``table`` with SVI (cold: with
+    compilation; warm: a second call of the same shape) and with NUTS on a few curves."""
+    table = _subsample(complete_runs(table), n_curves, seed)
+    values, mask, _ = truncate(table, cutoff)
+    horizon = int(table.epochs[-1])
+    rows = []
+    for label, s in (("cold", seed), ("warm", seed + 1)):
+        pred = predict(prior, values, mask, horizon, epochs=table.epochs, seed=s)
+        rows.append(dict(method="transfer", inference="svi", call=label, n_curves=table.n_runs, seconds=pred.seconds, ok=pred.ok))
+        log(rows[-1])
+    for k in nuts_curves:
+        pred = predict(prior, values[:k], mask[:k], horizon, epochs=table.epochs, seed=seed, method="nuts")
+        d = pred.diagnostics
+        rows.append(dict(method="transfer", inference="nuts", call="cold", n_curves=k, seconds=pred.seconds, ok=pred.ok,
+                         r_hat_max=d["r_hat_max"], ess_min=d["ess_min"], divergences=d["divergences"]))
+        log(rows[-1])
+    return {"results": rows}

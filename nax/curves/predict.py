@@ -143,8 +143,9 @@ def predict(
         t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
     n = query.num_curves
     # pad the batch with unobserved rows to a bucketed size: a search calls this with a
-    # growing context, and every new batch shape would compile a new program
-    rows = _bucket(len(y)) - len(y)
+    # growing context, and every new batch shape would compile a new program (SVI only:
+    # for NUTS the extra rows would be extra dimensions to sample)
+    rows = _bucket(len(y)) - len(y) if method == "svi" else 0
     if rows:
         y, t = np.pad(y, ((0, rows), (0, 0))), np.pad(t, ((0, rows), (0, 0)), constant_values=1.0)
         m = np.pad(m, ((0, rows), (0, 0)))
