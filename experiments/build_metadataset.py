@@ -1,0 +1,257 @@
+"""Build nax's own learning-curve meta-dataset: the same NB201 cells on every bundled dataset.
+
+Every architecture is trained with one compiled program (the supernet form of
+``nax.models``: the encoding is an input), so the whole run compiles once per image
+shape. Each finished run is appended to ``<out>/journal.jsonl`` (fsync'd); a rerun skips
+what the journal already holds, so a killed run resumes where it stopped and nothing is
+trained twice. At the end the journal is turned into one curve table per dataset
+(``<out>/<dataset>.csv``, columns ``acc_<epoch>``, ``train_loss_<epoch>``,
+``epoch_s_<epoch>``) and one architecture table (``<out>/archs.csv``).
+
+    python experiments/build_metadataset.py --config quick   # CPU test-sized (seconds)
+    python experiments/build_metadataset.py --config full    # the shipped nax/metadata (about an hour on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from nax import __version__, data, space, train
+
+S = space.nb201
+
+#: cells always included: the extremes of the space (all one op; disconnected; NB201's best)
+HAND_PICKED = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|",
+    "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|",  # disconnected, full of convs
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What the meta-dataset is. ``command`` reproduces it."""
+
+    name: str
+    datasets: tuple[str, ...]
+    num_archs: int  # random cells besides HAND_PICKED
+    arch_seed: int
+    train: train.TrainConfig
+    command: str
+
+    def archs(self) -> list[str]:
+        rand = S.sample(jax.random.key(self.arch_seed), self.num_archs * 2)
+        out = list(HAND_PICKED)
+        for e in rand:
+            s = S.to_string(e)
+            if s not in out:
+                out.append(s)
+            if len(out) == len(HAND_PICKED) + self.num_archs:
+                break
+        return out
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"] = self.train.to_dict()
+        return d
+
+
+CONFIGS = {
+    # the shipped meta-dataset: CPU-sized networks on stratified subsets at a common 8x8
+    # (on 2 shared CPU cores the per-step cost at 8x8 is a tenth of that at 16x16)
+    "full": Config(
+        name="full",
+        datasets=data.NAMES,
+        num_archs=150,
+        arch_seed=2019,
+        train=train.TrainConfig(epochs=12, channels=4, cells_per_stage=1, batch_size=128, learning_rate=0.1,
+                                image_size=(8, 8), train_limit=1280, val_limit=500, evaluate_test=True,
+                                eval_batch_size=500),
+        command="python experiments/build_metadataset.py --config full --out nax/metadata",
+    ),
+    # seconds on a laptop: for tests and smoke runs
+    "quick": Config(
+        name="quick",
+        datasets=("digits", "mnist5k"),
+        num_archs=3,
+        arch_seed=2019,
+        train=train.TrainConfig(epochs=3, channels=4, cells_per_stage=1, batch_size=64, learning_rate=0.1,
+                                image_size=(8, 8), train_limit=256, val_limit=128, evaluate_test=True,
+                                eval_batch_size=256),
+        command="python experiments/build_metadataset.py --config quick --out runs/metadataset-quick",
+    ),
+}
+
+
+# ---------------------------------------------------------------------------- journal
+def read_journal(path: pathlib.Path) -> tuple[dict | None, list[train.RunRecord]]:
+    """Header and records; a truncated last line (a kill mid-write) is dropped with a warning."""
+    if not path.exists():
+        return None, []
+    lines = path.read_text().splitlines()
+    header, records = None, []
+    for i, line in enumerate(lines):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                print(f"warning: dropping truncated last line of {path}", file=sys.stderr)
+                break
+            raise ValueError(f"{path}:{i + 1}: corrupt journal line (not JSON); remove it or rebuild") from None
+        if i == 0:
+            header = obj
+        else:
+            records.append(train.RunRecord.from_dict(obj))
+    return header, records
+
+
+def _append(path: pathlib.Path, obj: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(obj, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _rewrite_without_torn_line(path: pathlib.Path, header: dict, records: list[train.RunRecord]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(header, sort_keys=True) + "\n")
+        for r in records:
+            f.write(json.dumps(json.loads(r.to_json()), sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- tables
+def write_tables(cfg: Config, records: list[train.RunRecord], out: pathlib.Path) -> dict[str, pathlib.Path]:
+    """One curve table per dataset plus ``archs.csv`` (final validation and test accuracy)."""
+    import pandas as pd
+
+    paths = {}
+    E = cfg.train.epochs
+    arch_rows = []
+    for ds in cfg.datasets:
+        recs = sorted((r for r in records if r.dataset == ds), key=lambda r: r.arch)
+        rows = []
+        for r in recs:
+            row = {"arch": r.arch, "training_dataset": ds, "seed": r.seed, "status": r.status,
+                   "num_params": r.num_params, "test_accuracy": r.test_accuracy, "wall_s": round(r.wall_s, 3)}
+            for e in range(1, E + 1):
+                m = r.curve[e - 1] if e <= len(r.curve) else None
+                row[f"acc_{e}"] = m.val_accuracy if m else np.nan
+            for e in range(1, E + 1):
+                m = r.curve[e - 1] if e <= len(r.curve) else None
+                row[f"train_loss_{e}"] = m.train_loss if m else np.nan
+            for e in range(1, E + 1):
+                m = r.curve[e - 1] if e <= len(r.curve) else None
+                row[f"epoch_s_{e}"] = round(m.epoch_s, 4) if m else np.nan
+            rows.append(row)
+            arch_rows.append({"arch": r.arch, "dataset": ds, "accuracy": r.final_val_accuracy,
+                              "test_accuracy": r.test_accuracy, "num_params": r.num_params,
+                              "train_time_s": round(r.wall_s, 3)})
+        if rows:
+            p = out / f"{ds}.csv"
+            pd.DataFrame(rows).to_csv(p, index=False)
+            paths[ds] = p
+    if arch_rows:
+        p = out / "archs.csv"
+        pd.DataFrame(arch_rows).to_csv(p, index=False)
+        paths["archs"] = p
+    return paths
+
+
+# ---------------------------------------------------------------------------- main
+def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir=None, progress: bool = True) -> dict:
+    """Train what the journal in ``out`` lacks (at most ``max_runs`` now), then write the tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    jpath = out / "journal.jsonl"
+    header, done = read_journal(jpath)
+    want_header = {"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}
+    if header is None:
+        _append(jpath, want_header)
+    elif header != want_header:
+        raise ValueError(f"{jpath} was written by another config or nax version; use another --out or delete it")
+    else:
+        _rewrite_without_torn_line(jpath, header, done)
+
+    archs = cfg.archs()
+    have = {(r.dataset, r.arch) for r in done}
+    todo = [(ds, a) for a in archs for ds in cfg.datasets if (ds, a) not in have]
+    missing = [ds for ds in cfg.datasets if not data.source_available(ds, data_dir)]
+    if missing:
+        print(f"skipping datasets whose source is missing: {', '.join(missing)} (see `nax data list`)", file=sys.stderr)
+        todo = [(ds, a) for ds, a in todo if ds not in missing]
+    if max_runs is not None:
+        todo = todo[:max_runs]
+
+    splits = {ds: train.load_splits(ds, cfg.train, data_dir) for ds in cfg.datasets if ds not in missing}
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    images = 0
+    bar = tqdm(todo, desc="meta-dataset", unit="run", disable=not progress, smoothing=0.05)
+    for ds, a in bar:
+        rec = train.train_architecture(S.from_string(a), splits[ds], cfg.train)
+        _append(jpath, json.loads(rec.to_json()))
+        done.append(rec)
+        images += rec.epochs_done * (len(splits[ds].train_labels) // cfg.train.batch_size) * cfg.train.batch_size
+        bar.set_postfix(ds=ds, acc=f"{rec.final_val_accuracy:.3f}")
+    seconds = time.perf_counter() - t0
+    trainer = train.get_trainer(10, cfg.train) if splits else None
+    stats = {
+        "runs_total": len(done),
+        "runs_now": len(todo),
+        "seconds_now": round(seconds, 1),
+        "train_images_per_s_now": round(images / seconds, 1) if seconds > 0 and todo else None,
+        "compiles_train_step_this_process": trainer.trace_counts["train"] if trainer else 0,
+    }
+    paths = write_tables(cfg, done, out)
+    stats["tables"] = {k: str(v) for k, v in paths.items()}
+    return stats
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    import flax
+    import optax
+
+    return {"nax": __version__, "git_commit": commit, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "processor": platform.processor(), "cpus": os.cpu_count(), "devices": [str(d) for d in jax.devices()]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="full")
+    ap.add_argument("--out", type=pathlib.Path, default=None, help="output dir (default: the config's)")
+    ap.add_argument("--max-runs", type=int, default=None, help="train at most this many runs now (resume later)")
+    ap.add_argument("--data-dir", type=pathlib.Path, default=None)
+    args = ap.parse_args(argv)
+    cfg = CONFIGS[args.config]
+    out = args.out or pathlib.Path(cfg.command.split("--out ")[1])
+    stats = run(cfg, out, max_runs=args.max_runs, data_dir=args.data_dir)
+    stats["environment"] = environment()
+    (out / "run_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in stats.items() if k != "environment"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
