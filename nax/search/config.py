@@ -218,7 +218,7 @@ def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) 
 
             log(f"fitting the curve prior on {', '.join(sources)}")
             curve_sources = table.subset(np.isin(table.datasets, sources))
-            stop_rule = stopping.curve_rule(curve_sources, seed=config.seed)
+            stop_rule = stopping.curve_rule(curve_sources, evaluator.max_epochs, seed=config.seed)
     return Parts(strategy, evaluator, budget, stop_rule, notes)
 
 

@@ -1,0 +1,79 @@
+"""Early termination in the search: the curves rule (``nax.curves``) as a ``loop.StopRule``.
+
+The prior over curve shapes is fitted once on the transfer-from datasets' curves. On the
+target, every finished or stopped curve joins the context that informs the target's own
+level, and a running curve is stopped when ``P(final > best so far) < delta`` under the
+posterior predictive (``nax.curves.stopping.should_stop``), never before ``min_epochs``
+epochs. A stopped run reports the predictive mean of its final value.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from nax import curves
+from nax.curves.stopping import should_stop
+from nax.search.evaluators import RunResult
+from nax.search.loop import StopRule
+
+
+class CurveRuleState(NamedTuple):
+    context: np.ndarray  # [M, horizon] curves of the target so far, NaN padded
+    seed: int  # seeds the predictions of the next batch
+
+
+class CurveTest:
+    """``should_stop(curve) -> (stop, predicted_final)`` for one batch (picklable)."""
+
+    def __init__(self, prior, context, best, horizon, delta, min_epochs, seed, num_samples, num_steps):
+        self.prior, self.context, self.best, self.horizon = prior, context, best, horizon
+        self.delta, self.min_epochs, self.seed = delta, min_epochs, seed
+        self.num_samples, self.num_steps = num_samples, num_steps
+
+    def __call__(self, curve: Sequence[float]) -> tuple[bool, float | None]:
+        e = len(curve)
+        if e < self.min_epochs or e >= self.horizon or not np.all(np.isfinite(curve)):
+            return False, None
+        row = np.full((1, self.horizon), np.nan)
+        row[0, :e] = curve
+        pred = curves.predict(self.prior, row, horizon=self.horizon,
+                              context=self.context if len(self.context) else None, minimize=False,
+                              num_samples=self.num_samples, num_steps=self.num_steps, seed=self.seed + e)
+        stop = bool(should_stop(pred, self.best, delta=self.delta)[0])
+        return stop, (float(pred.mean[0]) if stop else None)
+
+
+def rule_from_prior(prior: curves.CurvePrior | None, horizon: int, *, delta: float = 0.05, min_epochs: int = 3,
+                    num_samples: int = 300, num_steps: int = 800) -> StopRule:
+    """The stopping rule for runs of ``horizon`` epochs (``prior`` None: no transfer)."""
+
+    def init(key: jax.Array) -> CurveRuleState:
+        return CurveRuleState(np.zeros((0, horizon)), int(jax.random.randint(key, (), 0, 2**30)))
+
+    def update(state: CurveRuleState, results: Sequence[RunResult], key: jax.Array) -> CurveRuleState:
+        rows = []
+        for r in results:
+            c = np.asarray(r.curve[:horizon], np.float64)
+            if len(c) and np.all(np.isfinite(c)) and r.status in ("completed", "stopped"):
+                row = np.full(horizon, np.nan)
+                row[: len(c)] = c
+                rows.append(row)
+        context = np.concatenate([state.context, np.array(rows).reshape(-1, horizon)])
+        return CurveRuleState(context, int(jax.random.randint(key, (), 0, 2**30)))
+
+    def decide(state: CurveRuleState, best: float | None, max_epochs: int):
+        if best is None:
+            return None
+        return CurveTest(prior, state.context, best, horizon, delta, min_epochs, state.seed, num_samples, num_steps)
+
+    return StopRule(init, update, decide)
+
+
+def curve_rule(source_table, horizon: int, *, seed: int = 0, max_curves: int | None = 200, **kw) -> StopRule:
+    """Fit the curve prior on ``source_table`` (a ``CurveTable`` of the transfer-from
+    datasets) and return the stopping rule for runs of ``horizon`` epochs."""
+    prior = curves.fit_prior(source_table, seed=seed, max_curves=max_curves)
+    return rule_from_prior(prior, horizon, **kw)

@@ -1,0 +1,80 @@
+"""The transfer strategy: Thompson sampling from the characteristic model.
+
+The model (``nax.characteristics``) is fitted once on the transfer-from datasets; on the
+target it is conditioned on every result told so far (``update``), and each ask draws
+joint posterior samples of the scores of all unasked candidates (``sample_scores``) and
+takes the best of each draw. Before the first result the draws come from the population
+alone, so the first architectures are the ones strong on the earlier datasets, with the
+posterior spread providing exploration.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from nax import characteristics as ch
+from nax.space import CellSpace
+from nax.search.strategies import Observation, Pool, Strategy, _check_space, _draw_unasked, _mark, _positions, _rng
+from nax.search.strategies import make_pool
+
+
+class TransferState(NamedTuple):
+    pool: Pool
+    asked_P: np.ndarray
+    observed: tuple[tuple[int, float], ...]  # (pool position, value) of successful runs
+    posterior: Any  # the model conditioned on ``observed`` (a CharacteristicModel before any)
+
+
+def strategy_from_model(model: ch.CharacteristicModel, space: CellSpace, *, batch: int = 1,
+                        candidates: np.ndarray | None = None) -> Strategy:
+    """Thompson sampling over ``candidates`` (default: the space) with a fitted ``model``."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    pool = make_pool(space, candidates)
+
+    def init(key: jax.Array, space_: CellSpace = space) -> TransferState:
+        del key
+        _check_space(pool, space_)
+        return TransferState(pool, np.zeros(len(pool.encs_PxE), bool), (), model)
+
+    def ask(state: TransferState, key: jax.Array) -> tuple[np.ndarray, TransferState]:
+        k_draw, k_rand = jax.random.split(key)
+        asked = state.asked_P
+        free = np.flatnonzero(~asked)
+        picks: list[int] = []
+        if len(free):
+            draws = ch.sample_scores(state.posterior, state.pool.encs_PxE[free], None, k_draw, n=batch)
+            for d in draws:
+                d = d.copy()
+                d[np.isin(free, picks)] = -np.inf
+                if np.isfinite(d).any():
+                    picks.append(int(free[int(np.argmax(d))]))
+        rng = _rng(k_rand)
+        while len(picks) < batch:  # the pool is exhausted: repeats, uniformly
+            picks.append(_draw_unasked(rng, _mark(asked, picks)))
+        return state.pool.encs_PxE[picks], state._replace(asked_P=_mark(asked, picks))
+
+    def tell(state: TransferState, observations: Sequence[Observation]) -> TransferState:
+        pos = _positions(state.pool, [o.enc for o in observations]) if observations else []
+        obs = list(state.observed)
+        for p, o in zip(pos, observations):
+            if p is not None and o.value is not None and np.isfinite(o.value):
+                obs.append((p, float(o.value)))
+        posterior = state.posterior
+        if len(obs) != len(state.observed):
+            idx = [p for p, _ in obs]
+            posterior = ch.update(model, (state.pool.encs_PxE[idx], np.array([v for _, v in obs])))
+        return state._replace(asked_P=_mark(state.asked_P, pos), observed=tuple(obs), posterior=posterior)
+
+    return Strategy(init, ask, tell)
+
+
+def strategy(space: CellSpace, table, sources: Sequence[str], *, seed: int = 0, batch: int = 1,
+             candidates: np.ndarray | None = None) -> Strategy:
+    """Fit the characteristic model on ``sources`` of the architecture table ``table``
+    (``nax.tables.ArchTable``, final accuracies) and search by Thompson sampling."""
+    model = ch.fit(table, list(sources), seed=seed, space=space)
+    return strategy_from_model(model, space, batch=batch, candidates=candidates)
