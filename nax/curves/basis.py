@@ -37,6 +37,12 @@ def _log_power(t, kappa, delta):
     return jax.nn.sigmoid(delta * (jnp.log(kappa) + jnp.log(t)))
 
 
+def _pow_exp(log_x):
+    # x = exp(log_x) with the exponent capped: (kappa t)^delta overflows float32 at the
+    # edges of the parameter box, and inf * 0 in its gradient is a NaN ELBO step
+    return jnp.exp(jnp.minimum(log_x, 30.0))
+
+
 def _janoschek(t, kappa, delta):
     # alpha - (alpha - beta) exp(-kappa t^delta)
     return -jnp.expm1(-kappa * t**delta)
@@ -44,18 +50,18 @@ def _janoschek(t, kappa, delta):
 
 def _weibull(t, kappa, delta):
     # alpha - (alpha - beta) exp(-(kappa t)^delta)
-    return -jnp.expm1(-((kappa * t) ** delta))
+    return -jnp.expm1(-_pow_exp(delta * (jnp.log(kappa) + jnp.log(t))))
 
 
 def _mmf(t, kappa, delta):
     # alpha - (alpha - beta) / (1 + (kappa t)^delta)
-    x = (kappa * t) ** delta
-    return x / (1.0 + x)
+    # x / (1 + x) with x = (kappa t)^delta, written so that a huge x is not inf / inf
+    return jax.nn.sigmoid(delta * (jnp.log(kappa) + jnp.log(t)))
 
 
 def _exp4(t, kappa, delta):
     # c - exp(-a t^alpha + b); the rate enters as kappa^delta, unlike Janoschek
-    return -jnp.expm1(-(kappa**delta) * t)
+    return -jnp.expm1(-_pow_exp(delta * jnp.log(kappa) + jnp.log(t)))
 
 
 def _ilog2(t, kappa, delta):
