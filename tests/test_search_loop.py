@@ -95,7 +95,7 @@ def test_resume_after_kill_at_any_point_continues_exactly(evaluator, tmp_path, b
 def test_truncated_last_line_is_skipped_with_warning(tmp_path):
     path = tmp_path / "journal.jsonl"
     j = journal_lib.Journal.create(path, {"a": 1}, 0)
-    j.append({"event": "start", "run": 0, "arch": "x"})
+    j.append({"event": "start", "run": 0, "seed": 0, "arch": "x"})
     j.close()
     path.write_bytes(path.read_bytes() + b'{"event":"end","ru')
     with pytest.warns(journal_lib.JournalWarning, match="incomplete"):
@@ -108,8 +108,8 @@ def test_truncated_last_line_is_skipped_with_warning(tmp_path):
 def test_corrupt_line_is_a_clear_error(tmp_path):
     path = tmp_path / "journal.jsonl"
     j = journal_lib.Journal.create(path, {"a": 1}, 0)
-    j.append({"event": "start", "run": 0})
-    j.append({"event": "start", "run": 1})
+    j.append({"event": "start", "run": 0, "arch": "x", "seed": 0})
+    j.append({"event": "start", "run": 1, "arch": "y", "seed": 0})
     j.close()
     lines = path.read_bytes().split(b"\n")
     lines[1] = b'{"event": "start", "run": 0 GARBAGE'
@@ -119,6 +119,10 @@ def test_corrupt_line_is_a_clear_error(tmp_path):
     lines[1] = b'{"event": "launch", "run": 0}'
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(ValueError, match=r":2: corrupt journal line: event 'launch'"):
+        journal_lib.read(path)
+    lines[1] = b'{"event": "start", "run": 0, "seed": 0}'
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=r":2: corrupt journal line: start event lacks \['arch'\]"):
         journal_lib.read(path)
 
 

@@ -31,6 +31,10 @@ import nax
 
 FORMAT = 1
 EVENTS = ("start", "epoch", "end", "stopped", "failed", "resume")
+_RESULT = ("run", "arch", "status", "curve", "final", "cost_epochs", "cost_s")
+REQUIRED = {"header": ("format", "nax_version", "seed", "config"), "start": ("run", "arch", "seed"),
+            "epoch": ("run", "epoch", "metrics"), "end": _RESULT, "stopped": _RESULT + ("predicted_final",),
+            "failed": _RESULT + ("error",), "resume": ()}
 #: fields that hold wall-clock measurements (left out when comparing two journals)
 CLOCK_FIELDS = ("time", "wall_s")
 
@@ -149,6 +153,9 @@ def read(path: str | os.PathLike) -> tuple[dict, list[dict]]:
         expected = ("header",) if n == 1 else EVENTS
         if kind not in expected:
             raise ValueError(f"{path}:{n}: corrupt journal line: event {kind!r}, expected one of {expected}")
+        missing = [k for k in REQUIRED[kind] if k not in ev]
+        if missing:
+            raise ValueError(f"{path}:{n}: corrupt journal line: {kind} event lacks {missing}")
         out.append(ev)
     head = out[0]
     if head.get("format") != FORMAT:

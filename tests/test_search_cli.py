@@ -1,0 +1,96 @@
+"""``nax search`` end to end with the table evaluator: NAS-Bench-201 and a simulated curve table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nax import cli
+from nax.search import journal as journal_lib
+
+from test_search_support import EPOCHS, simulated_curve_csv
+
+
+@pytest.fixture(scope="module")
+def nb201(shared_data):
+    path = shared_data / "nb201" / "nb201_200epoch.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+def test_nb201_evolution_search_and_resume(nb201, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["search", "--dataset", "cifar10", "--strategy", "evolution", "--evaluator", "table",
+            "--table", str(nb201), "--budget-epochs", "2000", "--population", "4", "--sample", "2",
+            "--seed", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\nrun ") + printed.startswith("run ") == 10 and "best 0." in printed
+    summary = json.loads((out / "summary.json").read_text())
+    head, events = journal_lib.read(out / "journal.jsonl")
+    ends = [e for e in events if e["event"] == "end"]
+    assert summary["runs"] == 10 and summary["epochs_spent"] == 2000 and summary["epochs_saved_by_stopping"] == 0
+    assert summary["best_accuracy"] == max(e["final"] for e in ends) and 0.5 < summary["best_accuracy"] < 0.95
+    assert "early stopping off" in summary["notes"][0]
+    for name in ("curves.png", "progress.png"):
+        assert (out / name).stat().st_size > 1000
+
+    # cut the journal after run 6 and resume from the directory alone: the same 10 runs
+    lines = (out / "journal.jsonl").read_bytes().split(b"\n")
+    keep = next(i for i, l in enumerate(lines) if b'"event":"end","run":6' in l)
+    (out / "journal.jsonl").write_bytes(b"\n".join(lines[: keep + 1]) + b'\n{"event":"start","ru')
+    with pytest.warns(journal_lib.JournalWarning):
+        assert cli.main(["search", "--resume", str(out)]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert {k: again[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "runs")} == \
+           {k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "runs")}
+    _, events2 = journal_lib.read(out / "journal.jsonl")
+    assert [e["event"] for e in events2].count("resume") == 1
+    assert [(e["run"], e["arch"], e["final"]) for e in events2 if e["event"] == "end"] == \
+           [(e["run"], e["arch"], e["final"]) for e in ends]
+
+    # the same directory with another config is refused, one clear line, exit 2
+    assert cli.main(argv[:-2] + ["--seed", "2", "--resume", str(out)]) == 2
+    assert "seed: journal 1, now 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset", "cifar11"], "unknown dataset 'cifar11' in architecture table"),
+    (["--dataset", "cifar10", "--budget-epochs", "0"], "budget-epochs must be positive"),
+    (["--dataset", "cifar10", "--transfer-from", "cifar10"], "cannot also be a transfer-from dataset"),
+])
+def test_bad_input_is_one_clear_line(nb201, tmp_path, capsys, extra, message):
+    argv = ["search", "--strategy", "random", "--evaluator", "table", "--table", str(nb201),
+            "--out", str(tmp_path / "x"), *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nax search: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x" / "journal.jsonl").exists()
+
+
+def test_unknown_strategy_and_missing_resume(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["search", "--dataset", "digits", "--strategy", "hill"])
+    assert e.value.code == 2 and "invalid choice: 'hill'" in capsys.readouterr().err
+    assert cli.main(["search", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no journal at" in capsys.readouterr().err
+
+
+def test_corrupt_journal_on_resume(tmp_path, capsys):
+    csv = simulated_curve_csv(tmp_path / "sim.csv")
+    out = tmp_path / "run"
+    argv = ["search", "--dataset", "beta", "--strategy", "random", "--no-early-stop", "--evaluator", "table",
+            "--table", str(csv), "--budget-epochs", str(3 * EPOCHS), "--out", str(out)]
+    assert cli.main(argv) == 0
+    lines = (out / "journal.jsonl").read_text().split("\n")
+    lines[3] = lines[3].replace('"run"', '"r#n"')  # still JSON, but an epoch event without its run
+    (out / "journal.jsonl").write_text("\n".join(lines))
+    capsys.readouterr()
+    assert cli.main(["search", "--resume", str(out)]) == 2
+    assert "journal.jsonl:4: corrupt journal line: epoch event lacks ['run']" in capsys.readouterr().err
+    lines[3] = lines[3][1:]  # not JSON at all
+    (out / "journal.jsonl").write_text("\n".join(lines))
+    assert cli.main(["search", "--resume", str(out)]) == 2
+    assert "journal.jsonl:4: corrupt journal line (" in capsys.readouterr().err
