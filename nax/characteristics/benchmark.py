@@ -13,7 +13,7 @@ method proposes. Methods:
   fixed ranking (they are not refitted after each result).
 * ``random`` and ``evolution`` (regularized evolution, no transfer): search only.
 
-``--dissimilar`` adds a synthetic target built from the NAS-Bench-201 cells whose accuracy
+``--dissimilar`` (or ``--target synthetic-dissimilar``) adds a synthetic target built from the NAS-Bench-201 cells whose accuracy
 rewards what the sources punish (``synthetic_dissimilar``), with all real datasets as
 sources: the test that a target unlike its sources is not drowned by them.
 """
@@ -82,7 +82,7 @@ def _load(cfg: BenchConfig):
     names = [str(n) for n in names]
     for role, lst in (("source", cfg.sources), ("target", cfg.targets)):
         for n in lst:
-            if n not in names:
+            if n not in names and not (role == "target" and n == SYNTHETIC):
                 raise ValueError(
                     f"{role} dataset {n!r} has no rows in {cfg.table}; present: {', '.join(names)}"
                 )
@@ -148,7 +148,8 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
             rows.append(dict(base, method=name, **simulate.ranking_metrics(pred, t_acc),
                              **simulate.search_metrics(prop, init, t_acc), fit_s=fit_b))
         srng = np.random.default_rng([cfg.seed, ti, rep, k, 7])
-        prop = simulate.random_order(srng, len(t_enc), init, cfg.search_steps)
+        # a random order is free to extend: no cap, so evals_to_top1 is never censored
+        prop = simulate.random_order(srng, len(t_enc), init)
         rows.append(dict(base, method="random", spearman=None, kendall=None, top1_precision=None,
                          **simulate.search_metrics(prop, init, t_acc)))
         if len(t_enc) == space.size:
@@ -187,7 +188,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     """Run the benchmark grid; returns ``{"config", "results", "raw"}`` (``results`` aggregated)."""
     space = space_lib.nb201
     table, enc, names, acc = _load(cfg)
-    targets = list(cfg.targets) + ([SYNTHETIC] if cfg.dissimilar else [])
+    targets = list(dict.fromkeys(list(cfg.targets) + ([SYNTHETIC] if cfg.dissimilar else [])))
     jobs = []
     for ti, target in enumerate(targets):
         if target == SYNTHETIC:
@@ -292,15 +293,23 @@ def plot_strengths(model: model_lib.CharacteristicModel, path: str, top: int = 1
     plt.close(fig)
 
 
-def format_table(results: list[dict]) -> str:
-    """Spearman and evaluations-to-top-1% per target, N, k (rows) and method (columns)."""
+def format_table(results: list[dict], markdown: bool = False) -> str:
+    """Spearman, evaluations to the top 1% and regret per target, N, k (rows) and method (columns)."""
     df = pd.DataFrame(results)
     out = []
-    for metric in ("spearman", "evals_to_top1", "regret_at_50"):
+    for metric in ("spearman", "top1_precision", "evals_to_top1", "regret_at_50"):
         p = df.pivot_table(index=["target", "samples_per_source", "target_evals"], columns="method",
                            values=metric, aggfunc="first", sort=False)
-        cols = [m for m in METHODS if m in p.columns]
-        out.append(f"## {metric}\n" + p[cols].round(3).to_string())
+        p = p[[m for m in METHODS if m in p.columns]].round(3)
+        if not markdown:
+            out.append(f"## {metric}\n" + p.to_string())
+            continue
+        head = ["target", "N", "k"] + list(p.columns)
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for idx, row in p.iterrows():
+            cells = [str(v) for v in idx] + ["" if pd.isna(v) else f"{v:g}" for v in row]
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append(f"**{metric}** (mean over repeats)\n\n" + "\n".join(lines))
     return "\n\n".join(out)
 
 

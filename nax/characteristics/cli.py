@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     b.add_argument("--dissimilar", action="store_true", help="add the synthetic dissimilar target (all sources)")
     b.add_argument("--figure", type=Path, default=None, metavar="PNG", help="strengths figure of the first target's model")
     b.add_argument("--timings", action="store_true", help="also time fit (all sources x 1000), scoring and updates")
+    b.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     b.add_argument("--json", type=Path, default=None, metavar="OUT", help="write {'results': [...]} here")
     b.set_defaults(func=_benchmark)
 
@@ -64,7 +65,7 @@ def _benchmark(args) -> int:
     out = benchmark.run(cfg)
     if args.timings:
         out["timings"] = benchmark.timings(str(args.table), list(args.source), seed=args.seed)
-    print(benchmark.format_table(out["results"]))
+    print(benchmark.format_table(out["results"], markdown=args.markdown))
     if args.timings:
         print("\n## timings (s)\n" + "\n".join(f"{k:34s} {v:.3f}" for k, v in out["timings"].items()))
     if args.json:

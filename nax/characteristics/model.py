@@ -10,13 +10,14 @@ space (``featurize.centered``) and within-dataset normal scores ``y`` of accurac
     tau_dev  ~ HalfNormal(0.1)            how far datasets deviate from the population
     w_d      ~ Normal(w0, tau_dev^2 I)    effects on source dataset d
     sigma_d  ~ LogNormal(log 0.3, 0.5)     (a linear model of ranks always misfits a little)
-    y_dn     ~ Normal(b_d + x_dn . w_d, sigma_d^2)          (b_d flat)
+    y_dn     ~ Normal(b_d + x_dn . w_d, sigma_d^2)   (b_d: flat in ``fit``, N(0, 1) to simulate)
 
 Inference (``fit``). Given the scales every effect is Gaussian, so ``w0`` and all ``w_d``
 are integrated out exactly; the scales (g, tau_dev, sigma) are set to their posterior mode
 (type-II MAP: L-BFGS on the exact collapsed log marginal likelihood plus the log hyperprior,
-with analytic gradients). The population posterior ``w0 ~ N(mu0, Sigma0)`` given those
-scales is what transfers.
+with analytic gradients, on at most 250 seeded rows per source: a handful of scales is
+well determined by them). The population posterior ``w0 ~ N(mu0, Sigma0)`` given those
+scales, computed from all rows, is what transfers.
 
 Target (``update``)::
 

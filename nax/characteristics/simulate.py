@@ -63,8 +63,8 @@ def static_order(pred: np.ndarray, init: np.ndarray, steps: int) -> np.ndarray:
     return order[~np.isin(order, init)][:steps]
 
 
-def random_order(rng: np.random.Generator, m: int, init: np.ndarray, steps: int) -> np.ndarray:
-    """Random search without repeats."""
+def random_order(rng: np.random.Generator, m: int, init: np.ndarray, steps: int | None = None) -> np.ndarray:
+    """Random search without repeats (all ``m`` cells, less ``init``, when ``steps`` is None)."""
     order = rng.permutation(m)
     return order[~np.isin(order, init)][:steps]
 
