@@ -175,22 +175,44 @@ def write_tables(cfg: Config, records: list[train.RunRecord], out: pathlib.Path)
 
 
 # ---------------------------------------------------------------------------- main
-def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir=None, progress: bool = True) -> dict:
-    """Train what the journal in ``out`` lacks (at most ``max_runs`` now), then write the tables."""
+def _journal_path(out: pathlib.Path, shard: tuple[int, int] | None) -> pathlib.Path:
+    return out / ("journal.jsonl" if shard is None else f"journal-{shard[0]}of{shard[1]}.jsonl")
+
+
+def read_all(out: pathlib.Path, cfg: Config) -> list[train.RunRecord]:
+    """Records of every journal in ``out`` (shards included), checked against ``cfg``."""
+    want = json.loads(json.dumps({"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}))
+    done = []
+    for p in sorted(out.glob("journal*.jsonl")):
+        header, recs = read_journal(p)
+        if header is not None and header != want:
+            raise ValueError(f"{p} was written by another config or nax version; use another --out or delete it")
+        done += recs
+    return done
+
+
+def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir=None, progress: bool = True,
+        shard: tuple[int, int] | None = None) -> dict:
+    """Train what the journals in ``out`` lack (at most ``max_runs`` now), then write the tables.
+
+    ``shard=(i, n)`` trains only every n-th missing run starting at i and writes its own
+    journal, so n processes (one per core) can build one meta-dataset together.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    jpath = out / "journal.jsonl"
-    header, done = read_journal(jpath)
-    want_header = {"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}
+    done = read_all(out, cfg)
+    jpath = _journal_path(out, shard)
+    header, mine = read_journal(jpath)
+    want_header = json.loads(json.dumps({"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}))
     if header is None:
         _append(jpath, want_header)
-    elif header != want_header:
-        raise ValueError(f"{jpath} was written by another config or nax version; use another --out or delete it")
     else:
-        _rewrite_without_torn_line(jpath, header, done)
+        _rewrite_without_torn_line(jpath, header, mine)
 
     archs = cfg.archs()
     have = {(r.dataset, r.arch) for r in done}
     todo = [(ds, a) for a in archs for ds in cfg.datasets if (ds, a) not in have]
+    if shard is not None:
+        todo = todo[shard[0]::shard[1]]
     missing = [ds for ds in cfg.datasets if not data.source_available(ds, data_dir)]
     if missing:
         print(f"skipping datasets whose source is missing: {', '.join(missing)} (see `nax data list`)", file=sys.stderr)
@@ -219,7 +241,7 @@ def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir
         "train_images_per_s_now": round(images / seconds, 1) if seconds > 0 and todo else None,
         "compiles_train_step_this_process": trainer.trace_counts["train"] if trainer else 0,
     }
-    paths = write_tables(cfg, done, out)
+    paths = write_tables(cfg, read_all(out, cfg), out)
     stats["tables"] = {k: str(v) for k, v in paths.items()}
     return stats
 
@@ -243,12 +265,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=pathlib.Path, default=None, help="output dir (default: the config's)")
     ap.add_argument("--max-runs", type=int, default=None, help="train at most this many runs now (resume later)")
     ap.add_argument("--data-dir", type=pathlib.Path, default=None)
+    ap.add_argument("--shard", default=None, metavar="I/N", help="train only shard I of N (run N processes, one per core)")
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]
     out = args.out or pathlib.Path(cfg.command.split("--out ")[1])
-    stats = run(cfg, out, max_runs=args.max_runs, data_dir=args.data_dir)
+    shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard}")
+    stats = run(cfg, out, max_runs=args.max_runs, data_dir=args.data_dir, shard=shard)
     stats["environment"] = environment()
-    (out / "run_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    # one entry per invocation, so a resumed build still reports its total time
+    path = out / ("run_stats.json" if shard is None else f"run_stats-{shard[0]}of{shard[1]}.json")
+    sessions = json.loads(path.read_text()).get("sessions", []) if path.exists() else []
+    sessions.append(stats)
+    total = {"seconds": round(sum(s["seconds_now"] for s in sessions), 1),
+             "runs": stats["runs_total"], "sessions": len(sessions)}
+    path.write_text(json.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict()}, indent=1) + "\n")
     print(json.dumps({k: v for k, v in stats.items() if k != "environment"}, indent=1))
     return 0
 
