@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     b.add_argument("--budget-minutes", type=float, help="minutes of training to spend")
     p.add_argument("--executor", choices=("local", "ray"), default=None,
                    help="where runs execute (default local; ray: a local or RAY_ADDRESS cluster)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="ray: GPUs each run claims (1 on a cluster of GPU machines: one training per GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default: search-DATASET-STRATEGY-sSEED)")
     p.add_argument("--resume", metavar="DIR", help="continue the search journaled in DIR")
@@ -73,7 +75,12 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("--dataset is required (or --resume DIR)")
         cfg = _config(args)
         out = args.out or f"search-{cfg.dataset}-{cfg.strategy}-s{cfg.seed}"
-    summary = config_lib.execute(cfg, out, resume=bool(args.resume))
+    executor = None
+    if cfg.executor == "ray":
+        from nax.search.executors import RayExecutor
+
+        executor = RayExecutor(num_gpus=args.gpus_per_run)
+    summary = config_lib.execute(cfg, out, resume=bool(args.resume), executor=executor)
     print(json.dumps({k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent",
                                               "epochs_saved_by_stopping", "runs")}))
     print(f"wrote {out}/journal.jsonl, summary.json, curves.png, progress.png")

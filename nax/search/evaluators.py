@@ -192,25 +192,28 @@ class ArchTableEvaluator:
 
 
 class TrainingEvaluator:
-    """Real training with ``nax.train.train_architecture`` on a bundled or TFDS dataset.
+    """Real training with ``nax.train.train_architecture`` on a bundled dataset.
 
-    ``cfg`` is a ``nax.train.TrainConfig`` (its seed is replaced by each run's seed).
+    ``dataset``: a bundled dataset's name, or ``nax.train.Splits`` arrays. ``cfg``: a
+    ``nax.train.TrainConfig`` (its seed is replaced by each run's seed). A diverged run
+    (non-finite loss) keeps its partial curve and counts as a failure for the strategy.
     """
 
-    def __init__(self, dataset: str, cfg: Any = None, space: CellSpace = nb201, data_dir: str | os.PathLike | None = None):
-        from nax import train
+    def __init__(self, dataset: Any, cfg: Any = None, space: CellSpace = nb201, data_dir: str | os.PathLike | None = None):
+        from nax import data, train
 
-        from nax import data
-
-        data.info(dataset)  # unknown name: ValueError listing the bundled datasets
-        self.dataset, self.space, self.data_dir = dataset, space, data_dir
+        if isinstance(dataset, train.Splits):  # arrays in hand (tests, custom data)
+            self.dataset, self._splits, self._keep = dataset.name, dataset, True
+        else:
+            data.info(dataset)  # unknown name: ValueError listing the bundled datasets
+            self.dataset, self._splits, self._keep = dataset, None, False
+        self.space, self.data_dir = space, data_dir
         self.cfg = cfg if cfg is not None else train.preset("cpu")
         self.max_epochs = int(self.cfg.epochs)
-        self._splits = None
 
     def __getstate__(self):
         # each (Ray) worker loads the arrays itself rather than receiving them
-        return {**self.__dict__, "_splits": None}
+        return self.__dict__ if self._keep else {**self.__dict__, "_splits": None}
 
     def splits(self):
         """The dataset's arrays, loaded once per process."""
