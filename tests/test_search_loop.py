@@ -203,3 +203,11 @@ def test_execute_writes_outputs_and_refuses_a_changed_config(curve_csv, tmp_path
     # resuming a finished search replays it and evaluates nothing new
     again = execute(cfg, tmp_path, resume=True, log=logs.append)
     assert again["best_arch"] == summary["best_arch"] and again["epochs_spent"] == summary["epochs_spent"]
+
+
+def test_a_table_search_ends_when_every_architecture_has_run(curve_csv, tmp_path):
+    cfg = SearchConfig(dataset="alpha", strategy="random", evaluator="table", tables=(str(curve_csv),),
+                       early_stop=False, budget_minutes=10**6)
+    summary = execute(cfg, tmp_path, log=lambda m: None)
+    n_archs = len(CurveTableEvaluator(tables.load_curves(curve_csv), "alpha").candidates())
+    assert summary["runs"] == n_archs and summary["epochs_spent"] == n_archs * EPOCHS

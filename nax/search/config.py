@@ -169,6 +169,8 @@ class Parts:
     budget: loop.Budget
     stop_rule: loop.StopRule | None
     notes: list[str]
+    #: a table evaluator's number of architectures: the search ends when all have run
+    max_runs: int | None = None
 
 
 def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) -> Parts:
@@ -219,7 +221,8 @@ def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) 
             log(f"fitting the curve prior on {', '.join(sources)}")
             curve_sources = table.subset(np.isin(table.datasets, sources))
             stop_rule = stopping.curve_rule(curve_sources, evaluator.max_epochs, seed=config.seed)
-    return Parts(strategy, evaluator, budget, stop_rule, notes)
+    max_runs = None if candidates is None else len(candidates)
+    return Parts(strategy, evaluator, budget, stop_rule, notes, max_runs)
 
 
 # ---------------------------------------------------------------------------- run / resume
@@ -257,7 +260,7 @@ def execute(config: SearchConfig, out: str | Path, *, resume: bool = False,
     try:
         outcome = loop.run_search(parts.strategy, parts.evaluator, parts.budget, jax.random.key(config.seed),
                                   executor=executor, journal=journal, stop_rule=parts.stop_rule,
-                                  replay=replay, on_run=on_run)
+                                  replay=replay, on_run=on_run, max_runs=parts.max_runs)
     finally:
         journal.close()
     extra = {"strategy": config.strategy, "early_stop": parts.stop_rule is not None, "seed": config.seed,

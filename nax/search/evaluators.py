@@ -241,7 +241,8 @@ class TrainingEvaluator:
         rec = train.train_architecture(enc, self.splits(), self.cfg.replace(seed=int(seed)), callback=callback,
                                        space=self.space)
         wall = time.perf_counter() - t0
-        curve = tuple(float(m.val_accuracy) for m in rec.curve)
+        # a diverged epoch has no validation accuracy: the curve is the finite prefix
+        curve = tuple(float(m.val_accuracy) for m in rec.curve if math.isfinite(m.val_accuracy))
         metrics = tuple({"val_acc": m.val_accuracy, "val_loss": m.val_loss, "train_loss": m.train_loss,
                          "epoch_s": m.epoch_s} for m in rec.curve)
         status = rec.status

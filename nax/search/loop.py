@@ -182,12 +182,14 @@ def run_search(
     stop_rule: StopRule | None = None,
     replay: Replay | None = None,
     on_run: Callable[[Run, float | None, int], None] | None = None,
+    max_runs: int | None = None,
 ) -> SearchOutcome:
     """Search until ``budget`` is spent; see the module docstring.
 
     ``journal``: where new events go (already holding the header); ``replay``: runs a
     journal already holds (resume); ``on_run(run, best_so_far, epochs_spent)`` is called
-    for every run, replayed or new, in order.
+    for every run, replayed or new, in order. ``max_runs`` also ends the search (a table
+    evaluator has nothing new to show once its every architecture has been run).
     """
     executor = executor or InProcessExecutor()
     replay = replay or Replay({}, {})
@@ -198,7 +200,7 @@ def run_search(
     epochs, seconds, best = 0, 0.0, None
     next_run, batch = 0, 0
     dataset = evaluator.dataset
-    while not budget.spent(epochs, seconds):
+    while not budget.spent(epochs, seconds) and (max_runs is None or next_run < max_runs):
         encs, state = strategy.ask(state, jax.random.fold_in(k_ask, batch))
         tasks = []
         should_stop = stop_rule.decide(rule_state, best, evaluator.max_epochs) if stop_rule else None

@@ -1,0 +1,33 @@
+"""The curves stopping rule inside the search (``nax.search.stopping``)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from nax.search.evaluators import RunResult
+from nax.search.stopping import rule_from_prior
+
+H = 8
+
+
+def _curve(final, t=np.arange(1, H + 1)):
+    return final - 0.25 * t**-1.0
+
+
+def test_hopeless_run_is_stopped_a_promising_one_is_not():
+    rule = rule_from_prior(None, H, min_epochs=3, num_samples=200, num_steps=300)
+    state = rule.init(jax.random.key(0))
+    done = [RunResult("a", "completed", tuple(_curve(f)), _curve(f)[-1], cost_epochs=H) for f in (0.8, 0.82, 0.85, 0.83)]
+    failed = RunResult("b", "failed", (), error="x")
+    state = rule.update(state, done + [failed], jax.random.key(1))
+    assert state.context.shape == (4, H)  # finished curves are context; the failed run is not
+    best = max(r.final for r in done)
+    assert rule.decide(state, None, H) is None  # nothing to compare with before a run completes
+    test = rule.decide(state, best, H)
+    bad = tuple(_curve(0.4)[:4])
+    assert test(bad[:2]) == (False, None)  # never before min_epochs
+    stop, predicted = test(bad)
+    assert stop and predicted is not None and predicted < 0.6
+    best_curve = tuple(_curve(0.85)[:4])
+    assert test(best_curve)[0] is False  # as good as the best so far: P(better) is near 1/2
