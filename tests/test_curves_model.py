@@ -7,7 +7,6 @@ jitted SVI program compiles once.
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -27,7 +26,9 @@ def simulate(seed, n, mu, *, sigma=SIGMA):
     rng = np.random.default_rng(seed)
     z = mu + sigma * rng.normal(size=(n, len(mu)))
     t = np.arange(1, T + 1) / T
-    mean = np.asarray(basis.curve_mean(jnp.asarray(z, jnp.float32), jnp.asarray(t, jnp.float32)[None]))
+    mean = np.asarray(
+        basis.curve_mean(jnp.asarray(z, jnp.float32), jnp.asarray(t, jnp.float32)[None])
+    )
     noise = np.asarray(basis.noise_scale(jnp.asarray(z, jnp.float32)))[:, None]
     y = np.clip(mean + noise * rng.standard_t(5.0, size=mean.shape), 0.0, 1.0)
     return y, z, mean[:, -1]
@@ -46,14 +47,17 @@ def truncate(values, epochs):
 @pytest.fixture(scope="module")
 def prior():
     levels = dataset_levels(1, 3)
-    srcs = [tables.CurveTable.from_arrays(simulate(10 + g, 16, levels[g])[0], f"src{g}") for g in range(3)]
+    srcs = [
+        tables.CurveTable.from_arrays(simulate(10 + g, 16, levels[g])[0], f"src{g}")
+        for g in range(3)
+    ]
     return curves.fit_prior(srcs, num_steps=800, num_samples=200, seed=0)
 
 
 @pytest.fixture(scope="module")
 def target():
     level = dataset_levels(2, 1)[0]
-    values, z, final = simulate(99, N, level)
+    values, _z, final = simulate(99, N, level)
     return values, final
 
 
@@ -69,7 +73,9 @@ def test_hierarchical_recovers_population_mean(prior):
 
 def test_no_transfer_recovers_curve_parameters():
     values, z, final = simulate(5, N, MU_POP)
-    pred = curves.predict(None, values, horizon=T, num_steps=STEPS, num_samples=200, seed=0)
+    pred = curves.predict(
+        None, values, horizon=T, num_steps=STEPS, num_samples=200, seed=0
+    )
     assert pred.ok, pred.diagnostics
     # the expected final value and the noise scale of each curve
     assert np.abs(pred.mean - final).max() < 0.04
@@ -81,10 +87,13 @@ def test_no_transfer_recovers_curve_parameters():
 def test_transfer_beats_no_transfer_when_datasets_share_structure(prior, target):
     values, final = target
     seen = truncate(values, 2)  # 10% of training observed
-    kw = dict(horizon=T, num_steps=STEPS, num_samples=200, seed=0)
+    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
     with_prior = curves.predict(prior, seen, **kw)
     without = curves.predict(None, seen, **kw)
-    mae_t, mae_n = np.abs(with_prior.mean - final).mean(), np.abs(without.mean - final).mean()
+    mae_t, mae_n = (
+        np.abs(with_prior.mean - final).mean(),
+        np.abs(without.mean - final).mean(),
+    )
     assert mae_t < mae_n, (mae_t, mae_n)
     assert with_prior.log_density(final).mean() > without.log_density(final).mean()
     lo, hi = with_prior.quantile([0.05, 0.95])
@@ -94,7 +103,7 @@ def test_transfer_beats_no_transfer_when_datasets_share_structure(prior, target)
 def test_context_curves_inform_the_target_level(prior, target):
     values, final = target
     seen = truncate(values, 2)
-    kw = dict(horizon=T, num_steps=STEPS, num_samples=200, seed=0)
+    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
     # 4 runs at 10% of training plus 4 finished runs of the same dataset as context
     # (8 curves in all, the shape of the other tests, so nothing recompiles)
     alone = curves.predict(prior, seen, **kw)
@@ -107,7 +116,7 @@ def test_context_curves_inform_the_target_level(prior, target):
 
 def test_exact_rerun_from_seed(prior, target):
     seen = truncate(target[0], 4)
-    kw = dict(horizon=T, num_steps=STEPS, num_samples=200)
+    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200}
     a = curves.predict(prior, seen, seed=3, **kw)
     b = curves.predict(prior, seen, seed=3, **kw)
     c = curves.predict(prior, seen, seed=4, **kw)
@@ -116,7 +125,14 @@ def test_exact_rerun_from_seed(prior, target):
 
 
 def test_predict_at_any_epoch_and_quantiles(prior, target):
-    pred = curves.predict(prior, truncate(target[0], 4), horizon=T, num_steps=STEPS, num_samples=200, seed=0)
+    pred = curves.predict(
+        prior,
+        truncate(target[0], 4),
+        horizon=T,
+        num_steps=STEPS,
+        num_samples=200,
+        seed=0,
+    )
     at = pred.predict_at([5, 10, T])
     assert at.shape == (200, N, 3)
     np.testing.assert_allclose(at[..., -1], pred.samples, rtol=1e-6)
@@ -130,10 +146,15 @@ def test_prior_save_load_round_trip(prior, target, tmp_path):
     back = curves.CurvePrior.load(path)
     for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L"):
         np.testing.assert_array_equal(getattr(back, k), getattr(prior, k))
-    assert back.families == prior.families and back.info == json.loads(json.dumps(prior.info))
+    assert back.families == prior.families and back.info == json.loads(
+        json.dumps(prior.info)
+    )
     seen = truncate(target[0], 4)
-    kw = dict(horizon=T, num_steps=STEPS, num_samples=200, seed=0)
-    np.testing.assert_array_equal(curves.predict(prior, seen, **kw).samples, curves.predict(back, seen, **kw).samples)
+    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
+    np.testing.assert_array_equal(
+        curves.predict(prior, seen, **kw).samples,
+        curves.predict(back, seen, **kw).samples,
+    )
 
 
 def test_prior_from_another_version_is_refused(prior, tmp_path):
@@ -169,7 +190,9 @@ def test_constant_and_decreasing_curves_give_finite_bounded_predictions(prior, t
     values = truncate(target[0], 6)
     values[0, :6] = 0.1  # a network that never learns
     values[1, :6] = np.linspace(0.6, 0.4, 6)  # overfitting: validation accuracy falls
-    pred = curves.predict(prior, values, horizon=T, num_steps=STEPS, num_samples=200, seed=0)
+    pred = curves.predict(
+        prior, values, horizon=T, num_steps=STEPS, num_samples=200, seed=0
+    )
     assert pred.ok and np.isfinite(pred.samples).all()
     # documented: a flat curve is predicted to stay near its level; the prior (curves
     # usually rise) leaves a little room above it, far below the population's typical 0.7
@@ -199,9 +222,17 @@ def test_values_outside_unit_interval_are_an_error(prior, target):
 
 
 def test_losses_with_minimize(target):
-    losses = -np.log(np.clip(truncate(target[0], 8), 1e-3, None))  # cross-entropy-like, falling
-    pred = curves.predict(None, losses, horizon=T, minimize=True, num_steps=STEPS, num_samples=200, seed=0)
-    assert pred.minimize and np.isfinite(pred.samples).all() and (pred.samples > -0.5).all()
+    losses = -np.log(
+        np.clip(truncate(target[0], 8), 1e-3, None)
+    )  # cross-entropy-like, falling
+    pred = curves.predict(
+        None, losses, horizon=T, minimize=True, num_steps=STEPS, num_samples=200, seed=0
+    )
+    assert (
+        pred.minimize
+        and np.isfinite(pred.samples).all()
+        and (pred.samples > -0.5).all()
+    )
     truth = -np.log(target[0][:, -1])
     assert np.abs(pred.mean - truth).mean() < 0.5
     assert np.isfinite(pred.log_density(truth)).all()
@@ -210,14 +241,24 @@ def test_losses_with_minimize(target):
 
 
 def test_single_curve_target_dataset(prior, target):
-    pred = curves.predict(prior, truncate(target[0][:1], 4), horizon=T, num_steps=STEPS, num_samples=200)
+    pred = curves.predict(
+        prior, truncate(target[0][:1], 4), horizon=T, num_steps=STEPS, num_samples=200
+    )
     assert pred.samples.shape == (200, 1) and pred.ok
     assert abs(pred.mean[0] - target[1][0]) < 0.2
 
 
 @pytest.mark.slow
 def test_nuts_records_convergence_diagnostics(prior, target):
-    pred = curves.predict(prior, truncate(target[0][:1], 6), horizon=T, method="nuts", num_samples=100, num_warmup=100, seed=0)
+    pred = curves.predict(
+        prior,
+        truncate(target[0][:1], 6),
+        horizon=T,
+        method="nuts",
+        num_samples=100,
+        num_warmup=100,
+        seed=0,
+    )
     d = pred.diagnostics
     assert {"r_hat_max", "ess_min", "divergences", "ok", "problems"} <= set(d)
     assert np.isfinite(d["r_hat_max"]) and d["ess_min"] > 0

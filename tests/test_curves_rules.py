@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nax import curves, tables
+from nax import tables
 from nax.cli import main
 from nax.curves import baselines, basis, stopping
 from nax.curves.predict import Prediction
@@ -26,7 +26,9 @@ def test_each_family_is_a_bounded_non_decreasing_progress(family):
 
 
 def test_curve_mean_lies_between_start_and_final_value():
-    z = jnp.asarray(np.random.default_rng(1).normal(size=(50, basis.num_params())), jnp.float32)
+    z = jnp.asarray(
+        np.random.default_rng(1).normal(size=(50, basis.num_params())), jnp.float32
+    )
     t = jnp.linspace(0.01, 1.0, 30)[None]
     m = np.asarray(basis.curve_mean(z, t))
     y1 = np.asarray(1 / (1 + np.exp(-z[:, basis.FINAL])))
@@ -41,7 +43,17 @@ def _prediction(final, noise=1e-3, n=3, ok=True):
     z[..., basis.LOG_NOISE] = np.log(noise)
     z += np.random.default_rng(0).normal(0, 0.01, z.shape).astype(np.float32)
     diag = {"ok": ok, "problems": [] if ok else ["simulated failure"]}
-    return Prediction(jnp.asarray(z), np.full(n, 20), basis.DEFAULT_FAMILIES, False, 0, "transfer", "svi", diag, 0.0)
+    return Prediction(
+        jnp.asarray(z),
+        np.full(n, 20),
+        basis.DEFAULT_FAMILIES,
+        False,
+        0,
+        "transfer",
+        "svi",
+        diag,
+        0.0,
+    )
 
 
 def test_should_stop_compares_with_the_best_so_far():
@@ -55,7 +67,9 @@ def test_should_stop_compares_with_the_best_so_far():
 
 
 def test_early_stopping_rule_over_epochs():
-    rule = stopping.early_stopping(None, horizon=10, min_epochs=3, num_steps=300, num_samples=200)
+    rule = stopping.early_stopping(
+        None, horizon=10, min_epochs=3, num_steps=300, num_samples=200
+    )
     state = rule.init()
     stop, state = rule.update([0.1, 0.1, 0.1, 0.1], state)
     assert not stop.any()  # nothing finished yet: no best to beat
@@ -63,7 +77,9 @@ def test_early_stopping_rule_over_epochs():
     assert state.best == pytest.approx(0.9) and state.context.shape == (1, 10)
     stop, state = rule.update([[0.1, 0.1]], state)
     assert not stop.any()  # before min_epochs
-    stop, state = rule.update([[0.1, 0.1, 0.1, 0.1, 0.1], [0.7, 0.8, 0.88, 0.93, 0.95]], state)
+    stop, state = rule.update(
+        [[0.1, 0.1, 0.1, 0.1, 0.1], [0.7, 0.8, 0.88, 0.93, 0.95]], state
+    )
     assert stop.tolist() == [True, False]
     stopped = rule.tell([0.1, 0.1, 0.1], state)  # a stopped run joins the context only
     assert stopped.best == state.best and stopped.context.shape == (2, 10)
@@ -73,11 +89,14 @@ def test_pow3_least_squares_recovers_a_pow3_curve():
     epochs = np.arange(1, 21)
     values = np.stack([0.9 - 0.5 * epochs**-0.7, 0.8 - 0.3 * epochs**-1.2])
     mask = np.repeat(epochs[None] <= 6, 2, 0)
-    pred = baselines.pow3_least_squares(np.where(mask, values, np.nan), mask, epochs, 20)
+    pred = baselines.pow3_least_squares(
+        np.where(mask, values, np.nan), mask, epochs, 20
+    )
     np.testing.assert_allclose(pred, values[:, -1], atol=1e-3)
     short = epochs[None] <= 2  # fewer points than parameters: the last value
     np.testing.assert_array_equal(
-        baselines.pow3_least_squares(values, np.repeat(short, 2, 0), epochs, 20), values[:, 1]
+        baselines.pow3_least_squares(values, np.repeat(short, 2, 0), epochs, 20),
+        values[:, 1],
     )
     np.testing.assert_array_equal(baselines.last_value(values, mask), values[:, 5])
 
@@ -96,25 +115,55 @@ def test_svr_learns_final_values_from_curve_features():
 
 def test_real_baker_sets_load_with_their_own_horizons(shared_data):
     folder = shared_data / "curves" / "baker2018"
-    names = ["metaqnn_cifar10", "metaqnn_svhn", "deep_resnets_cifar10", "deep_resnets_tinyimagenet"]
+    names = [
+        "metaqnn_cifar10",
+        "metaqnn_svhn",
+        "deep_resnets_cifar10",
+        "deep_resnets_tinyimagenet",
+    ]
     tabs = [tables.load_curves(folder / f"{n}.csv") for n in names]
     obs = observed_from_tables(tabs)
-    assert obs.dataset_names == ("cifar10", "deep_resnets_cifar10", "svhn", "tinyimagenet")
+    assert obs.dataset_names == (
+        "cifar10",
+        "deep_resnets_cifar10",
+        "svhn",
+        "tinyimagenet",
+    )
     assert obs.y.shape == (1000 + 1300 + 486 + 684, 140)
-    horizons = {obs.dataset_names[d]: set(obs.horizon[obs.dataset == d].tolist()) for d in range(4)}
-    assert horizons == {"cifar10": {20}, "svhn": {20}, "deep_resnets_cifar10": {49}, "tinyimagenet": {140}}
+    horizons = {
+        obs.dataset_names[d]: set(obs.horizon[obs.dataset == d].tolist())
+        for d in range(4)
+    }
+    assert horizons == {
+        "cifar10": {20},
+        "svhn": {20},
+        "deep_resnets_cifar10": {49},
+        "tinyimagenet": {140},
+    }
     # acc_0 (the untrained network) is not used; the first column of deep_resnets is epoch 1
     first = tabs[2].values[0, 0]
     np.testing.assert_allclose(obs.y[obs.dataset == 1][0, 0], first, rtol=1e-6)
-    np.testing.assert_array_equal(obs.mask.sum(1), np.concatenate([t.lengths for t in tabs])[np.argsort(
-        np.concatenate([np.full(t.n_runs, i) for i, t in enumerate(tabs)]), kind="stable")])
+    np.testing.assert_array_equal(
+        obs.mask.sum(1),
+        np.concatenate([t.lengths for t in tabs])[
+            np.argsort(
+                np.concatenate([np.full(t.n_runs, i) for i, t in enumerate(tabs)]),
+                kind="stable",
+            )
+        ],
+    )
 
 
 def _write_table(path, name, seed, n=6, epochs=10):
     rng = np.random.default_rng(seed)
     final = rng.uniform(0.5, 0.9, n)
     curve = final[:, None] * (1 - 0.6 * np.exp(-0.5 * np.arange(1, epochs + 1)))
-    tables.save_curves(tables.CurveTable.from_arrays(np.clip(curve + rng.normal(0, 0.01, curve.shape), 0, 1), name), path)
+    tables.save_curves(
+        tables.CurveTable.from_arrays(
+            np.clip(curve + rng.normal(0, 0.01, curve.shape), 0, 1), name
+        ),
+        path,
+    )
 
 
 @pytest.mark.slow
@@ -125,22 +174,90 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         _write_table(paths[-1], name, i)
     small = ["--prior-steps", "50", "--steps", "50", "--max-train-curves", "6"]
     out = tmp_path / "bench.json"
-    assert main(["curves", "benchmark", "--train", *paths, "--test", paths[0], "--cutoffs", "0.2", "--json", str(out), *small]) == 0
+    assert (
+        main(
+            [
+                "curves",
+                "benchmark",
+                "--train",
+                *paths,
+                "--test",
+                paths[0],
+                "--cutoffs",
+                "0.2",
+                "--json",
+                str(out),
+                *small,
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())["results"]
-    assert {r["method"] for r in rows} == {"last_value", "pow3", "svr", "no_transfer", "transfer"}
+    assert {r["method"] for r in rows} == {
+        "last_value",
+        "pow3",
+        "svr",
+        "no_transfer",
+        "transfer",
+    }
     for r in rows:
-        assert {"dataset", "cutoff", "method", "n_curves", "mae", "lpd", "cov90", "sec_per_curve"} <= set(r)
+        assert {
+            "dataset",
+            "cutoff",
+            "method",
+            "n_curves",
+            "mae",
+            "lpd",
+            "cov90",
+            "sec_per_curve",
+        } <= set(r)
         assert r["dataset"] == "a" and r["n_curves"] == 6 and r["mae"] >= 0
         assert (r["lpd"] is None) == (r["method"] in ("last_value", "pow3", "svr"))
     out = tmp_path / "stop.json"
-    assert main(["curves", "early-stop", "--train", *paths, "--test", paths[0], "--repeats", "2", "--json", str(out), *small]) == 0
+    assert (
+        main(
+            [
+                "curves",
+                "early-stop",
+                "--train",
+                *paths,
+                "--test",
+                paths[0],
+                "--repeats",
+                "2",
+                "--json",
+                str(out),
+                *small,
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())["results"]
     assert {r["method"] for r in rows} == {"transfer", "no_transfer"}
     for r in rows:
-        assert {"dataset", "threshold", "method", "epochs_saved", "regret", "n_curves"} <= set(r)
+        assert {
+            "dataset",
+            "threshold",
+            "method",
+            "epochs_saved",
+            "regret",
+            "n_curves",
+        } <= set(r)
         assert 0 <= r["epochs_saved"] < 1 and r["regret"] >= 0
 
 
 def test_benchmark_command_errors_are_one_line(tmp_path, capsys):
-    assert main(["curves", "benchmark", "--train", str(tmp_path / "none.csv"), "--test", str(tmp_path / "none.csv")]) == 2
+    assert (
+        main(
+            [
+                "curves",
+                "benchmark",
+                "--train",
+                str(tmp_path / "none.csv"),
+                "--test",
+                str(tmp_path / "none.csv"),
+            ]
+        )
+        == 2
+    )
     assert "no such curve table" in capsys.readouterr().err

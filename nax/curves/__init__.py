@@ -9,4 +9,12 @@ from nax.curves import basis, models, stopping
 from nax.curves.predict import Prediction, predict
 from nax.curves.prior import CurvePrior, fit_prior
 
-__all__ = ["basis", "models", "stopping", "Prediction", "predict", "CurvePrior", "fit_prior"]
+__all__ = [
+    "CurvePrior",
+    "Prediction",
+    "basis",
+    "fit_prior",
+    "models",
+    "predict",
+    "stopping",
+]

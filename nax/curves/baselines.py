@@ -35,7 +35,14 @@ def _pow3(x, c, a, alpha):
     return c - a * np.power(x, -alpha)
 
 
-def pow3_least_squares(values: np.ndarray, mask: np.ndarray, epochs: np.ndarray, horizon, *, clip=(0.0, 1.0)) -> np.ndarray:
+def pow3_least_squares(
+    values: np.ndarray,
+    mask: np.ndarray,
+    epochs: np.ndarray,
+    horizon,
+    *,
+    clip=(0.0, 1.0),
+) -> np.ndarray:
     """pow3 extrapolation of each curve to epoch ``horizon`` (int or [N]), [N].
 
     Predictions are clipped to ``clip`` (None: no clipping); a failed or degenerate fit
@@ -54,7 +61,9 @@ def pow3_least_squares(values: np.ndarray, mask: np.ndarray, epochs: np.ndarray,
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
             try:
-                p, _ = curve_fit(_pow3, x, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5), maxfev=2000)
+                p, _ = curve_fit(
+                    _pow3, x, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5), maxfev=2000
+                )
             except (RuntimeError, ValueError):
                 continue
         pred = _pow3(horizon[i], *p)
@@ -63,7 +72,9 @@ def pow3_least_squares(values: np.ndarray, mask: np.ndarray, epochs: np.ndarray,
     return np.clip(out, *clip) if clip is not None else out
 
 
-def curve_features(values: np.ndarray, mask: np.ndarray, *, num_points: int = 10) -> np.ndarray:
+def curve_features(
+    values: np.ndarray, mask: np.ndarray, *, num_points: int = 10
+) -> np.ndarray:
     """Baker-style features [N, 2 * num_points - 1]: each curve's observed values linearly
     resampled at ``num_points`` equally spaced positions of its observed span, then the
     first differences of those."""
@@ -78,22 +89,36 @@ def curve_features(values: np.ndarray, mask: np.ndarray, *, num_points: int = 10
 class SVRPredictor:
     """nu-SVR from curve features to final value (Baker et al. 2018), one per cutoff."""
 
-    def __init__(self, *, nu: float = 0.5, C: float = 1.0, num_points: int = 10, max_train: int | None = 3000, seed: int = 0):
+    def __init__(
+        self,
+        *,
+        nu: float = 0.5,
+        C: float = 1.0,
+        num_points: int = 10,
+        max_train: int | None = 3000,
+        seed: int = 0,
+    ):
         self.num_points = num_points
         self.max_train = max_train
         self.seed = seed
         self.model = make_pipeline(StandardScaler(), NuSVR(nu=nu, C=C, kernel="rbf"))
 
-    def fit(self, values: np.ndarray, mask: np.ndarray, final: np.ndarray) -> "SVRPredictor":
+    def fit(
+        self, values: np.ndarray, mask: np.ndarray, final: np.ndarray
+    ) -> SVRPredictor:
         """Train on truncated curves [N, T] (+ mask) and their final values [N]."""
         x = curve_features(values, mask, num_points=self.num_points)
         y = np.asarray(final, np.float64)
         if self.max_train is not None and len(x) > self.max_train:
-            keep = np.random.default_rng(self.seed).choice(len(x), self.max_train, replace=False)
+            keep = np.random.default_rng(self.seed).choice(
+                len(x), self.max_train, replace=False
+            )
             x, y = x[keep], y[keep]
         self.model.fit(x, y)
         return self
 
     def predict(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Predicted final values [N] of truncated curves [N, T]."""
-        return self.model.predict(curve_features(values, mask, num_points=self.num_points))
+        return self.model.predict(
+            curve_features(values, mask, num_points=self.num_points)
+        )

@@ -15,8 +15,9 @@ so ``--train`` and ``--test`` may name the same files.
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,19 +29,29 @@ from nax.curves.prior import CurvePrior, fit_prior
 DEFAULT_CUTOFFS = (0.1, 0.2, 0.3, 0.5)
 
 
-def load_datasets(paths: Sequence[str], *, prefix="acc_", dataset_column="training_dataset", minimize=False) -> dict:
+def load_datasets(
+    paths: Sequence[str],
+    *,
+    prefix="acc_",
+    dataset_column="training_dataset",
+    minimize=False,
+) -> dict:
     """Curve tables of every dataset in ``paths``: name -> trimmed ``CurveTable``."""
     out = {}
     for path in paths:
-        table = tables_lib.load_curves(path, prefix=prefix, dataset_column=dataset_column, minimize=minimize)
+        table = tables_lib.load_curves(
+            path, prefix=prefix, dataset_column=dataset_column, minimize=minimize
+        )
         for name, sub in table.by_dataset().items():
             if name in out:
-                raise ValueError(f"dataset {name!r} appears in more than one file ({path})")
+                raise ValueError(
+                    f"dataset {name!r} appears in more than one file ({path})"
+                )
             out[name] = sub
     return out
 
 
-def complete_runs(table) -> "tables_lib.CurveTable":
+def complete_runs(table) -> tables_lib.CurveTable:
     """Runs observed up to the table's last epoch (only they have a true final value)."""
     return table.subset(table.mask[:, -1])
 
@@ -48,7 +59,9 @@ def complete_runs(table) -> "tables_lib.CurveTable":
 def truncate(table, cutoff: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Keep the epochs ``<= cutoff * horizon`` (at least the first one): values, mask [N, T], columns kept."""
     horizon = int(table.epochs[-1])
-    k = max(1, int(np.searchsorted(table.epochs, round(cutoff * horizon), side="right")))
+    k = max(
+        1, int(np.searchsorted(table.epochs, round(cutoff * horizon), side="right"))
+    )
     mask = table.mask.copy()
     mask[:, k:] = False
     return np.where(mask, table.values, np.nan), mask, k
@@ -79,9 +92,44 @@ class _Priors:
         return self.cache[sources]
 
 
+def _record(
+    results,
+    log,
+    row,
+    truth,
+    method,
+    pred_final,
+    lpd=None,
+    cov=None,
+    seconds=0.0,
+    inference="none",
+    extra=None,
+):
+    """Append one result row (MAE against ``truth`` [n]) and log it."""
+    n = len(truth)
+    err = np.abs(np.asarray(pred_final) - truth)
+    r = {
+        **row,
+        "method": method,
+        "n_curves": n,
+        "mae": float(np.mean(err)),
+        "lpd": lpd,
+        "cov90": cov,
+    }
+    r.update(sec_per_curve=seconds / n, inference=inference, **(extra or {}))
+    results.append(r)
+    log(
+        f"{row['dataset']:>22} {row['cutoff']:4.2f} {method:>16} mae {r['mae']:.4f} "
+        f"lpd {lpd if lpd is None else round(lpd, 3)} cov90 {cov if cov is None else round(cov, 3)} "
+        f"s/curve {r['sec_per_curve']:.4f} {(extra or {}).get('problems', '')}"
+    )
+
+
 def _interval_stats(pred, final):
     lo, hi = pred.quantile([0.05, 0.95])
-    return float(np.mean(pred.log_density(final))), float(np.mean((final >= lo) & (final <= hi)))
+    return float(np.mean(pred.log_density(final))), float(
+        np.mean((final >= lo) & (final <= hi))
+    )
 
 
 def extrapolation_benchmark(
@@ -106,9 +154,13 @@ def extrapolation_benchmark(
     dataset for the prior fit; ``nuts_curves`` > 0 adds ``transfer_nuts`` and
     ``no_transfer_nuts`` on that many curves of each test dataset.
     """
-    load = dict(prefix=prefix, dataset_column=dataset_column, minimize=minimize)
+    load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
-    priors = _Priors(train, dict(seed=seed, num_steps=prior_steps, max_curves=max_train_curves), log)
+    priors = _Priors(
+        train,
+        {"seed": seed, "num_steps": prior_steps, "max_curves": max_train_curves},
+        log,
+    )
     results = []
     for name, full in test.items():
         table = _subsample(complete_runs(full), max_curves, seed)
@@ -120,21 +172,22 @@ def extrapolation_benchmark(
         nuts_idx = np.random.default_rng(seed).permutation(n)[: min(nuts_curves, n)]
         for cutoff in cutoffs:
             values, mask, k = truncate(table, cutoff)
-            row = dict(dataset=name, cutoff=float(cutoff), n_curves=n, epochs_observed=k, horizon=horizon)
+            row = {
+                "dataset": name,
+                "cutoff": float(cutoff),
+                "n_curves": n,
+                "epochs_observed": k,
+                "horizon": horizon,
+            }
 
-            def add(method, pred_final, lpd=None, cov=None, seconds=0.0, inference="none", n_curves=n, extra=None):
-                err = np.abs(np.asarray(pred_final) - (final if n_curves == n else final[nuts_idx]))
-                r = dict(row, method=method, n_curves=n_curves, mae=float(np.mean(err)), lpd=lpd, cov90=cov)
-                r.update(sec_per_curve=seconds / n_curves, inference=inference, **(extra or {}))
-                results.append(r)
-                log(
-                    f"{name:>22} {cutoff:4.2f} {method:>16} mae {r['mae']:.4f} "
-                    f"lpd {lpd if lpd is None else round(lpd, 3)} cov90 {cov if cov is None else round(cov, 3)} "
-                    f"s/curve {r['sec_per_curve']:.4f} {(extra or {}).get('problems', '')}"
-                )
+            add = functools.partial(_record, results, log, row, final)
 
             t0 = time.perf_counter()
-            add("last_value", baselines.last_value(values, mask), seconds=time.perf_counter() - t0)
+            add(
+                "last_value",
+                baselines.last_value(values, mask),
+                seconds=time.perf_counter() - t0,
+            )
             if not minimize:
                 t0 = time.perf_counter()
                 p = baselines.pow3_least_squares(values, mask, table.epochs, horizon)
@@ -148,7 +201,11 @@ def extrapolation_benchmark(
                     v, m, _ = truncate(src, cutoff)
                     xs.append(v), ms.append(m), ys.append(src.values[:, -1])
                 svr = baselines.SVRPredictor(seed=seed)
-                svr.fit(np.concatenate(_same_width(xs)), np.concatenate(_same_width(ms)), np.concatenate(ys))
+                svr.fit(
+                    np.concatenate(_same_width(xs)),
+                    np.concatenate(_same_width(ms)),
+                    np.concatenate(ys),
+                )
                 add("svr", svr.predict(values, mask), seconds=time.perf_counter() - t0)
             fits = [("no_transfer", None, "svi", np.arange(n))]
             if prior is not None:
@@ -159,22 +216,52 @@ def extrapolation_benchmark(
                     fits.append(("transfer_nuts", prior, "nuts", nuts_idx))
             for method, pr, inf, idx in fits:
                 pred = predict(
-                    pr, values[idx], mask[idx], horizon, epochs=table.epochs, minimize=minimize,
-                    method=inf, num_steps=num_steps, seed=seed,
+                    pr,
+                    values[idx],
+                    mask[idx],
+                    horizon,
+                    epochs=table.epochs,
+                    minimize=minimize,
+                    method=inf,
+                    num_steps=num_steps,
+                    seed=seed,
                 )
                 lpd, cov = _interval_stats(pred, final[idx])
-                extra = {"ok": pred.ok, "problems": "; ".join(pred.diagnostics["problems"])}
+                extra = {
+                    "ok": pred.ok,
+                    "problems": "; ".join(pred.diagnostics["problems"]),
+                }
                 if inf == "nuts":
-                    extra.update({k: pred.diagnostics[k] for k in ("r_hat_max", "ess_min", "divergences")})
-                add(method, pred.mean, lpd, cov, pred.seconds, inf, len(idx), extra)
+                    extra.update(
+                        {
+                            k: pred.diagnostics[k]
+                            for k in ("r_hat_max", "ess_min", "divergences")
+                        }
+                    )
+                _record(
+                    results,
+                    log,
+                    row,
+                    final[idx],
+                    method,
+                    pred.mean,
+                    lpd,
+                    cov,
+                    pred.seconds,
+                    inf,
+                    extra,
+                )
     prior_info = {" + ".join(k): v.info for k, v in priors.cache.items()}
     return {"results": results, "priors": prior_info}
 
 
 def _same_width(arrays):
     width = max(a.shape[1] for a in arrays)
-    fill = lambda a: np.nan if a.dtype.kind == "f" else False  # noqa: E731
-    return [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill(a)) for a in arrays]
+    fill = lambda a: np.nan if a.dtype.kind == "f" else False
+    return [
+        np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill(a))
+        for a in arrays
+    ]
 
 
 def checkpoints(horizon: int, min_epochs: int, check_every: int | None) -> np.ndarray:
@@ -185,7 +272,14 @@ def checkpoints(horizon: int, min_epochs: int, check_every: int | None) -> np.nd
     return np.arange(min_epochs, horizon, check_every)
 
 
-def replay(final: np.ndarray, stop_prob: dict, horizon: int, threshold: float, order: np.ndarray, minimize=False):
+def replay(
+    final: np.ndarray,
+    stop_prob: dict,
+    horizon: int,
+    threshold: float,
+    order: np.ndarray,
+    minimize=False,
+):
     """Replay runs in ``order``; ``stop_prob[e]``: function (run, best) -> P(run beats best)
     at epoch ``e``. Returns (epochs trained, best final value found)."""
     better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
@@ -205,6 +299,15 @@ def replay(final: np.ndarray, stop_prob: dict, horizon: int, threshold: float, o
         else:
             used += stopped_at
     return used, best
+
+
+def _prob_better_fn(samples, minimize: bool):
+    """(run, best) -> P(final of run beats best) from draws [S, N]; 1 where the fit failed."""
+    if samples is None:
+        return lambda run, ref: 1.0
+    if minimize:
+        return lambda run, ref: float(np.mean(samples[:, run] < ref))
+    return lambda run, ref: float(np.mean(samples[:, run] > ref))
 
 
 def early_stop_benchmark(
@@ -234,14 +337,18 @@ def early_stop_benchmark(
     orders: a run is stopped at the first checkpoint where P(final > best final so far)
     < threshold, and only runs trained to the end count as found.
     """
-    load = dict(prefix=prefix, dataset_column=dataset_column, minimize=minimize)
+    load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
-    priors = _Priors(train, dict(seed=seed, num_steps=prior_steps, max_curves=max_train_curves), log)
+    priors = _Priors(
+        train,
+        {"seed": seed, "num_steps": prior_steps, "max_curves": max_train_curves},
+        log,
+    )
     results = []
     for name, full in test.items():
         table = _subsample(complete_runs(full), max_curves, seed)
         final, horizon, n = table.values[:, -1], int(table.epochs[-1]), table.n_runs
-        min_epochs = max(1, int(round(min_fraction * horizon)))
+        min_epochs = max(1, round(min_fraction * horizon))
         epochs = checkpoints(horizon, min_epochs, check_every)
         for method in methods:
             prior = priors.for_target(name) if method == "transfer" else None
@@ -254,44 +361,68 @@ def early_stop_benchmark(
                 mask = table.mask.copy()
                 mask[:, k:] = False
                 pred = predict(
-                    prior, np.where(mask, table.values, np.nan), mask, horizon, epochs=table.epochs,
-                    minimize=minimize, num_steps=num_steps, seed=seed,
+                    prior,
+                    np.where(mask, table.values, np.nan),
+                    mask,
+                    horizon,
+                    epochs=table.epochs,
+                    minimize=minimize,
+                    num_steps=num_steps,
+                    seed=seed,
                 )
                 # a failed fit never stops a run
                 samples[int(e)] = pred.samples if pred.ok else None
                 problems += [f"epoch {e}: {p}" for p in pred.diagnostics["problems"]]
             seconds = time.perf_counter() - t0
             for threshold in thresholds:
-                def prob(e):
-                    s = samples[e]
-                    if s is None:
-                        return lambda run, best: 1.0
-                    return lambda run, best: float(np.mean(s[:, run] < best) if minimize else np.mean(s[:, run] > best))
-
-                stop_prob = {e: prob(e) for e in samples}
+                stop_prob = {e: _prob_better_fn(samples[e], minimize) for e in samples}
                 rng = np.random.default_rng(seed)
                 saved, regret = [], []
                 best_all = final.min() if minimize else final.max()
                 for _ in range(repeats):
-                    used, best = replay(final, stop_prob, horizon, threshold, rng.permutation(n), minimize)
+                    used, best = replay(
+                        final,
+                        stop_prob,
+                        horizon,
+                        threshold,
+                        rng.permutation(n),
+                        minimize,
+                    )
                     saved.append(1.0 - used / (n * horizon))
                     regret.append(abs(best_all - best))
-                r = dict(
-                    dataset=name, threshold=float(threshold), method=method, n_curves=n,
-                    epochs_saved=float(np.mean(saved)), regret=float(np.mean(regret)),
-                    regret_max=float(np.max(regret)), repeats=repeats, min_epochs=min_epochs,
-                    checkpoints=[int(e) for e in epochs], inference="svi", seconds=seconds,
-                    problems="; ".join(problems),
-                )
+                r = {
+                    "dataset": name,
+                    "threshold": float(threshold),
+                    "method": method,
+                    "n_curves": n,
+                    "epochs_saved": float(np.mean(saved)),
+                    "regret": float(np.mean(regret)),
+                    "regret_max": float(np.max(regret)),
+                    "repeats": repeats,
+                    "min_epochs": min_epochs,
+                    "checkpoints": [int(e) for e in epochs],
+                    "inference": "svi",
+                    "seconds": seconds,
+                    "problems": "; ".join(problems),
+                }
                 results.append(r)
-                log(f"{name:>22} {threshold:5.3f} {method:>12} saved {r['epochs_saved']:.3f} regret {r['regret']:.4f} ({seconds:.0f}s)")
+                log(
+                    f"{name:>22} {threshold:5.3f} {method:>12} saved {r['epochs_saved']:.3f} regret {r['regret']:.4f} ({seconds:.0f}s)"
+                )
     prior_info = {" + ".join(k): v.info for k, v in priors.cache.items()}
     return {"results": results, "priors": prior_info}
 
 
-
-
-def speed_benchmark(prior: CurvePrior, table, *, cutoff: float = 0.2, n_curves: int = 1000, nuts_curves=(1, 8), seed=0, log=print) -> dict:
+def speed_benchmark(
+    prior: CurvePrior,
+    table,
+    *,
+    cutoff: float = 0.2,
+    n_curves: int = 1000,
+    nuts_curves=(1, 8),
+    seed=0,
+    log=print,
+) -> dict:
     """Seconds to predict ``n_curves`` partial curves of ``table`` with SVI (cold: with
     compilation; warm: a second call of the same shape) and with NUTS on a few curves."""
     table = _subsample(complete_runs(table), n_curves, seed)
@@ -300,12 +431,40 @@ def speed_benchmark(prior: CurvePrior, table, *, cutoff: float = 0.2, n_curves: 
     rows = []
     for label, s in (("cold", seed), ("warm", seed + 1)):
         pred = predict(prior, values, mask, horizon, epochs=table.epochs, seed=s)
-        rows.append(dict(method="transfer", inference="svi", call=label, n_curves=table.n_runs, seconds=pred.seconds, ok=pred.ok))
+        rows.append(
+            {
+                "method": "transfer",
+                "inference": "svi",
+                "call": label,
+                "n_curves": table.n_runs,
+                "seconds": pred.seconds,
+                "ok": pred.ok,
+            }
+        )
         log(rows[-1])
     for k in nuts_curves:
-        pred = predict(prior, values[:k], mask[:k], horizon, epochs=table.epochs, seed=seed, method="nuts")
+        pred = predict(
+            prior,
+            values[:k],
+            mask[:k],
+            horizon,
+            epochs=table.epochs,
+            seed=seed,
+            method="nuts",
+        )
         d = pred.diagnostics
-        rows.append(dict(method="transfer", inference="nuts", call="cold", n_curves=k, seconds=pred.seconds, ok=pred.ok,
-                         r_hat_max=d["r_hat_max"], ess_min=d["ess_min"], divergences=d["divergences"]))
+        rows.append(
+            {
+                "method": "transfer",
+                "inference": "nuts",
+                "call": "cold",
+                "n_curves": k,
+                "seconds": pred.seconds,
+                "ok": pred.ok,
+                "r_hat_max": d["r_hat_max"],
+                "ess_min": d["ess_min"],
+                "divergences": d["divergences"],
+            }
+        )
         log(rows[-1])
     return {"results": rows}

@@ -9,33 +9,95 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", nargs="+", required=True, metavar="CSV", help="source curve tables")
-    p.add_argument("--test", nargs="+", required=True, metavar="CSV", help="target curve tables (left out of their own prior)")
-    p.add_argument("--prefix", default="acc_", help="prefix of the per-epoch value columns")
-    p.add_argument("--dataset-column", default="training_dataset", help="column naming each run's dataset")
-    p.add_argument("--minimize", action="store_true", help="values are losses (lower is better)")
+    p.add_argument(
+        "--train", nargs="+", required=True, metavar="CSV", help="source curve tables"
+    )
+    p.add_argument(
+        "--test",
+        nargs="+",
+        required=True,
+        metavar="CSV",
+        help="target curve tables (left out of their own prior)",
+    )
+    p.add_argument(
+        "--prefix", default="acc_", help="prefix of the per-epoch value columns"
+    )
+    p.add_argument(
+        "--dataset-column",
+        default="training_dataset",
+        help="column naming each run's dataset",
+    )
+    p.add_argument(
+        "--minimize", action="store_true", help="values are losses (lower is better)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-curves", type=int, default=None, help="seeded subsample of each test dataset")
-    p.add_argument("--max-train-curves", type=int, default=300, help="seeded subsample per source dataset for the prior")
-    p.add_argument("--prior-steps", type=int, default=2000, help="SVI steps of the prior fit")
-    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write {'results': [...]} here")
+    p.add_argument(
+        "--max-curves",
+        type=int,
+        default=None,
+        help="seeded subsample of each test dataset",
+    )
+    p.add_argument(
+        "--max-train-curves",
+        type=int,
+        default=300,
+        help="seeded subsample per source dataset for the prior",
+    )
+    p.add_argument(
+        "--prior-steps", type=int, default=2000, help="SVI steps of the prior fit"
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="write {'results': [...]} here",
+    )
 
 
 def register(subparsers) -> None:
-    cmd = subparsers.add_parser("curves", help="learning-curve extrapolation benchmarks")
+    cmd = subparsers.add_parser(
+        "curves", help="learning-curve extrapolation benchmarks"
+    )
     sub = cmd.add_subparsers(dest="curves_command", required=True, metavar="SUBCOMMAND")
-    b = sub.add_parser("benchmark", help="MAE / LPD / 90%% coverage of final-value predictions per cutoff")
+    b = sub.add_parser(
+        "benchmark",
+        help="MAE / LPD / 90%% coverage of final-value predictions per cutoff",
+    )
     _common(b)
     b.add_argument("--cutoffs", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
     b.add_argument("--steps", type=int, default=1000, help="SVI steps per prediction")
-    b.add_argument("--nuts-curves", type=int, default=0, help="also run NUTS on this many curves per test dataset")
+    b.add_argument(
+        "--nuts-curves",
+        type=int,
+        default=0,
+        help="also run NUTS on this many curves per test dataset",
+    )
     b.set_defaults(func=_benchmark, max_curves=None)
-    e = sub.add_parser("early-stop", help="epochs saved and regret of the early-termination rule")
+    e = sub.add_parser(
+        "early-stop", help="epochs saved and regret of the early-termination rule"
+    )
     _common(e)
-    e.add_argument("--threshold", type=float, nargs="+", default=[0.05], help="delta of P(final > best) < delta")
+    e.add_argument(
+        "--threshold",
+        type=float,
+        nargs="+",
+        default=[0.05],
+        help="delta of P(final > best) < delta",
+    )
     e.add_argument("--repeats", type=int, default=10, help="random replay orders")
-    e.add_argument("--min-fraction", type=float, default=0.1, help="never stop before this fraction of the epochs")
-    e.add_argument("--check-every", type=int, default=None, help="epochs between checks (default: ~12 checks per run)")
+    e.add_argument(
+        "--min-fraction",
+        type=float,
+        default=0.1,
+        help="never stop before this fraction of the epochs",
+    )
+    e.add_argument(
+        "--check-every",
+        type=int,
+        default=None,
+        help="epochs between checks (default: ~12 checks per run)",
+    )
     e.add_argument("--steps", type=int, default=800, help="SVI steps per prediction")
     e.set_defaults(func=_early_stop)
     e.set_defaults(max_curves=300)
@@ -68,9 +130,19 @@ def _benchmark(args) -> int:
 
     _check_inputs(args)
     out = extrapolation_benchmark(
-        args.train, args.test, cutoffs=args.cutoffs, prefix=args.prefix, dataset_column=args.dataset_column,
-        minimize=args.minimize, max_curves=args.max_curves, max_train_curves=args.max_train_curves,
-        nuts_curves=args.nuts_curves, num_steps=args.steps, prior_steps=args.prior_steps, seed=args.seed, log=_log,
+        args.train,
+        args.test,
+        cutoffs=args.cutoffs,
+        prefix=args.prefix,
+        dataset_column=args.dataset_column,
+        minimize=args.minimize,
+        max_curves=args.max_curves,
+        max_train_curves=args.max_train_curves,
+        nuts_curves=args.nuts_curves,
+        num_steps=args.steps,
+        prior_steps=args.prior_steps,
+        seed=args.seed,
+        log=_log,
     )
     _write(out, args.json)
     return 0
@@ -84,10 +156,21 @@ def _early_stop(args) -> int:
         if not 0 < t < 1:
             raise ValueError(f"--threshold is a probability in (0, 1), got {t}")
     out = early_stop_benchmark(
-        args.train, args.test, thresholds=args.threshold, prefix=args.prefix, dataset_column=args.dataset_column,
-        minimize=args.minimize, max_curves=args.max_curves, max_train_curves=args.max_train_curves,
-        repeats=args.repeats, min_fraction=args.min_fraction, check_every=args.check_every, num_steps=args.steps,
-        prior_steps=args.prior_steps, seed=args.seed, log=_log,
+        args.train,
+        args.test,
+        thresholds=args.threshold,
+        prefix=args.prefix,
+        dataset_column=args.dataset_column,
+        minimize=args.minimize,
+        max_curves=args.max_curves,
+        max_train_curves=args.max_train_curves,
+        repeats=args.repeats,
+        min_fraction=args.min_fraction,
+        check_every=args.check_every,
+        num_steps=args.steps,
+        prior_steps=args.prior_steps,
+        seed=args.seed,
+        log=_log,
     )
     _write(out, args.json)
     return 0

@@ -40,11 +40,15 @@ class Fit:
 
 def _optimizer(lr: float, num_steps: int):
     schedule = optax.cosine_decay_schedule(lr, num_steps, alpha=0.1)
-    return numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
+    return numpyro.optim.optax_to_numpyro(
+        optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static: tuple):
+def _svi_program(
+    model: str, num_steps: int, num_samples: int, lr: float, static: tuple
+):
     # one jitted program per configuration; jax.jit then caches it per input shape, so
     # repeated fits on same-sized batches (cutoffs, epochs of a replay) compile once
     kwargs = dict(static)
@@ -52,7 +56,7 @@ def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static
 
     def run(key, *args):
         svi = SVI(fn, guide, _optimizer(lr, num_steps), Trace_ELBO())
-        k_init, k_fit, k_draw = jax.random.split(key, 3)
+        k_init, _k_fit, k_draw = jax.random.split(key, 3)
         state = svi.init(k_init, *args, **kwargs)
 
         def step(state, _):
@@ -61,7 +65,9 @@ def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static
 
         state, losses = jax.lax.scan(step, state, None, length=num_steps)
         params = svi.get_params(state)
-        latents = Predictive(guide, params=params, num_samples=num_samples)(k_draw, *args, **kwargs)
+        latents = Predictive(guide, params=params, num_samples=num_samples)(
+            k_draw, *args, **kwargs
+        )
         return losses, {k: v for k, v in latents.items() if k != "y"}
 
     return jax.jit(run)
@@ -91,7 +97,9 @@ def fit(
     fn = models.MODELS[model]
     start = time.perf_counter()
     if method == "svi":
-        program = _svi_program(model, num_steps, num_samples, float(lr), tuple(sorted(kwargs.items())))
+        program = _svi_program(
+            model, num_steps, num_samples, float(lr), tuple(sorted(kwargs.items()))
+        )
         losses, latents = program(key, *args)
         losses = np.asarray(losses)
         finite = np.isfinite(losses)
@@ -103,11 +111,18 @@ def fit(
         problems = []
         # a few skipped steps (stable_update) are harmless; many mean the fit went astray
         if (~finite).mean() > 0.01 or not np.isfinite(tail).all():
-            problems.append(f"{int((~finite).sum())} of {num_steps} ELBO steps non-finite")
+            problems.append(
+                f"{int((~finite).sum())} of {num_steps} ELBO steps non-finite"
+            )
         if not all(np.isfinite(np.asarray(v)).all() for v in latents.values()):
             problems.append("non-finite posterior draws")
     elif method == "nuts":
-        kernel = NUTS(fn, target_accept_prob=0.9, max_tree_depth=8, init_strategy=init_to_median(num_samples=15))
+        kernel = NUTS(
+            fn,
+            target_accept_prob=0.9,
+            max_tree_depth=8,
+            init_strategy=init_to_median(num_samples=15),
+        )
         mcmc = MCMC(
             kernel,
             num_warmup=num_warmup,
@@ -119,11 +134,18 @@ def fit(
         mcmc.run(key, *args, extra_fields=("diverging",), **kwargs)
         grouped = mcmc.get_samples(group_by_chain=True)
         divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-        stats = summary({k: np.asarray(v) for k, v in grouped.items()}, group_by_chain=True)
+        stats = summary(
+            {k: np.asarray(v) for k, v in grouped.items()}, group_by_chain=True
+        )
         r_hat = max(float(np.nanmax(s["r_hat"])) for s in stats.values())
         ess = min(float(np.nanmin(s["n_eff"])) for s in stats.values())
         latents = {k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
-        diag = {"r_hat_max": r_hat, "ess_min": ess, "divergences": divergences, "num_chains": num_chains}
+        diag = {
+            "r_hat_max": r_hat,
+            "ess_min": ess,
+            "divergences": divergences,
+            "num_chains": num_chains,
+        }
         problems = []
         if not np.isfinite(r_hat) or r_hat > RHAT_MAX or ess < ESS_MIN:
             problems.append(f"not converged: max R-hat {r_hat:.3f}, min ESS {ess:.0f}")
@@ -137,4 +159,10 @@ def fit(
     jax.block_until_ready(latents)
     diag["ok"] = not problems
     diag["problems"] = problems
-    return Fit(model=model, method=method, latents=latents, diagnostics=diag, seconds=time.perf_counter() - start)
+    return Fit(
+        model=model,
+        method=method,
+        latents=latents,
+        diagnostics=diag,
+        seconds=time.perf_counter() - start,
+    )

@@ -40,7 +40,9 @@ def prior_loc_scale(num_params: int) -> tuple[jax.Array, jax.Array]:
 def _likelihood(z, y, mask, t, families):
     mean = basis.curve_mean(z, t, families)
     scale = basis.noise_scale(z)[:, None]
-    numpyro.sample("y", dist.StudentT(NOISE_DF, mean, scale).mask(mask).to_event(1), obs=y)
+    numpyro.sample(
+        "y", dist.StudentT(NOISE_DF, mean, scale).mask(mask).to_event(1), obs=y
+    )
 
 
 def no_transfer(y, mask, t, *, families=basis.DEFAULT_FAMILIES):
@@ -52,7 +54,9 @@ def no_transfer(y, mask, t, *, families=basis.DEFAULT_FAMILIES):
         _likelihood(z, y, mask, t, families)
 
 
-def hierarchical(y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES):
+def hierarchical(
+    y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES
+):
     """Population -> dataset -> curve. ``dataset``: int [N] in [0, num_datasets)."""
     d = basis.num_params(families)
     loc, scale = prior_loc_scale(d)
@@ -76,18 +80,29 @@ def transfer(y, mask, t, prior: dict, *, families=basis.DEFAULT_FAMILIES):
     curve-level correlation, fixed at its posterior estimate).
     """
     d = basis.num_params(families)
-    mu_t = numpyro.sample("mu_t", dist.Normal(prior["mu_loc"], prior["mu_scale"]).to_event(1))
-    sigma = numpyro.sample("sigma", dist.LogNormal(prior["log_sigma_loc"], prior["log_sigma_scale"]).to_event(1))
+    mu_t = numpyro.sample(
+        "mu_t", dist.Normal(prior["mu_loc"], prior["mu_scale"]).to_event(1)
+    )
+    sigma = numpyro.sample(
+        "sigma",
+        dist.LogNormal(prior["log_sigma_loc"], prior["log_sigma_scale"]).to_event(1),
+    )
     with numpyro.plate("curves", y.shape[0]):
         eps = numpyro.sample("eps", dist.Normal(jnp.zeros(d), 1.0).to_event(1))
         z = mu_t + (eps @ prior["L"].T) * sigma
         _likelihood(z, y, mask, t, families)
 
 
-MODELS = {"no_transfer": no_transfer, "hierarchical": hierarchical, "transfer": transfer}
+MODELS = {
+    "no_transfer": no_transfer,
+    "hierarchical": hierarchical,
+    "transfer": transfer,
+}
 
 
-def curve_params(name: str, latents: dict, *, dataset=None, prior: dict | None = None) -> jax.Array:
+def curve_params(
+    name: str, latents: dict, *, dataset=None, prior: dict | None = None
+) -> jax.Array:
     """Per-curve parameters ``z`` [S, N, D] from latent samples (leading dim S)."""
     if name == "no_transfer":
         return latents["z"]
@@ -103,20 +118,30 @@ def curve_params(name: str, latents: dict, *, dataset=None, prior: dict | None =
 # ---- guides ---------------------------------------------------------------------------
 def _normal(name, shape, init_loc, init_scale=0.1):
     loc = numpyro.param(f"{name}_loc", jnp.broadcast_to(init_loc, shape))
-    scale = numpyro.param(f"{name}_scale", jnp.full(shape, init_scale), constraint=constraints.softplus_positive)
+    scale = numpyro.param(
+        f"{name}_scale",
+        jnp.full(shape, init_scale),
+        constraint=constraints.softplus_positive,
+    )
     return numpyro.sample(name, dist.Normal(loc, scale).to_event(1))
 
 
 def _lognormal(name, shape, init_value, init_scale=0.1):
     loc = numpyro.param(f"{name}_loc", jnp.log(jnp.broadcast_to(init_value, shape)))
-    scale = numpyro.param(f"{name}_scale", jnp.full(shape, init_scale), constraint=constraints.softplus_positive)
+    scale = numpyro.param(
+        f"{name}_scale",
+        jnp.full(shape, init_scale),
+        constraint=constraints.softplus_positive,
+    )
     return numpyro.sample(name, dist.LogNormal(loc, scale).to_event(1))
 
 
 def _per_curve(name, n, d, init_loc):
     loc = numpyro.param(f"{name}_loc", jnp.broadcast_to(init_loc, (n, d)))
     tril = numpyro.param(
-        f"{name}_tril", jnp.broadcast_to(0.1 * jnp.eye(d), (n, d, d)), constraint=constraints.scaled_unit_lower_cholesky
+        f"{name}_tril",
+        jnp.broadcast_to(0.1 * jnp.eye(d), (n, d, d)),
+        constraint=constraints.scaled_unit_lower_cholesky,
     )
     with numpyro.plate("curves", n):
         numpyro.sample(name, dist.MultivariateNormal(loc, scale_tril=tril))
@@ -125,11 +150,17 @@ def _per_curve(name, n, d, init_loc):
 def no_transfer_guide(y, mask, t, *, families=basis.DEFAULT_FAMILIES):
     d = basis.num_params(families)
     loc, _ = prior_loc_scale(d)
-    init = jnp.broadcast_to(loc, (y.shape[0], d)).at[:, basis.FINAL].set(_logit_last(y, mask))
+    init = (
+        jnp.broadcast_to(loc, (y.shape[0], d))
+        .at[:, basis.FINAL]
+        .set(_logit_last(y, mask))
+    )
     _per_curve("z", y.shape[0], d, init)
 
 
-def hierarchical_guide(y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES):
+def hierarchical_guide(
+    y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES
+):
     d = basis.num_params(families)
     loc, _ = prior_loc_scale(d)
     _normal("mu_pop", (d,), loc)
@@ -149,7 +180,11 @@ def transfer_guide(y, mask, t, prior: dict, *, families=basis.DEFAULT_FAMILIES):
     _per_curve("eps", y.shape[0], d, jnp.zeros((y.shape[0], d)))
 
 
-GUIDES = {"no_transfer": no_transfer_guide, "hierarchical": hierarchical_guide, "transfer": transfer_guide}
+GUIDES = {
+    "no_transfer": no_transfer_guide,
+    "hierarchical": hierarchical_guide,
+    "transfer": transfer_guide,
+}
 
 
 def _logit_last(y, mask):
@@ -160,10 +195,21 @@ def _logit_last(y, mask):
     return jnp.log(last) - jnp.log1p(-last)
 
 
-def log_likelihood(z: jax.Array, y: jax.Array, t: jax.Array, families=basis.DEFAULT_FAMILIES) -> jax.Array:
+def log_likelihood(
+    z: jax.Array, y: jax.Array, t: jax.Array, families=basis.DEFAULT_FAMILIES
+) -> jax.Array:
     """Pointwise log density of values ``y`` [N, K] at times ``t`` [N, K] under ``z`` [S, N, D] -> [S, N, K]."""
-    mean = basis.curve_mean(z, jnp.broadcast_to(t, z.shape[:-1] + t.shape[-1:]), families)
+    mean = basis.curve_mean(
+        z, jnp.broadcast_to(t, z.shape[:-1] + t.shape[-1:]), families
+    )
     return dist.StudentT(NOISE_DF, mean, basis.noise_scale(z)[..., None]).log_prob(y)
 
 
-__all__ = ["no_transfer", "hierarchical", "transfer", "MODELS", "GUIDES", "curve_params"]
+__all__ = [
+    "GUIDES",
+    "MODELS",
+    "curve_params",
+    "hierarchical",
+    "no_transfer",
+    "transfer",
+]

@@ -67,25 +67,35 @@ class Prediction:
         The noise of a curve at a given epoch is the same draw whatever else is asked, so
         ``predict_at([..., horizon])[..., -1]`` equals ``samples``.
         """
-        epochs = np.broadcast_to(np.asarray(epochs), (len(self.horizon),) + np.shape(epochs)[-1:])
+        epochs = np.broadcast_to(
+            np.asarray(epochs), (len(self.horizon),) + np.shape(epochs)[-1:]
+        )
         t = jnp.asarray(epochs / self.horizon[:, None], jnp.float32)
         mean = np.asarray(_curve_mean(self.z, t, self.families), np.float64)
         scale = np.asarray(basis.noise_scale(self.z), np.float64)[..., None]
         noise = np.empty(mean.shape)
         base = jax.random.fold_in(jax.random.key(self.seed), 1)
         for e in np.unique(epochs):
-            draw = np.asarray(jax.random.t(jax.random.fold_in(base, int(e)), models.NOISE_DF, mean.shape[:2]))
+            draw = np.asarray(
+                jax.random.t(
+                    jax.random.fold_in(base, int(e)), models.NOISE_DF, mean.shape[:2]
+                )
+            )
             rows, cols = np.nonzero(epochs == e)
             noise[:, rows, cols] = draw[:, rows]
         y = mean + scale * noise
-        return from_model_scale(np.clip(y, 1e-12, None) if self.minimize else y, self.minimize)
+        return from_model_scale(
+            np.clip(y, 1e-12, None) if self.minimize else y, self.minimize
+        )
 
     def log_density(self, final_values) -> np.ndarray:
         """Log predictive density of observed final values [N] (table units) -> [N]."""
         v = np.asarray(final_values, np.float64)
         y = to_model_scale(v, self.minimize)
         t = jnp.ones((len(self.horizon), 1), jnp.float32)
-        ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[..., 0]
+        ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[
+            ..., 0
+        ]
         lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
 
@@ -141,7 +151,9 @@ def predict(
             context_horizon = int(query.horizon.max())
         ctx = prepare(context, None, horizon=context_horizon, minimize=minimize)
         width = max(y.shape[1], ctx.y.shape[1])
-        pad = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)  # noqa: E731
+        pad = lambda a, w, c=0: np.pad(
+            a, ((0, 0), (0, w - a.shape[1])), constant_values=c
+        )
         y = np.concatenate([pad(y, width), pad(ctx.y, width)])
         m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
         t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
@@ -151,7 +163,10 @@ def predict(
     # for NUTS the extra rows would be extra dimensions to sample)
     rows = _bucket(len(y)) - len(y) if method == "svi" else 0
     if rows:
-        y, t = np.pad(y, ((0, rows), (0, 0))), np.pad(t, ((0, rows), (0, 0)), constant_values=1.0)
+        y, t = (
+            np.pad(y, ((0, rows), (0, 0))),
+            np.pad(t, ((0, rows), (0, 0)), constant_values=1.0),
+        )
         m = np.pad(m, ((0, rows), (0, 0)))
     families = prior.families if prior is not None else basis.DEFAULT_FAMILIES
     data = (jnp.asarray(y), jnp.asarray(m), jnp.asarray(t))
@@ -168,12 +183,16 @@ def predict(
         num_warmup=num_warmup,
         lr=lr,
     )
-    z = models.curve_params(model, result.latents, prior=None if prior is None else prior.model_prior())[:, :n]
+    z = models.curve_params(
+        model, result.latents, prior=None if prior is None else prior.model_prior()
+    )[:, :n]
     if not bool(jnp.isfinite(z).all()):
         # report, never crash: non-finite draws are dropped; with none left the caller sees ok=False
         finite = np.asarray(jnp.isfinite(z).all(axis=(1, 2)))
         result.diagnostics["ok"] = False
-        result.diagnostics["problems"].append(f"{int((~finite).sum())} non-finite draws dropped")
+        result.diagnostics["problems"].append(
+            f"{int((~finite).sum())} non-finite draws dropped"
+        )
         z = z[finite] if finite.any() else jnp.zeros((1,) + z.shape[1:])
     return Prediction(
         z=z,

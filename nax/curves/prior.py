@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +52,12 @@ class CurvePrior:
         }
 
     def to_dict(self) -> dict:
-        out = {"format": FORMAT, "version": VERSION, "families": list(self.families), "minimize": self.minimize}
+        out = {
+            "format": FORMAT,
+            "version": VERSION,
+            "families": list(self.families),
+            "minimize": self.minimize,
+        }
         for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L"):
             out[k] = np.asarray(getattr(self, k), np.float64).tolist()
         out["info"] = self.info
@@ -63,9 +68,11 @@ class CurvePrior:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "prior") -> "CurvePrior":
+    def from_dict(cls, d: dict, where: str = "prior") -> CurvePrior:
         if d.get("format") != FORMAT:
-            raise ValueError(f"{where}: not a nax curve prior (format {d.get('format')!r}, expected {FORMAT!r})")
+            raise ValueError(
+                f"{where}: not a nax curve prior (format {d.get('format')!r}, expected {FORMAT!r})"
+            )
         if d.get("version") != VERSION:
             raise ValueError(
                 f"{where}: curve prior version {d.get('version')!r}, this nax reads version {VERSION}; refit it with fit_prior"
@@ -75,15 +82,25 @@ class CurvePrior:
         if unknown:
             raise ValueError(f"{where}: unknown curve families {unknown}")
         dim = basis.num_params(fams)
-        arrs = {k: np.asarray(d[k], np.float64) for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L")}
+        arrs = {
+            k: np.asarray(d[k], np.float64)
+            for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L")
+        }
         for k, v in arrs.items():
             want = (dim, dim) if k == "L" else (dim,)
             if v.shape != want:
-                raise ValueError(f"{where}: field {k} has shape {v.shape}, expected {want}")
-        return cls(families=fams, minimize=bool(d.get("minimize", False)), info=dict(d.get("info", {})), **arrs)
+                raise ValueError(
+                    f"{where}: field {k} has shape {v.shape}, expected {want}"
+                )
+        return cls(
+            families=fams,
+            minimize=bool(d.get("minimize", False)),
+            info=dict(d.get("info", {})),
+            **arrs,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "CurvePrior":
+    def load(cls, path: str | Path) -> CurvePrior:
         """Read a prior written by :meth:`save`; another format or version is a ``ValueError``."""
         path = Path(path)
         try:
@@ -93,7 +110,9 @@ class CurvePrior:
         return cls.from_dict(d, where=str(path))
 
 
-def observed_from_tables(tables, *, max_curves: int | None = None, seed: int = 0) -> Observed:
+def observed_from_tables(
+    tables, *, max_curves: int | None = None, seed: int = 0
+) -> Observed:
     """Stack curve tables (``nax.tables.CurveTable``) into one batch, one dataset per name.
 
     Each dataset's horizon is the last epoch column of its runs; ``max_curves`` keeps a
@@ -106,7 +125,9 @@ def observed_from_tables(tables, *, max_curves: int | None = None, seed: int = 0
     for table in tables:
         for name, sub in table.by_dataset().items():
             if max_curves is not None and sub.n_runs > max_curves:
-                sub = sub.subset(np.sort(rng.choice(sub.n_runs, max_curves, replace=False)))
+                sub = sub.subset(
+                    np.sort(rng.choice(sub.n_runs, max_curves, replace=False))
+                )
             parts.append((name, sub))
     if not parts:
         raise ValueError("no curves to fit")
@@ -117,7 +138,13 @@ def observed_from_tables(tables, *, max_curves: int | None = None, seed: int = 0
     width = max(s.n_epochs for _, s in parts)
     ys, ms, ts, hs, ds = [], [], [], [], []
     for name, sub in parts:
-        obs = prepare(sub.values, sub.mask, epochs=sub.epochs, horizon=int(sub.epochs[-1]), minimize=sub.minimize)
+        obs = prepare(
+            sub.values,
+            sub.mask,
+            epochs=sub.epochs,
+            horizon=int(sub.epochs[-1]),
+            minimize=sub.minimize,
+        )
         pad = width - sub.n_epochs
         ys.append(np.pad(obs.y, ((0, 0), (0, pad))))
         ms.append(np.pad(obs.mask, ((0, 0), (0, pad))))
@@ -135,7 +162,9 @@ def observed_from_tables(tables, *, max_curves: int | None = None, seed: int = 0
     )
 
 
-def prior_from_fit(fit: inference.Fit, families: tuple[str, ...], *, minimize: bool, info: dict) -> CurvePrior:
+def prior_from_fit(
+    fit: inference.Fit, families: tuple[str, ...], *, minimize: bool, info: dict
+) -> CurvePrior:
     """Summarise the population level of a hierarchical fit as a :class:`CurvePrior`."""
     lat = {k: np.asarray(v, np.float64) for k, v in fit.latents.items()}
     mu_pop, tau, sigma, chol = lat["mu_pop"], lat["tau"], lat["sigma"], lat["L"]
@@ -197,7 +226,9 @@ def fit_prior(
     )
     info = {
         "datasets": list(obs.dataset_names),
-        "curves_per_dataset": np.bincount(obs.dataset, minlength=len(obs.dataset_names)).tolist(),
+        "curves_per_dataset": np.bincount(
+            obs.dataset, minlength=len(obs.dataset_names)
+        ).tolist(),
         "method": method,
         "seed": seed,
         "num_steps": num_steps if method == "svi" else None,

@@ -7,7 +7,8 @@ is higher for accuracies and lower for losses (``Prediction.minimize``).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,13 +79,19 @@ def early_stopping(
     worst = np.inf if minimize else -np.inf
 
     def init(best: float | None = None) -> StoppingState:
-        return StoppingState(best=worst if best is None else float(best), context=np.zeros((0, horizon)), step=0)
+        return StoppingState(
+            best=worst if best is None else float(best),
+            context=np.zeros((0, horizon)),
+            step=0,
+        )
 
     def update(curves, state: StoppingState):
         curves = np.atleast_2d(np.asarray(curves, np.float64))
         n, e = curves.shape
         if e > horizon:
-            raise ValueError(f"curves have {e} epochs, more than the horizon of {horizon}")
+            raise ValueError(
+                f"curves have {e} epochs, more than the horizon of {horizon}"
+            )
         # always [n, horizon] wide, so every epoch reuses one compiled program
         curves = np.pad(curves, ((0, 0), (0, horizon - e)), constant_values=np.nan)
         state = state._replace(step=state.step + 1)
