@@ -306,11 +306,15 @@ def _shared_trainer(num_classes: int, cfg_key: TrainConfig) -> Trainer:
 
 
 def program_key(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with every field that does not change the compiled programs normalised away."""
+    """``cfg`` with every field that does not change the compiled programs normalised away.
+
+    Batch and image sizes only change argument shapes, for which ``jit`` keeps one
+    executable each inside the same ``Trainer``.
+    """
     base = TrainConfig()
     return cfg.replace(seed=0, epochs=base.epochs, learning_rate=base.learning_rate, schedule=base.schedule,
                        warmup_epochs=0, evaluate_test=True, train_limit=None, val_limit=None,
-                       eval_batch_size=base.eval_batch_size)
+                       eval_batch_size=base.eval_batch_size, batch_size=base.batch_size, image_size=None)
 
 
 def get_trainer(num_classes: int, cfg: TrainConfig, encoding=None) -> Trainer:

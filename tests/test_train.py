@@ -39,16 +39,18 @@ def test_same_seed_same_curve_other_seed_differs(digits_splits):
 
 
 def test_compile_once_for_twenty_architectures(digits_splits):
-    cfg = FAST.replace(epochs=1, batch_size=96, evaluate_test=False)  # a batch size no other test uses
+    cfg = FAST.replace(epochs=1, batch_size=96, evaluate_test=False)  # a batch shape no other test uses
     encs = S.sample(jax.random.key(7), 20)
     assert len({tuple(e) for e in encs}) == 20
-    recs = train.train_many(encs, digits_splits, cfg)
     tr = train.get_trainer(10, cfg)
-    assert tr.trace_counts == {"init": 1, "train": 1, "eval": 1}
+    before = dict(tr.trace_counts)
+    recs = train.train_many(encs, digits_splits, cfg)
+    traced = {k: tr.trace_counts[k] - before[k] for k in before}
+    assert traced["train"] == 1 and traced["init"] <= 1 and traced["eval"] <= 1, traced
     assert len({r.arch for r in recs}) == 20
     # other seeds, lengths and learning rates reuse the same programs
     train.train_architecture(encs[0], digits_splits, cfg.replace(seed=3, epochs=2, learning_rate=0.05))
-    assert tr.trace_counts == {"init": 1, "train": 1, "eval": 1}
+    assert {k: tr.trace_counts[k] - before[k] for k in before} == traced
 
 
 def test_specialised_form_matches_supernet_form(digits_splits):
