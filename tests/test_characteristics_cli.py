@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from nax import cli, space, tables
 from nax import characteristics as ch
+from nax import cli, space, tables
 from nax.characteristics import benchmark
 
 S = space.nb201

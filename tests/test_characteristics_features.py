@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from nax import models, space
 from nax import characteristics as ch
+from nax import models, space
 from nax.characteristics import featurize
 
 S = space.nb201

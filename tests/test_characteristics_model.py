@@ -6,9 +6,8 @@ import numpyro
 import pytest
 import scipy.stats
 
-from nax import space, tables
 from nax import characteristics as ch
-from nax.characteristics import featurize
+from nax import space, tables
 
 S = space.nb201
 CELLS = S.enumerate()

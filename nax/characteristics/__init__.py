@@ -8,7 +8,14 @@
     strengths(model)                                     # strong and weak characteristics
 """
 
-from nax.characteristics.featurize import CHARACTERISTICS, all_features, centered, features, groups, space_stats
+from nax.characteristics.featurize import (
+    CHARACTERISTICS,
+    all_features,
+    centered,
+    features,
+    groups,
+    space_stats,
+)
 from nax.characteristics.model import (
     CharacteristicModel,
     TargetPosterior,
@@ -20,3 +27,9 @@ from nax.characteristics.model import (
     strengths,
     update,
 )
+
+__all__ = [
+    "CHARACTERISTICS", "CharacteristicModel", "TargetPosterior", "all_features", "centered", "features",
+    "fit", "groups", "hierarchical_model", "normal_scores", "sample_scores", "score", "space_stats",
+    "strengths", "update",
+]

@@ -7,7 +7,7 @@ pooled, and returns a function from encodings ``(n, E)`` to predicted scores ``(
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import threadpoolctl

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,10 +34,9 @@ import tqdm
 
 from nax import space as space_lib
 from nax import tables
-from nax.characteristics import baselines
+from nax.characteristics import baselines, simulate
 from nax.characteristics import featurize as feats
 from nax.characteristics import model as model_lib
-from nax.characteristics import simulate
 
 SYNTHETIC = "synthetic-dissimilar"
 METHODS = ("characteristics", "target_only", "ridge_onehot", "ridge_pairwise", "gbm", "random", "evolution")
@@ -179,7 +178,7 @@ def aggregate(raw: list[dict]) -> list[dict]:
         for m in ("fit_s", "score_s", "tau", "rho"):
             if m in g and g[m].notna().any():
                 row[m] = float(pd.to_numeric(g[m], errors="coerce").mean())
-        row["repeats"] = int(len(g))
+        row["repeats"] = len(g)
         out.append(row)
     return out
 

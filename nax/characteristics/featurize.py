@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def edge_pairs(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]
     return np.stack(cols, 1), names
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _paths(space: CellSpace) -> tuple[tuple[int, ...], ...]:
     """Input->output paths of the cell as tuples of edge indices."""
     out_node = space.num_nodes - 1

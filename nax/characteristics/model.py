@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -245,7 +245,7 @@ class CharacteristicModel:
             np.savez(fh, header=np.array(json.dumps(header)), **{k: getattr(self, k) for k in _ARRAYS})
 
     @classmethod
-    def load(cls, path: str) -> "CharacteristicModel":
+    def load(cls, path: str) -> CharacteristicModel:
         """Read a model written by ``save`` (no pickle)."""
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
