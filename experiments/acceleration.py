@@ -1,0 +1,494 @@
+"""The paper's claim, measured: how much sooner does a search reach a given accuracy when
+it transfers architecture selection, early termination, or both, from earlier datasets?
+
+For each target (each dataset of the project's meta-dataset in turn; the other datasets
+are the earlier ones) four variants search the target's recorded curves with the table
+evaluator (``nax.search.evaluators.CurveTableEvaluator``, one epoch charged per replayed
+epoch, seconds charged from the table's ``wall_s``):
+
+- ``baseline``  regularized evolution, every run trained to the end;
+- ``selection`` the transfer strategy (characteristic model fitted on the other datasets);
+- ``stopping``  regularized evolution + the curve-model stopping rule (prior fitted on the
+  other datasets' curves);
+- ``both``      the transfer strategy + the stopping rule.
+
+The characteristic model and the curve prior are fitted once per target and reused by
+every seed. For each seed the baseline runs first with the budget ``B`` (a fraction of
+the epochs needed to train the whole pool); its best final accuracy within ``B`` is that
+seed's *target accuracy*. Every variant, with the same seed, then runs until its best
+completed run reaches the target accuracy and it has spent ``B``, or until ``cap * B``.
+Measured per seed: epochs (and seconds) spent when the target accuracy is first reached,
+and the best accuracy reached within ``B``. NAS-Bench-201 (final accuracies only) compares
+``baseline`` and ``selection`` the same way.
+
+    python experiments/acceleration.py --config quick
+    python experiments/acceleration.py --config full
+    python experiments/acceleration.py --real          # real training on digits, small budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+import nax
+from nax import characteristics as ch
+from nax import curves, tables
+from nax import space as space_lib
+from nax.search import evaluators as ev_lib
+from nax.search import loop, stopping, strategies, transfer
+
+REPO = Path(__file__).resolve().parents[1]
+META_DATASETS = ("digits", "mnist5k", "animal_mnist", "fashion_mnist", "opencv_digits")
+NB201_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
+VARIANTS = ("baseline", "selection", "stopping", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What one run of the experiment does. Budgets are fractions of the epochs that
+    training every architecture of the target's pool would take."""
+
+    name: str
+    targets: tuple[str, ...] = META_DATASETS
+    seeds: int = 10
+    #: the baseline's budget B as a fraction of the pool's total epochs
+    budget_fraction: float = 0.25
+    #: variants stop at cap * B when they have not reached the target accuracy
+    cap: float = 2.0
+    #: regularized evolution on a pool of ~157 cells: a small population, or most of the
+    #: budget goes to the random initial population
+    population: int = 10
+    sample: int = 3
+    #: curve prior fit (per target) and the stopping rule's per-check SVI
+    prior_steps: int = 2000
+    prior_max_curves: int | None = 200
+    stop_delta: float = 0.05
+    stop_min_epochs: int = 3
+    stop_check_every: int = 3
+    stop_steps: int = 300
+    stop_samples: int = 200
+    #: NAS-Bench-201: selection only, budget in full (200-epoch) runs
+    nb201_targets: tuple[str, ...] = NB201_DATASETS
+    nb201_seeds: int = 10
+    nb201_budget_runs: int = 100
+    nb201_population: int = 20
+    nb201_sample: int = 5
+    metadata_dir: str = "nax/metadata"
+    nb201_table: str = ""  # empty: <repo>/../shared/data/nb201/nb201_200epoch.csv (NAX_SHARED_DATA)
+
+    @property
+    def command(self) -> str:
+        return f"python experiments/acceleration.py --config {self.name}"
+
+
+CONFIGS = {
+    "quick": Config("quick", targets=("digits",), seeds=2, budget_fraction=0.25, prior_steps=300,
+                    prior_max_curves=20, stop_steps=100, stop_samples=100, stop_check_every=4,
+                    nb201_targets=("cifar10",), nb201_seeds=2, nb201_budget_runs=15),
+    "full": Config("full"),
+}
+
+
+# ---------------------------------------------------------------------------- provenance
+def provenance() -> dict:
+    """nax version and git commit (with a flag for uncommitted changes) of this run."""
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"nax_version": nax.__version__, "git_commit": git("rev-parse", "HEAD") or None,
+            "git_dirty": bool(git("status", "--porcelain", "--", "nax", "experiments/acceleration.py"))}
+
+
+def nb201_path(cfg: Config) -> Path:
+    if cfg.nb201_table:
+        return Path(cfg.nb201_table)
+    shared = Path(os.environ.get("NAX_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return shared / "nb201" / "nb201_200epoch.csv"
+
+
+# ---------------------------------------------------------------------------- one search
+@dataclasses.dataclass
+class Trace:
+    """One search's runs, in order: cumulative epochs and seconds after each run, and the
+    best final accuracy of a completed run so far (NaN before the first)."""
+
+    epochs: np.ndarray
+    seconds: np.ndarray
+    best: np.ndarray
+    stopped: int
+
+    def best_within(self, budget: float) -> float:
+        """Best completed accuracy among runs that ended within ``budget`` epochs."""
+        ok = self.epochs <= budget
+        return float(self.best[ok][-1]) if ok.any() and np.isfinite(self.best[ok][-1]) else float("nan")
+
+    def reach(self, target: float) -> tuple[float, float] | None:
+        """(epochs, seconds) spent when the best accuracy first reaches ``target``."""
+        hit = np.flatnonzero(self.best >= target)
+        return (float(self.epochs[hit[0]]), float(self.seconds[hit[0]])) if len(hit) else None
+
+    def best_at(self, grid: np.ndarray) -> np.ndarray:
+        """Best accuracy after spending each of ``grid`` epochs (NaN before a completed run)."""
+        idx = np.searchsorted(self.epochs, grid, side="right") - 1
+        out = np.where(idx >= 0, self.best[np.maximum(idx, 0)], np.nan)
+        return out
+
+
+class _Done(Exception):
+    pass
+
+
+def search(strategy, evaluator, key, *, stop_rule=None, budget: float, cap: float,
+           target: float | None = None) -> Trace:
+    """Run a search until ``cap`` epochs, or once it has spent ``budget`` and its best
+    completed accuracy has reached ``target`` (nothing more is needed from it)."""
+    eps, secs, best, n_stop = [], [], [], [0]
+    total_s = [0.0]
+
+    def on_run(run, best_so_far, spent):
+        total_s[0] += run.result.cost_s
+        eps.append(spent)
+        secs.append(total_s[0])
+        best.append(np.nan if best_so_far is None else best_so_far)
+        n_stop[0] += run.result.status == "stopped"
+        if target is not None and spent >= budget and best_so_far is not None and best_so_far >= target:
+            raise _Done
+
+    try:
+        loop.run_search(strategy, evaluator, loop.Budget(epochs=cap), key, stop_rule=stop_rule, on_run=on_run,
+                        max_runs=len(evaluator.candidates()))
+    except _Done:
+        pass
+    return Trace(np.array(eps, float), np.array(secs, float), np.array(best, float), n_stop[0])
+
+
+def sparse_checks(rule: loop.StopRule, every: int, min_epochs: int) -> loop.StopRule:
+    """The rule consulted only after epochs min_epochs, min_epochs + every, ... (each check
+    is an SVI fit; checking every epoch costs several times more for little gain)."""
+
+    def decide(state, best, max_epochs):
+        test = rule.decide(state, best, max_epochs)
+        if test is None:
+            return None
+
+        def should_stop(curve):
+            e = len(curve)
+            if e < min_epochs or (e - min_epochs) % every:
+                return False, None
+            return test(curve)
+
+        return should_stop
+
+    return loop.StopRule(rule.init, rule.update, decide)
+
+
+# ---------------------------------------------------------------------------- one target
+def _summarise(target: str, suite: str, variant: str, seed: int, trace: Trace, target_acc: float,
+               budget: float, cap: float, base: Trace) -> dict:
+    r = trace.reach(target_acc)
+    rb = base.reach(target_acc)
+    row = {"suite": suite, "target": target, "variant": variant, "seed": seed,
+           "budget_epochs": budget, "cap_epochs": cap, "target_accuracy": target_acc,
+           "reached": r is not None,
+           # censored at what was spent: a lower bound on the true epochs
+           "epochs_to_target": r[0] if r else float(trace.epochs[-1]),
+           "seconds_to_target": r[1] if r else float(trace.seconds[-1]),
+           "accuracy_at_budget": trace.best_within(budget),
+           "runs": int(len(trace.epochs)), "runs_stopped": trace.stopped}
+    row["speedup_epochs"] = rb[0] / row["epochs_to_target"]
+    row["speedup_seconds"] = rb[1] / row["seconds_to_target"]
+    return row
+
+
+def run_target(target: str, suite: str, evaluator, builders: dict[str, Callable], cfg_seeds: int, budget: float,
+               cap: float, grid: np.ndarray, log: Callable[[str], None]) -> tuple[list[dict], dict]:
+    """All variants over all seeds on one target: flat rows, and best-vs-epochs curves."""
+    rows, curves_by_variant = [], {v: [] for v in builders}
+    for seed in range(cfg_seeds):
+        key = jax.random.key(seed)
+        strategy, rule = builders["baseline"]()
+        base = search(strategy, evaluator, key, stop_rule=rule, budget=budget, cap=budget)
+        target_acc = base.best_within(budget)
+        traces = {"baseline": base}
+        for v, build in builders.items():
+            if v == "baseline":
+                continue
+            t0 = time.perf_counter()
+            strategy, rule = build()
+            traces[v] = search(strategy, evaluator, key, stop_rule=rule, budget=budget, cap=cap, target=target_acc)
+            log(f"  {target} seed {seed} {v}: {len(traces[v].epochs)} runs, {time.perf_counter() - t0:.1f} s")
+        for v, tr in traces.items():
+            rows.append(_summarise(target, suite, v, seed, tr, target_acc, budget, cap, base))
+            curves_by_variant[v].append(tr.best_at(grid))
+    return rows, {v: np.array(c) for v, c in curves_by_variant.items()}
+
+
+def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> tuple[list[dict], dict, np.ndarray]:
+    space = space_lib.nb201
+    sources = [d for d in sorted(set(map(str, curve_table.datasets))) if d != target]
+    evaluator = ev_lib.CurveTableEvaluator(curve_table, target, space, seconds_column="wall_s")
+    cands = evaluator.candidates()
+    pool_epochs = len(cands) * evaluator.max_epochs
+    # whole runs: a budget that is not a multiple of a run would favour stopped runs by rounding
+    budget = max(1, round(cfg.budget_fraction * len(cands))) * evaluator.max_epochs
+    cap = min(cfg.cap * budget, pool_epochs)
+    t0 = time.perf_counter()
+    model = ch.fit(arch_table, sources, seed=0, space=space)
+    prior = curves.fit_prior(curve_table.subset(np.isin(curve_table.datasets, sources)), seed=0,
+                             num_steps=cfg.prior_steps, max_curves=cfg.prior_max_curves)
+    log(f"{target}: {len(cands)} cells, budget {budget} epochs (cap {cap:g}); models fitted on "
+        f"{', '.join(sources)} in {time.perf_counter() - t0:.1f} s")
+
+    def rule():
+        r = stopping.rule_from_prior(prior, evaluator.max_epochs, delta=cfg.stop_delta,
+                                     min_epochs=cfg.stop_min_epochs, num_samples=cfg.stop_samples,
+                                     num_steps=cfg.stop_steps)
+        return sparse_checks(r, cfg.stop_check_every, cfg.stop_min_epochs)
+
+    evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
+    sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
+    builders = {"baseline": lambda: (evo(), None), "selection": lambda: (sel(), None),
+                "stopping": lambda: (evo(), rule()), "both": lambda: (sel(), rule())}
+    grid = np.linspace(0, cap, 101)
+    rows, cv = run_target(target, "metadata", evaluator, builders, cfg.seeds, budget, cap, grid, log)
+    for r in rows:
+        r["pool"] = len(cands)
+    return rows, cv, grid
+
+
+def nb201_target(cfg: Config, arch_table, target: str, log) -> tuple[list[dict], dict, np.ndarray]:
+    space = arch_table.space
+    sources = [d for d in NB201_DATASETS if d != target]
+    evaluator = ev_lib.ArchTableEvaluator(arch_table, target, epochs=200)
+    cands = evaluator.candidates()
+    budget = cfg.nb201_budget_runs * evaluator.max_epochs
+    cap = cfg.cap * budget
+    t0 = time.perf_counter()
+    model = ch.fit(arch_table, sources, seed=0, space=space)
+    log(f"nb201 {target}: {len(cands)} cells, budget {budget} epochs; model fitted in {time.perf_counter() - t0:.1f} s")
+    builders = {"baseline": lambda: (strategies.evolution(space, cfg.nb201_population, cfg.nb201_sample, 1, cands), None),
+                "selection": lambda: (transfer.strategy_from_model(model, space, candidates=cands), None)}
+    grid = np.linspace(0, cap, 101)
+    rows, cv = run_target(target, "nb201", evaluator, builders, cfg.nb201_seeds, budget, cap, grid, log)
+    for r in rows:
+        r["pool"] = len(cands)
+    return rows, cv, grid
+
+
+# ---------------------------------------------------------------------------- aggregation
+def _mse(x) -> tuple[float, float]:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def aggregate(rows: Sequence[dict]) -> list[dict]:
+    """Per (suite, target, variant): means ± standard errors over seeds, and speed-ups both as
+    the ratio of mean epochs and as the mean of per-seed ratios."""
+    out = []
+    keys = sorted({(r["suite"], r["target"]) for r in rows}, key=lambda k: (k[0] != "metadata", k))
+    for suite, target in keys:
+        sub = [r for r in rows if r["suite"] == suite and r["target"] == target]
+        base = {r["seed"]: r for r in sub if r["variant"] == "baseline"}
+        for v in VARIANTS:
+            vr = sorted((r for r in sub if r["variant"] == v), key=lambda r: r["seed"])
+            if not vr:
+                continue
+            e = [r["epochs_to_target"] for r in vr]
+            s = [r["seconds_to_target"] for r in vr]
+            be = [base[r["seed"]]["epochs_to_target"] for r in vr]
+            bs = [base[r["seed"]]["seconds_to_target"] for r in vr]
+            diff = [100 * (r["accuracy_at_budget"] - base[r["seed"]]["accuracy_at_budget"]) for r in vr]
+            agg = {"suite": suite, "target": target, "variant": v, "seeds": len(vr), "pool": vr[0]["pool"],
+                   "budget_epochs": vr[0]["budget_epochs"], "cap_epochs": vr[0]["cap_epochs"],
+                   "reached": int(sum(r["reached"] for r in vr))}
+            agg["epochs_to_target"], agg["epochs_to_target_se"] = _mse(e)
+            agg["seconds_to_target"], agg["seconds_to_target_se"] = _mse(s)
+            agg["speedup_epochs_ratio_of_means"] = float(np.mean(be) / np.mean(e))
+            agg["speedup_epochs_mean_ratio"], agg["speedup_epochs_mean_ratio_se"] = _mse([r["speedup_epochs"] for r in vr])
+            agg["speedup_seconds_ratio_of_means"] = float(np.mean(bs) / np.mean(s))
+            agg["speedup_seconds_mean_ratio"], _ = _mse([r["speedup_seconds"] for r in vr])
+            agg["accuracy_at_budget"], agg["accuracy_at_budget_se"] = _mse([r["accuracy_at_budget"] for r in vr])
+            agg["accuracy_diff_points"], agg["accuracy_diff_points_se"] = _mse(diff)
+            agg["stopped_fraction"] = float(sum(r["runs_stopped"] for r in vr) / max(1, sum(r["runs"] for r in vr)))
+            out.append(agg)
+    return out
+
+
+def overall(agg: Sequence[dict]) -> list[dict]:
+    """Per (suite, variant): the means over targets of the per-target figures."""
+    out = []
+    for suite in ("metadata", "nb201"):
+        for v in VARIANTS:
+            a = [r for r in agg if r["suite"] == suite and r["variant"] == v]
+            if not a:
+                continue
+            m = lambda k: float(np.mean([r[k] for r in a]))
+            out.append({"suite": suite, "target": "overall", "variant": v, "targets": len(a),
+                        "speedup_epochs_ratio_of_means": m("speedup_epochs_ratio_of_means"),
+                        "speedup_epochs_mean_ratio": m("speedup_epochs_mean_ratio"),
+                        "speedup_seconds_ratio_of_means": m("speedup_seconds_ratio_of_means"),
+                        "accuracy_diff_points": m("accuracy_diff_points"),
+                        "worst_accuracy_diff_points": float(min(r["accuracy_diff_points"] for r in a)),
+                        "reached_fraction": float(sum(r["reached"] for r in a) / sum(r["seeds"] for r in a))})
+    return out
+
+
+# ---------------------------------------------------------------------------- outputs
+def _fmt(m, s, nd=1):
+    if not np.isfinite(m):
+        return "-"
+    return f"{m:.{nd}f} ± {s:.{nd}f}" if np.isfinite(s) else f"{m:.{nd}f}"
+
+
+def target_markdown(agg: Sequence[dict], suite: str, target: str) -> str:
+    a = [r for r in agg if r["suite"] == suite and r["target"] == target]
+    head = (f"### {suite}: {target} ({a[0]['pool']} cells, budget B = {a[0]['budget_epochs']:g} epochs, "
+            f"cap {a[0]['cap_epochs']:g}, {a[0]['seeds']} seeds)\n\n"
+            "| variant | reached | epochs to target | seconds to target | speed-up (ratio of means) | "
+            "speed-up (mean of ratios) | acc. at B (%) | Δ acc. vs baseline (points) | runs stopped |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {r['variant']} | {r['reached']}/{r['seeds']} | {_fmt(r['epochs_to_target'], r['epochs_to_target_se'])} | "
+             f"{_fmt(r['seconds_to_target'], r['seconds_to_target_se'])} | {r['speedup_epochs_ratio_of_means']:.2f} | "
+             f"{_fmt(r['speedup_epochs_mean_ratio'], r['speedup_epochs_mean_ratio_se'], 2)} | "
+             f"{_fmt(100 * r['accuracy_at_budget'], 100 * r['accuracy_at_budget_se'], 2)} | "
+             f"{_fmt(r['accuracy_diff_points'], r['accuracy_diff_points_se'], 2)} | {100 * r['stopped_fraction']:.0f}% |"
+             for r in a]
+    return head + "\n".join(lines) + "\n"
+
+
+def overall_markdown(ov: Sequence[dict]) -> str:
+    head = ("| suite | variant | targets | speed-up epochs (ratio of means) | speed-up epochs (mean of ratios) | "
+            "speed-up seconds (ratio of means) | Δ acc. at B (points, mean) | worst target Δ | reached |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    return head + "\n".join(
+        f"| {r['suite']} | {r['variant']} | {r['targets']} | {r['speedup_epochs_ratio_of_means']:.2f} | "
+        f"{r['speedup_epochs_mean_ratio']:.2f} | {r['speedup_seconds_ratio_of_means']:.2f} | "
+        f"{r['accuracy_diff_points']:+.2f} | {r['worst_accuracy_diff_points']:+.2f} | {100 * r['reached_fraction']:.0f}% |"
+        for r in ov) + "\n"
+
+
+def plot_target(curves_by_variant: dict, grid: np.ndarray, budget: float, title: str, path: Path) -> None:
+    """Best accuracy against epochs spent, mean ± standard error over seeds per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for v, c in curves_by_variant.items():
+        c = 100 * c
+        with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore", RuntimeWarning)
+            m = np.nanmean(c, axis=0)
+            n = np.sum(np.isfinite(c), axis=0)
+            se = np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
+        ax.plot(grid, m, label=v)
+        ax.fill_between(grid, m - se, m + se, alpha=0.2)
+    ax.axvline(budget, color="k", ls=":", lw=0.8, label="budget B")
+    ax.set_xlabel("epochs spent")
+    ax.set_ylabel("best validation accuracy (%)")
+    lo = np.nanpercentile(100 * np.concatenate([c.ravel() for c in curves_by_variant.values()]), 10)
+    if np.isfinite(lo):
+        ax.set_ylim(bottom=lo)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots, extra_md: str = "") -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **provenance()}
+    payload = {**meta, "results": rows, "aggregate": agg, "overall": ov}
+    (out / f"acceleration_{cfg.name}.json").write_text(json.dumps(payload, indent=1, allow_nan=False, default=_json_default) + "\n")
+    md = [f"# Acceleration by transfer ({cfg.name})\n", f"Command: `{cfg.command}`; nax {meta['nax_version']}, "
+          f"commit {meta['git_commit']}{' (uncommitted changes)' if meta['git_dirty'] else ''}.\n",
+          "## Overall (means over targets)\n", overall_markdown(ov), "\n## Per target\n"]
+    md += [target_markdown(agg, s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
+    (out / f"acceleration_{cfg.name}.md").write_text("\n".join(md) + extra_md)
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    raise TypeError(type(x))
+
+
+def _nan_to_none(o):
+    if isinstance(o, dict):
+        return {k: _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_nan_to_none(v) for v in o]
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o
+
+
+def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
+    """The whole experiment of ``cfg``; writes JSON, markdown and one PNG per target to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    md_dir = REPO / cfg.metadata_dir
+    rows, plots = [], {}
+    if cfg.targets:
+        ct = tables.concat([tables.load_curves(md_dir / f"{d}.csv") for d in META_DATASETS])
+        at = tables.load_archs(md_dir / "archs.csv")
+        for target in cfg.targets:
+            r, cv, grid = metadata_target(cfg, ct, at, target, log)
+            rows += r
+            p = f"acceleration_{cfg.name}_metadata_{target}.png"
+            plot_target(cv, grid, r[0]["budget_epochs"], f"{target} ({r[0]['pool']} cells, {cfg.seeds} seeds)", out / p)
+            plots[("metadata", target)] = p
+    if cfg.nb201_targets:
+        path = nb201_path(cfg)
+        if not path.is_file():
+            log(f"NAS-Bench-201 table {path} not found: skipping the NB201 targets")
+        else:
+            nb = tables.load_archs(path)
+            for target in cfg.nb201_targets:
+                r, cv, grid = nb201_target(cfg, nb, target, log)
+                rows += r
+                p = f"acceleration_{cfg.name}_nb201_{target}.png"
+                plot_target(cv, grid, r[0]["budget_epochs"], f"NAS-Bench-201 {target} ({cfg.nb201_seeds} seeds)", out / p)
+                plots[("nb201", target)] = p
+    agg = aggregate(rows)
+    ov = _nan_to_none(overall(agg))
+    rows, agg = _nan_to_none(rows), _nan_to_none(agg)
+    write_outputs(out, cfg, rows, agg, ov, plots)
+    return {"results": rows, "aggregate": agg, "overall": ov}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", choices=sorted(CONFIGS), default="quick")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "acceleration"))
+    p.add_argument("--targets", nargs="*", help="override the config's meta-dataset targets")
+    args = p.parse_args(argv)
+    cfg = CONFIGS[args.config]
+    if args.targets is not None:
+        cfg = dataclasses.replace(cfg, targets=tuple(args.targets))
+    t0 = time.perf_counter()
+    res = run(cfg, Path(args.out))
+    print(overall_markdown(res["overall"]))
+    print(f"done in {time.perf_counter() - t0:.0f} s; outputs in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
