@@ -474,12 +474,114 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
     return {"results": rows, "aggregate": agg, "overall": ov}
 
 
+# ---------------------------------------------------------------------------- real training
+@dataclasses.dataclass(frozen=True)
+class RealConfig:
+    """Real training on one bundled dataset: the same four variants, few seeds, a small budget
+    (in full runs) over the target's meta-dataset pool, trained as the meta-dataset was."""
+
+    target: str = "digits"
+    seeds: int = 1
+    budget_runs: int = 5
+    cap: float = 1.6
+    base: Config = CONFIGS["full"]
+
+    @property
+    def command(self) -> str:
+        return f"python experiments/acceleration.py --real --real-target {self.target} --real-seeds {self.seeds}"
+
+
+class _PoolTraining(ev_lib.TrainingEvaluator):
+    """Real training restricted to a pool (the architectures the table holds)."""
+
+    def __init__(self, pool: np.ndarray, *a, **kw):
+        super().__init__(*a, **kw)
+        self._pool = pool
+
+    def candidates(self) -> np.ndarray:
+        return self._pool
+
+
+def metadata_train_config():
+    """The training configuration the meta-dataset was generated with (its journal header)."""
+    from nax import train
+
+    for j in sorted((REPO / "nax" / "metadata").glob("journal*.jsonl")):
+        with open(j) as fh:
+            head = json.loads(fh.readline())
+        if "train" in head.get("config", {}):
+            return train.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in head["config"]["train"].items()})
+    raise FileNotFoundError("no meta-dataset journal with a training config in nax/metadata")
+
+
+def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> dict:
+    """Table replay and real training of the same variants on ``rc.target``, side by side."""
+    cfg = rc.base
+    md_dir = REPO / cfg.metadata_dir
+    ct = tables.concat([tables.load_curves(md_dir / f"{d}.csv") for d in META_DATASETS])
+    at = tables.load_archs(md_dir / "archs.csv")
+    space = space_lib.nb201
+    sources = [d for d in META_DATASETS if d != rc.target]
+    table_ev = ev_lib.CurveTableEvaluator(ct, rc.target, space, seconds_column="wall_s")
+    cands = table_ev.candidates()
+    tcfg = metadata_train_config().replace(evaluate_test=False)
+    real_ev = _PoolTraining(cands, rc.target, tcfg, space)
+    model = ch.fit(at, sources, seed=0, space=space)
+    prior = curves.fit_prior(ct.subset(np.isin(ct.datasets, sources)), seed=0, num_steps=cfg.prior_steps,
+                             max_curves=cfg.prior_max_curves)
+
+    def rule():
+        return sparse_checks(stopping.rule_from_prior(prior, table_ev.max_epochs, delta=cfg.stop_delta,
+                                                      min_epochs=cfg.stop_min_epochs, num_samples=cfg.stop_samples,
+                                                      num_steps=cfg.stop_steps), cfg.stop_check_every, cfg.stop_min_epochs)
+
+    evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
+    sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
+    builders = {"baseline": lambda: (evo(), None), "selection": lambda: (sel(), None),
+                "stopping": lambda: (evo(), rule()), "both": lambda: (sel(), rule())}
+    budget = rc.budget_runs * table_ev.max_epochs
+    cap = rc.cap * budget
+    grid = np.linspace(0, cap, 101)
+    rows, plots = [], {}
+    for suite, evaluator in (("table", table_ev), ("real", real_ev)):
+        t0 = time.perf_counter()
+        r, cv = run_target(rc.target, suite, evaluator, builders, rc.seeds, budget, cap, grid, log)
+        log(f"{suite}: {time.perf_counter() - t0:.0f} s")
+        for x in r:
+            x["pool"] = len(cands)
+        rows += r
+        p = f"acceleration_real_{rc.target}_{suite}.png"
+        plot_target(cv, grid, budget, f"{rc.target}, {suite} ({rc.seeds} seed{'s' * (rc.seeds > 1)})", out / p)
+        plots[(suite, rc.target)] = p
+    agg = aggregate(rows)
+    rows, agg = _nan_to_none(rows), _nan_to_none(agg)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"config": {**dataclasses.asdict(rc), "train": tcfg.to_dict()}, "command": rc.command, **provenance()}
+    (out / "acceleration_real.json").write_text(json.dumps({**meta, "results": rows, "aggregate": agg}, indent=1,
+                                                           default=_json_default) + "\n")
+    md = [f"# Acceleration: table replay vs real training on {rc.target}\n",
+          f"Command: `{rc.command}`; nax {meta['nax_version']}, commit {meta['git_commit']}.\n"]
+    md += [target_markdown(agg, s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
+    (out / "acceleration_real.md").write_text("\n".join(md))
+    return {"results": rows, "aggregate": agg}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", choices=sorted(CONFIGS), default="quick")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "acceleration"))
     p.add_argument("--targets", nargs="*", help="override the config's meta-dataset targets")
+    p.add_argument("--real", action="store_true", help="real training on one bundled dataset instead")
+    p.add_argument("--real-target", default="digits")
+    p.add_argument("--real-seeds", type=int, default=1)
     args = p.parse_args(argv)
+    if args.real:
+        t0 = time.perf_counter()
+        res = run_real(RealConfig(args.real_target, args.real_seeds), Path(args.out))
+        print("\n".join(target_markdown(res["aggregate"], s, args.real_target) for s in ("table", "real")))
+        print(f"done in {time.perf_counter() - t0:.0f} s; outputs in {args.out}")
+        return 0
     cfg = CONFIGS[args.config]
     if args.targets is not None:
         cfg = dataclasses.replace(cfg, targets=tuple(args.targets))

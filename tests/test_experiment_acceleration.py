@@ -1,0 +1,79 @@
+"""The acceleration experiment's quick variant, end to end (as numpyro tests its examples)."""
+
+import importlib.util
+import json
+import math
+import sys
+
+import pytest
+
+from conftest import REPO, shared_data_dir
+
+META = REPO / "nax" / "metadata"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("acceleration", REPO / "experiments" / "acceleration.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["acceleration"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    acc = _module()
+    missing = [d for d in (*acc.META_DATASETS, "archs") if not (META / f"{d}.csv").is_file()]
+    if missing:
+        pytest.skip(f"the meta-dataset tables {missing} are absent from {META}")
+    out1, out2 = tmp_path_factory.mktemp("run1"), tmp_path_factory.mktemp("run2")
+    assert acc.main(["--config", "quick", "--out", str(out1)]) == 0
+    assert acc.main(["--config", "quick", "--out", str(out2)]) == 0
+    return acc, out1, out2
+
+
+def test_outputs_exist_and_carry_provenance(quick):
+    acc, out, _ = quick
+    payload = json.loads((out / "acceleration_quick.json").read_text())
+    assert payload["command"] == "python experiments/acceleration.py --config quick"
+    assert payload["config"]["name"] == "quick" and payload["seeds"] == [0, 1]
+    assert payload["nax_version"] and "git_commit" in payload
+    md = (out / "acceleration_quick.md").read_text()
+    assert "## Overall" in md and "### metadata: digits" in md
+    assert (out / "acceleration_quick_metadata_digits.png").stat().st_size > 1000
+    variants = {(r["suite"], r["variant"]) for r in payload["results"]}
+    assert {("metadata", v) for v in acc.VARIANTS} <= variants
+    if shared_data_dir().joinpath("nb201", "nb201_200epoch.csv").is_file():
+        assert {("nb201", "baseline"), ("nb201", "selection")} <= variants
+        assert (out / "acceleration_quick_nb201_cifar10.png").is_file()
+
+
+def test_results_are_consistent(quick):
+    _, out, _ = quick
+    payload = json.loads((out / "acceleration_quick.json").read_text())
+    rows = payload["results"]
+    for r in rows:
+        assert 0.0 <= r["accuracy_at_budget"] <= 1.0
+        assert 0.0 <= r["target_accuracy"] <= 1.0
+        assert 0 < r["epochs_to_target"] <= r["cap_epochs"] + 200  # the last run may cross the cap
+        if r["variant"] == "baseline":
+            # the baseline defines the target: it reaches it within its budget, speed-up exactly 1
+            assert r["reached"] and r["epochs_to_target"] <= r["budget_epochs"]
+            assert r["speedup_epochs"] == 1.0 and r["speedup_seconds"] == 1.0
+            assert r["accuracy_at_budget"] == r["target_accuracy"]
+        if r["reached"]:
+            # speed-up is the baseline's epochs over the variant's, seed by seed
+            base = next(b for b in rows if b["suite"] == r["suite"] and b["target"] == r["target"]
+                        and b["seed"] == r["seed"] and b["variant"] == "baseline")
+            assert math.isclose(r["speedup_epochs"], base["epochs_to_target"] / r["epochs_to_target"])
+    for a in payload["aggregate"]:
+        if a["variant"] == "baseline":
+            assert a["speedup_epochs_ratio_of_means"] == 1.0 and a["accuracy_diff_points"] == 0.0
+    # the stopping variants never charge more than full training would
+    stop = [r for r in rows if r["variant"] in ("stopping", "both")]
+    assert stop and all(r["runs_stopped"] <= r["runs"] for r in stop)
+
+
+def test_same_config_and_seed_give_identical_json(quick):
+    _, out1, out2 = quick
+    assert (out1 / "acceleration_quick.json").read_text() == (out2 / "acceleration_quick.json").read_text()
