@@ -537,6 +537,7 @@ def metadata_train_config():
 def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> dict:
     """Table replay and real training of the same variants on ``rc.target``, side by side."""
     cfg = rc.base
+    out.mkdir(parents=True, exist_ok=True)
     md_dir = REPO / cfg.metadata_dir
     ct = with_steady_seconds(tables.concat([tables.load_curves(md_dir / f"{d}.csv") for d in META_DATASETS]))
     at = tables.load_archs(md_dir / "archs.csv")
