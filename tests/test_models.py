@@ -87,6 +87,14 @@ def test_supernet_equals_specialised_network():
             np.testing.assert_array_equal(a, b)
 
 
+def test_avg_pool_excludes_padding_like_pytorch():
+    x = jax.random.normal(jax.random.key(3), (2, 5, 7, 3))
+    ref = __import__("flax").linen.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+    np.testing.assert_allclose(models._avg_pool(x), ref, rtol=1e-6, atol=1e-6)
+    # a corner averages its 4 in-image neighbours, not 9
+    np.testing.assert_allclose(models._avg_pool(jnp.ones((1, 4, 4, 1)))[0, 0, 0, 0], 1.0)
+
+
 def test_output_shapes_and_batchnorm_state():
     enc = S.sample(jax.random.key(5))
     m = models.build(enc, 7, channels=4, cells_per_stage=2)
