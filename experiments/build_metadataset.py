@@ -151,15 +151,11 @@ def write_tables(cfg: Config, records: list[train.RunRecord], out: pathlib.Path)
             test = None if r.test_accuracy is None else round(r.test_accuracy, 6)
             row = {"arch": r.arch, "training_dataset": ds, "seed": r.seed, "status": r.status,
                    "num_params": r.num_params, "test_accuracy": test, "wall_s": round(r.wall_s, 3)}
-            for e in range(1, E + 1):
-                m = r.curve[e - 1] if e <= len(r.curve) else None
-                row[f"acc_{e}"] = round(m.val_accuracy, 6) if m else np.nan
-            for e in range(1, E + 1):
-                m = r.curve[e - 1] if e <= len(r.curve) else None
-                row[f"train_loss_{e}"] = round(m.train_loss, 6) if m else np.nan
-            for e in range(1, E + 1):
-                m = r.curve[e - 1] if e <= len(r.curve) else None
-                row[f"epoch_s_{e}"] = round(m.epoch_s, 4) if m else np.nan
+            for prefix, field, digits in (("acc_", "val_accuracy", 6), ("train_loss_", "train_loss", 6),
+                                          ("epoch_s_", "epoch_s", 4)):
+                for e in range(1, E + 1):
+                    m = r.curve[e - 1] if e <= len(r.curve) else None
+                    row[f"{prefix}{e}"] = round(getattr(m, field), digits) if m else np.nan
             rows.append(row)
             arch_rows.append({"arch": r.arch, "dataset": ds, "accuracy": round(r.final_val_accuracy, 6),
                               "test_accuracy": test, "num_params": r.num_params,
