@@ -19,8 +19,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import platform
-import subprocess
 import sys
 import time
 
@@ -28,6 +26,7 @@ import jax
 import numpy as np
 
 from nax import __version__, data, space, train
+from nax.provenance import provenance
 
 S = space.nb201
 
@@ -243,19 +242,6 @@ def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir
     return stats
 
 
-def environment() -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    import flax
-    import optax
-
-    return {"nax": __version__, "git_commit": commit, "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpus": os.cpu_count(), "devices": [str(d) for d in jax.devices()]}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="full")
@@ -270,15 +256,16 @@ def main(argv=None) -> int:
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard}")
     stats = run(cfg, out, max_runs=args.max_runs, data_dir=args.data_dir, shard=shard)
-    stats["environment"] = environment()
+    stats["provenance"] = provenance(paths=("nax", "experiments/build_metadataset.py"))
     # one entry per invocation, so a resumed build still reports its total time
     path = out / ("run_stats.json" if shard is None else f"run_stats-{shard[0]}of{shard[1]}.json")
     sessions = json.loads(path.read_text()).get("sessions", []) if path.exists() else []
     sessions.append(stats)
     total = {"seconds": round(sum(s["seconds_now"] for s in sessions), 1),
              "runs": stats["runs_total"], "sessions": len(sessions)}
-    path.write_text(json.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict()}, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in stats.items() if k != "environment"}, indent=1))
+    path.write_text(json.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict(), "command": cfg.command,
+                                "seed": cfg.arch_seed, "train_seed": cfg.train.seed}, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in stats.items() if k != "provenance"}, indent=1))
     return 0
 
 

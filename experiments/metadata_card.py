@@ -4,13 +4,17 @@ Reads the curve tables written by ``build_metadataset.py`` (through ``nax.tables
 reports per dataset the accuracy spread across architectures, the Spearman rank
 correlation of final accuracy between every pair of datasets, and the fraction of curves
 still rising at the last epoch; draws ``curves.png`` (one panel per dataset).
+``sanity.json`` also records the config, the command and the provenance
+(``nax.provenance``) of the run.
 
-    python experiments/metadata_card.py --dir nax/metadata
+    python experiments/metadata_card.py --config full                     # the shipped card, in nax/metadata
+    python experiments/metadata_card.py --config quick --out runs/card-quick   # two datasets, seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -18,6 +22,36 @@ import sys
 import numpy as np
 
 from nax import tables
+from nax.provenance import provenance
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Which curve tables the card describes. ``datasets`` empty: every ``<name>.csv`` in
+    ``dir`` but ``archs.csv``. The card is deterministic, so there is no seed."""
+
+    name: str
+    dir: str = "nax/metadata"
+    datasets: tuple[str, ...] = ()
+    #: where sanity.json and curves.png go; empty: ``dir`` itself
+    out: str = ""
+
+    @property
+    def command(self) -> str:
+        return f"python experiments/metadata_card.py --config {self.name}"
+
+    def dataset_names(self) -> list[str]:
+        if self.datasets:
+            return list(self.datasets)
+        return [p.stem for p in sorted((REPO / self.dir).glob("*.csv")) if p.stem != "archs"]
+
+
+CONFIGS = {
+    "full": Config("full"),
+    "quick": Config("quick", datasets=("digits", "mnist5k"), out="runs/card-quick"),
+}
 
 
 def sanity(dir_: pathlib.Path, datasets: list[str]) -> dict:
@@ -78,23 +112,35 @@ def plot(dir_: pathlib.Path, datasets: list[str], path: pathlib.Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", type=pathlib.Path, default=pathlib.Path("nax/metadata"))
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="full")
+    ap.add_argument("--dir", type=pathlib.Path, default=None, help="the meta-dataset (default: the config's)")
+    ap.add_argument("--out", type=pathlib.Path, default=None, help="output dir (default: the config's, else --dir)")
     args = ap.parse_args(argv)
-    stats_path = args.dir / "run_stats.json"
+    cfg = CONFIGS[args.config]
+    if args.dir is not None:
+        cfg = dataclasses.replace(cfg, dir=str(args.dir))
+    if args.out is not None:
+        cfg = dataclasses.replace(cfg, out=str(args.out))
+    src = REPO / cfg.dir  # a relative dir is inside the checkout, wherever this runs from
+    out = pathlib.Path(cfg.out) if cfg.out else src
+    stats_path = src / "run_stats.json"
     if not stats_path.exists():
         print(f"{stats_path} missing: run experiments/build_metadataset.py first", file=sys.stderr)
         return 2
-    stats = json.loads(stats_path.read_text())
-    datasets = [p.stem for p in sorted(args.dir.glob("*.csv")) if p.stem != "archs"]
-    s = sanity(args.dir, datasets)
-    (args.dir / "sanity.json").write_text(json.dumps(s, indent=1) + "\n")
-    plot(args.dir, datasets, args.dir / "curves.png")
+    datasets = cfg.dataset_names()
+    s = sanity(src, datasets)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"config": dataclasses.asdict(cfg), "command": cfg.command,
+            **provenance(paths=("nax", "experiments/metadata_card.py"))}
+    (out / "sanity.json").write_text(json.dumps({**s, **meta}, indent=1) + "\n")
+    plot(src, datasets, out / "curves.png")
     print(f"{'dataset':<15}{'runs':>6}{'mean':>7}{'min':>7}{'max':>7}{'p90-p10':>9}{'chance':>8}{'rising':>8}")
     for ds, r in s["per_dataset"].items():
         print(f"{ds:<15}{r['runs']:>6}{r['final_mean']:>7.3f}{r['final_min']:>7.3f}{r['final_max']:>7.3f}"
               f"{r['spread_p10_p90_connected']:>9.3f}{r['at_chance']:>8}{r['rising_at_last_epoch']:>8.2f}")
     for p in s["pairs"]:
         print(f"spearman {p['a']:>14} vs {p['b']:<14} {p['spearman']:.3f}  (n={p['n']})")
+    print(f"wrote {out / 'sanity.json'} and {out / 'curves.png'}")
     return 0
 
 

@@ -12,12 +12,16 @@ the table's seed rows disagree with each other; a cell counts as matching when t
 count equals the value of its rows, and the report lists how many cells had
 disagreeing rows and which of their values the built network equals.
 
-    python experiments/verify_param_counts.py [--limit N] [--json benchmarks/results/param_counts.json]
+    python experiments/verify_param_counts.py --config full --json benchmarks/results/param_counts.json
+    python experiments/verify_param_counts.py --config quick --json runs/param_counts_quick.json   # 60 cells, seconds
+
+The JSON also records the config, the command and the provenance (``nax.provenance``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -28,9 +32,32 @@ import pandas as pd
 from tqdm import tqdm
 
 from nax import models, space
+from nax.provenance import provenance
 
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
 DEFAULT_TABLE = pathlib.Path(os.environ.get("NAX_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")) / "nb201" / "nb201_200epoch.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Which cells are checked and how. ``limit`` None: all 15,625 cells (in enumeration
+    order); ``seed`` picks the ``full_sample`` cells fully built to check the decomposition."""
+
+    name: str
+    limit: int | None = None
+    mode: str = "cells"
+    full_sample: int = 100
+    seed: int = 0
+
+    @property
+    def command(self) -> str:
+        return f"python experiments/verify_param_counts.py --config {self.name}"
+
+
+CONFIGS = {
+    "full": Config("full"),
+    "quick": Config("quick", limit=60, full_sample=3),
+}
 
 
 def _full_count(enc, k: int) -> int:
@@ -46,7 +73,7 @@ def _cell_counter():
 
     skeleton = {k: _full_count(np.zeros(6, np.int32), k) for k in CLASSES.values()}  # all-'none' cells own nothing
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def cell_params(ops: tuple, c: int) -> int:
         cell = models.Cell(ops, c)
         x = jax.ShapeDtypeStruct((1, 8, 8, c), jnp.float32)
@@ -62,17 +89,23 @@ def _cell_counter():
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="full")
     ap.add_argument("--table", type=pathlib.Path, default=DEFAULT_TABLE)
-    ap.add_argument("--limit", type=int, default=None, help="check only the first N cells (default: all 15,625)")
+    ap.add_argument("--limit", type=int, default=None, help="override the config: check only the first N cells")
     ap.add_argument("--json", type=pathlib.Path, default=None)
-    ap.add_argument("--mode", choices=("cells", "full"), default="cells")
-    ap.add_argument("--full-sample", type=int, default=100, help="cells fully built to check the decomposition (cells mode)")
+    ap.add_argument("--mode", choices=("cells", "full"), default=None, help="override the config's mode")
+    ap.add_argument("--full-sample", type=int, default=None,
+                    help="override the config: cells fully built to check the decomposition (cells mode)")
     args = ap.parse_args(argv)
-    counter = _full_count if args.mode == "full" else _cell_counter()
+    cfg = CONFIGS[args.config]
+    overrides = {k: v for k, v in (("limit", args.limit), ("mode", args.mode), ("full_sample", args.full_sample))
+                 if v is not None}
+    cfg = dataclasses.replace(cfg, **overrides)
+    counter = _full_count if cfg.mode == "full" else _cell_counter()
 
     df = pd.read_csv(args.table)
     values = df.groupby(["arch", "dataset"]).params_mb.agg(lambda s: sorted(set(s))).to_dict()
-    cells = space.nb201.enumerate()[: args.limit]
+    cells = space.nb201.enumerate()[: cfg.limit]
     report = {ds: {"cells": 0, "match": 0, "mismatch": [], "rows_disagree": 0, "rows_disagree_match_majority": 0}
               for ds in CLASSES}
     t0 = time.perf_counter()
@@ -93,9 +126,9 @@ def main(argv=None) -> dict:
                 r["rows_disagree_match_majority"] += int(rows.value_counts().index[0] == built)
     seconds = time.perf_counter() - t0
     decomposition_checked = 0
-    if args.mode == "cells":
-        rng = np.random.default_rng(0)
-        for enc in cells[rng.choice(len(cells), min(args.full_sample, len(cells)), replace=False)]:
+    if cfg.mode == "cells":
+        rng = np.random.default_rng(cfg.seed)
+        for enc in cells[rng.choice(len(cells), min(cfg.full_sample, len(cells)), replace=False)]:
             for k in CLASSES.values():
                 assert counter(enc, k) == _full_count(enc, k), (space.nb201.to_string(enc), k)
                 decomposition_checked += 1
@@ -106,7 +139,9 @@ def main(argv=None) -> dict:
     print(f"{seconds:.0f} s for {len(cells) * 3} built networks ({seconds / max(1, len(cells) * 3) * 1e3:.1f} ms each)")
     out = {"results": [{"dataset": ds, "num_classes": CLASSES[ds], **{k: (len(v) if k == "mismatch" else v) for k, v in r.items()},
                         "mismatches": r["mismatch"][:20]} for ds, r in report.items()],
-           "seconds": seconds, "mode": args.mode, "decomposition_checked": decomposition_checked}
+           "seconds": seconds, "mode": cfg.mode, "decomposition_checked": decomposition_checked,
+           "config": dataclasses.asdict(cfg), "command": cfg.command, "seed": cfg.seed, "table": args.table.name,
+           **provenance(paths=("nax", "experiments/verify_param_counts.py"))}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
