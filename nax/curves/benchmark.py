@@ -15,14 +15,20 @@ so ``--train`` and ``--test`` may name the same files.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import itertools
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from nax import tables as tables_lib
 from nax.curves import baselines
+from nax.curves import prior as prior_lib
 from nax.curves.predict import predict
 from nax.curves.prior import CurvePrior, fit_prior
 
@@ -75,21 +81,57 @@ def _subsample(table, max_curves: int | None, seed: int):
 
 
 class _Priors:
-    """Leave-one-dataset-out priors, fitted once per set of source datasets."""
+    """Leave-one-dataset-out priors, fitted once per set of source datasets.
 
-    def __init__(self, train: dict, fit_kwargs: dict, log):
+    ``cache_dir``: priors are also saved there (JSON) and reused by a later command with
+    the same sources, fit settings and prior format version (both benchmarks need the
+    same priors, and a fit takes minutes on a loaded machine).
+    """
+
+    def __init__(self, train: dict, fit_kwargs: dict, log, cache_dir=None):
         self.train, self.fit_kwargs, self.log, self.cache = train, fit_kwargs, log, {}
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+
+    def _path(self, sources) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = json.dumps(
+            {"sources": sources, "version": prior_lib.VERSION, **self.fit_kwargs},
+            sort_keys=True,
+        )
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        return self.cache_dir / f"prior_{'+'.join(sources)}_{digest}.json"
 
     def for_target(self, target: str) -> CurvePrior | None:
         sources = tuple(sorted(n for n in self.train if n != target))
         if not sources:
             return None
         if sources not in self.cache:
+            path = self._path(sources)
+            if path is not None and path.exists():
+                self.log(f"prior on {', '.join(sources)} from {path}")
+                self.cache[sources] = CurvePrior.load(path)
+                return self.cache[sources]
             self.log(f"fitting prior on {', '.join(sources)}")
             prior = fit_prior([self.train[n] for n in sources], **self.fit_kwargs)
             self.log(f"  {prior.info['seconds']:.1f}s  {prior.info['diagnostics']}")
+            cal = prior.calibration
+            if cal is not None:
+                self.log(
+                    f"  calibration log_a {cal['log_a']:.3f} b {cal['b']:.3f} c {cal['c']:.3f} "
+                    f"({cal['fit']['seconds']:.0f}s)"
+                )
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                prior.save(path)
             self.cache[sources] = prior
         return self.cache[sources]
+
+    def info(self) -> dict:
+        return {
+            " + ".join(k): {**v.info, "calibration": v.calibration}
+            for k, v in self.cache.items()
+        }
 
 
 def _record(
@@ -145,6 +187,8 @@ def extrapolation_benchmark(
     nuts_curves: int = 0,
     num_steps: int = 1000,
     prior_steps: int = 2000,
+    calibrate: bool = True,
+    prior_cache: str | Path | None = None,
     seed: int = 0,
     log=print,
 ) -> dict:
@@ -158,8 +202,14 @@ def extrapolation_benchmark(
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
     priors = _Priors(
         train,
-        {"seed": seed, "num_steps": prior_steps, "max_curves": max_train_curves},
+        {
+            "seed": seed,
+            "num_steps": prior_steps,
+            "max_curves": max_train_curves,
+            "calibrate": calibrate,
+        },
         log,
+        prior_cache,
     )
     results = []
     for name, full in test.items():
@@ -249,10 +299,27 @@ def extrapolation_benchmark(
                     cov,
                     pred.seconds,
                     inf,
-                    extra,
+                    {**extra, "calibrated": pred.calibrated},
                 )
-    prior_info = {" + ".join(k): v.info for k, v in priors.cache.items()}
-    return {"results": results, "priors": prior_info}
+                if pred.calibrated:
+                    # the same posterior draws without the extrapolation noise: what the
+                    # calibration changes, at no extra inference
+                    raw = dataclasses.replace(pred, calibration=None)
+                    lpd, cov = _interval_stats(raw, final[idx])
+                    _record(
+                        results,
+                        log,
+                        row,
+                        final[idx],
+                        f"{method}_uncalibrated",
+                        raw.mean,
+                        lpd,
+                        cov,
+                        pred.seconds,
+                        inf,
+                        {**extra, "calibrated": False},
+                    )
+    return {"results": results, "priors": priors.info()}
 
 
 def _same_width(arrays):
@@ -325,6 +392,8 @@ def early_stop_benchmark(
     check_every: int | None = None,
     num_steps: int = 800,
     prior_steps: int = 2000,
+    calibrate: bool = True,
+    prior_cache: str | Path | None = None,
     methods: Sequence[str] = ("transfer", "no_transfer"),
     seed: int = 0,
     log=print,
@@ -341,8 +410,14 @@ def early_stop_benchmark(
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
     priors = _Priors(
         train,
-        {"seed": seed, "num_steps": prior_steps, "max_curves": max_train_curves},
+        {
+            "seed": seed,
+            "num_steps": prior_steps,
+            "max_curves": max_train_curves,
+            "calibrate": calibrate,
+        },
         log,
+        prior_cache,
     )
     results = []
     for name, full in test.items():
@@ -356,6 +431,8 @@ def early_stop_benchmark(
                 continue
             t0 = time.perf_counter()
             samples, problems = {}, []
+            # the same fits without the extrapolation noise (transfer with a calibrated prior)
+            raw_samples = {}
             for e in epochs:
                 k = int(np.searchsorted(table.epochs, e, side="right"))
                 mask = table.mask.copy()
@@ -372,10 +449,18 @@ def early_stop_benchmark(
                 )
                 # a failed fit never stops a run
                 samples[int(e)] = pred.samples if pred.ok else None
+                if pred.calibrated:
+                    raw = dataclasses.replace(pred, calibration=None)
+                    raw_samples[int(e)] = raw.samples if pred.ok else None
                 problems += [f"epoch {e}: {p}" for p in pred.diagnostics["problems"]]
             seconds = time.perf_counter() - t0
-            for threshold in thresholds:
-                stop_prob = {e: _prob_better_fn(samples[e], minimize) for e in samples}
+            variants = [(method, samples, prior is not None and bool(raw_samples))]
+            if raw_samples:
+                variants.append((f"{method}_uncalibrated", raw_samples, False))
+            for (variant, draws, calibrated), threshold in itertools.product(
+                variants, thresholds
+            ):
+                stop_prob = {e: _prob_better_fn(draws[e], minimize) for e in draws}
                 rng = np.random.default_rng(seed)
                 saved, regret = [], []
                 best_all = final.min() if minimize else final.max()
@@ -393,7 +478,8 @@ def early_stop_benchmark(
                 r = {
                     "dataset": name,
                     "threshold": float(threshold),
-                    "method": method,
+                    "method": variant,
+                    "calibrated": calibrated,
                     "n_curves": n,
                     "epochs_saved": float(np.mean(saved)),
                     "regret": float(np.mean(regret)),
@@ -407,10 +493,9 @@ def early_stop_benchmark(
                 }
                 results.append(r)
                 log(
-                    f"{name:>22} {threshold:5.3f} {method:>12} saved {r['epochs_saved']:.3f} regret {r['regret']:.4f} ({seconds:.0f}s)"
+                    f"{name:>22} {threshold:5.3f} {variant:>22} saved {r['epochs_saved']:.3f} regret {r['regret']:.4f} ({seconds:.0f}s)"
                 )
-    prior_info = {" + ".join(k): v.info for k, v in priors.cache.items()}
-    return {"results": results, "priors": prior_info}
+    return {"results": results, "priors": priors.info()}
 
 
 def speed_benchmark(

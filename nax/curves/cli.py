@@ -47,6 +47,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--prior-steps", type=int, default=2000, help="SVI steps of the prior fit"
     )
     p.add_argument(
+        "--no-calibration",
+        dest="calibrate",
+        action="store_false",
+        help="priors without the extrapolation-noise calibration (version-1 behaviour)",
+    )
+    p.add_argument(
+        "--prior-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save fitted priors here and reuse them when sources and settings match",
+    )
+    p.add_argument(
         "--json",
         type=Path,
         default=None,
@@ -141,6 +154,8 @@ def _benchmark(args) -> int:
         nuts_curves=args.nuts_curves,
         num_steps=args.steps,
         prior_steps=args.prior_steps,
+        calibrate=args.calibrate,
+        prior_cache=args.prior_cache,
         seed=args.seed,
         log=_log,
     )
@@ -169,6 +184,8 @@ def _early_stop(args) -> int:
         check_every=args.check_every,
         num_steps=args.steps,
         prior_steps=args.prior_steps,
+        calibrate=args.calibrate,
+        prior_cache=args.prior_cache,
         seed=args.seed,
         log=_log,
     )

@@ -15,6 +15,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from nax.curves import basis, inference, models
+from nax.curves import calibration as calib
 from nax.curves.observations import from_model_scale, prepare, to_model_scale
 from nax.curves.prior import CurvePrior
 
@@ -27,6 +28,11 @@ class Prediction:
     epochs of full training; values are in table units (accuracy fraction, or the loss
     when ``minimize``). ``samples`` [S, N] are draws of the value observed at the horizon
     (observation noise included). ``diagnostics`` says whether inference succeeded.
+
+    ``t_obs``, ``y_last``: [N] normalised time and model-scale value of each curve's last
+    observation; ``calibration``: the prior's extrapolation noise
+    (:mod:`nax.curves.calibration`), added to every value past ``t_obs``; None: the
+    uncalibrated model predictive.
     """
 
     z: jax.Array
@@ -38,6 +44,9 @@ class Prediction:
     method: str
     diagnostics: dict
     seconds: float
+    t_obs: np.ndarray | None = None
+    y_last: np.ndarray | None = None
+    calibration: dict | None = None
     samples: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -48,9 +57,27 @@ class Prediction:
         return bool(self.diagnostics.get("ok", False))
 
     @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None and self.t_obs is not None
+
+    @property
     def mean(self) -> np.ndarray:
-        """Posterior-predictive mean of the final value, [N]."""
-        return self.samples.mean(0)
+        """Posterior-predictive mean of the final value, [N].
+
+        For accuracies the noise terms have mean zero, so this is the posterior mean of the
+        expected curve at the horizon (no Monte Carlo noise from the heavy-tailed noise
+        draws); for losses the mean of the draws.
+        """
+        if self.minimize:
+            return self.samples.mean(0)
+        return self.final_mean_scale()[0].mean(0)
+
+    def final_mean_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Expected value at the horizon and observation-noise scale of each draw, both
+        [S, N] on the model scale (:mod:`nax.curves.observations`)."""
+        t = jnp.ones((len(self.horizon), 1), jnp.float32)
+        m = np.asarray(_curve_mean(self.z, t, self.families), np.float64)[..., 0]
+        return m, np.asarray(basis.noise_scale(self.z), np.float64)
 
     @property
     def std(self) -> np.ndarray:
@@ -84,6 +111,25 @@ class Prediction:
             rows, cols = np.nonzero(epochs == e)
             noise[:, rows, cols] = draw[:, rows]
         y = mean + scale * noise
+        if self.calibrated:
+            ext_base = jax.random.fold_in(jax.random.key(self.seed), 2)
+            ext = np.empty(mean.shape)
+            for e in np.unique(epochs):
+                draw = np.asarray(
+                    jax.random.t(
+                        jax.random.fold_in(ext_base, int(e)),
+                        models.NOISE_DF,
+                        mean.shape[:2],
+                    )
+                )
+                rows, cols = np.nonzero(epochs == e)
+                ext[:, rows, cols] = draw[:, rows]
+            ext_scale = calib.ext_scale(
+                self.calibration,
+                np.asarray(t, np.float64) - self.t_obs[:, None],
+                1.0 - self.y_last[:, None],
+            )
+            y = y + ext_scale * ext
         return from_model_scale(
             np.clip(y, 1e-12, None) if self.minimize else y, self.minimize
         )
@@ -92,6 +138,12 @@ class Prediction:
         """Log predictive density of observed final values [N] (table units) -> [N]."""
         v = np.asarray(final_values, np.float64)
         y = to_model_scale(v, self.minimize)
+        if self.calibrated:
+            m, s = self.final_mean_scale()
+            lpd = calib.log_density(
+                self.calibration, m, s, y, 1.0 - self.t_obs, 1.0 - self.y_last
+            )
+            return lpd - v if self.minimize else lpd
         t = jnp.ones((len(self.horizon), 1), jnp.float32)
         ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[
             ..., 0
@@ -194,7 +246,13 @@ def predict(
             f"{int((~finite).sum())} non-finite draws dropped"
         )
         z = z[finite] if finite.any() else jnp.zeros((1,) + z.shape[1:])
+    # where each query curve was last seen, for the extrapolation noise
+    last = np.argmax(np.cumsum(query.mask, axis=1), axis=1)
+    rows_n = np.arange(n)
     return Prediction(
+        t_obs=query.t[rows_n, last].astype(np.float64),
+        y_last=query.y[rows_n, last].astype(np.float64),
+        calibration=None if prior is None else prior.calibration,
         z=z,
         horizon=query.horizon,
         families=families,

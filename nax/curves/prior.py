@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,11 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from nax.curves import basis, inference
+from nax.curves import calibration as calib
 from nax.curves.observations import Observed, prepare
 
 FORMAT = "nax.curves.CurvePrior"
-#: bump when the meaning of a stored field changes; other versions are refused on load
-VERSION = 1
+#: bump when the meaning of a stored field changes. Version 2 added ``calibration``;
+#: a version-1 file still loads, as an uncalibrated prior (with a warning); any other
+#: version is refused
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 #: the spread of a new dataset's curves may differ from the sources'; keep it learnable
 LOG_SIGMA_SCALE_MIN = 0.25
 
@@ -32,7 +37,8 @@ class CurvePrior:
 
     Arrays are float [D] (``L``: [D, D]) over the unconstrained parameter vector of
     :mod:`nax.curves.basis` for ``families``. ``info`` records the sources, the inference
-    method and its diagnostics.
+    method and its diagnostics. ``calibration``: the extrapolation noise fitted on the
+    source curves' prefixes (:mod:`nax.curves.calibration`), or None (uncalibrated).
     """
 
     families: tuple[str, ...]
@@ -43,6 +49,7 @@ class CurvePrior:
     L: np.ndarray
     minimize: bool = False
     info: dict = dataclasses.field(default_factory=dict)
+    calibration: dict | None = None
 
     def model_prior(self) -> dict:
         """The arrays the ``transfer`` model takes as ``prior``."""
@@ -60,6 +67,7 @@ class CurvePrior:
         }
         for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L"):
             out[k] = np.asarray(getattr(self, k), np.float64).tolist()
+        out["calibration"] = self.calibration
         out["info"] = self.info
         return out
 
@@ -73,10 +81,26 @@ class CurvePrior:
             raise ValueError(
                 f"{where}: not a nax curve prior (format {d.get('format')!r}, expected {FORMAT!r})"
             )
-        if d.get("version") != VERSION:
+        version = d.get("version")
+        if version not in READABLE_VERSIONS:
             raise ValueError(
-                f"{where}: curve prior version {d.get('version')!r}, this nax reads version {VERSION}; refit it with fit_prior"
+                f"{where}: curve prior version {version!r}, this nax reads versions "
+                f"{READABLE_VERSIONS}; refit it with fit_prior"
             )
+        calibration = d.get("calibration") if version >= 2 else None
+        if version == 1:
+            warnings.warn(
+                f"{where}: version-1 curve prior has no extrapolation-noise calibration; "
+                "its predictive intervals are over-confident. Refit with fit_prior, or add "
+                "one with nax.curves.prior.calibrate_prior(prior, source_tables)",
+                stacklevel=3,
+            )
+        if calibration is not None:
+            missing = {"kind", "log_a", "b", "c"} - set(calibration)
+            if missing or calibration["kind"] != calib.KIND:
+                raise ValueError(
+                    f"{where}: calibration is not a {calib.KIND!r} record (missing {sorted(missing)})"
+                )
         fams = tuple(d["families"])
         unknown = [f for f in fams if f not in basis.FAMILIES]
         if unknown:
@@ -96,6 +120,7 @@ class CurvePrior:
             families=fams,
             minimize=bool(d.get("minimize", False)),
             info=dict(d.get("info", {})),
+            calibration=calibration,
             **arrs,
         )
 
@@ -110,14 +135,11 @@ class CurvePrior:
         return cls.from_dict(d, where=str(path))
 
 
-def observed_from_tables(
+def source_datasets(
     tables, *, max_curves: int | None = None, seed: int = 0
-) -> Observed:
-    """Stack curve tables (``nax.tables.CurveTable``) into one batch, one dataset per name.
-
-    Each dataset's horizon is the last epoch column of its runs; ``max_curves`` keeps a
-    seeded random subset of at most that many runs per dataset.
-    """
+) -> list[tuple[str, object]]:
+    """(dataset name, ``CurveTable``) of every dataset in ``tables`` (a table or a list),
+    each a seeded random subset of at most ``max_curves`` runs."""
     if not isinstance(tables, (list, tuple)):
         tables = [tables]
     rng = np.random.default_rng(seed)
@@ -129,6 +151,18 @@ def observed_from_tables(
                     np.sort(rng.choice(sub.n_runs, max_curves, replace=False))
                 )
             parts.append((name, sub))
+    return parts
+
+
+def observed_from_tables(
+    tables, *, max_curves: int | None = None, seed: int = 0
+) -> Observed:
+    """Stack curve tables (``nax.tables.CurveTable``) into one batch, one dataset per name.
+
+    Each dataset's horizon is the last epoch column of its runs; ``max_curves`` keeps a
+    seeded random subset of at most that many runs per dataset.
+    """
+    parts = source_datasets(tables, max_curves=max_curves, seed=seed)
     if not parts:
         raise ValueError("no curves to fit")
     minimize = {p[1].minimize for p in parts}
@@ -198,13 +232,20 @@ def fit_prior(
     lr: float = 0.03,
     families: tuple[str, ...] = basis.DEFAULT_FAMILIES,
     max_curves: int | None = None,
+    calibrate: bool = True,
+    calibration_steps: int = 1000,
+    calibration_curves: int | None = 100,
 ) -> CurvePrior:
     """Fit the population -> dataset -> curve model on source curve tables.
 
     ``train_tables``: ``CurveTable`` or a list of them (datasets are taken from their
     dataset column; a single dataset is allowed but then the spread between datasets is
     only its prior). ``method``: "svi" (fast) or "nuts" (diagnostics in ``info``).
-    ``max_curves``: seeded subsample per dataset. Returns the :class:`CurvePrior`.
+    ``max_curves``: seeded subsample per dataset. ``calibrate``: also fit the
+    extrapolation noise on the same source curves (:func:`calibrate_prior`; predictions
+    of ``calibration_steps`` SVI steps at :data:`nax.curves.calibration.CUTOFFS` for at
+    most ``calibration_curves`` complete runs per source).
+    Returns the :class:`CurvePrior`.
     """
     obs = observed_from_tables(train_tables, max_curves=max_curves, seed=seed)
     args = (
@@ -235,4 +276,37 @@ def fit_prior(
         "seconds": result.seconds,
         "diagnostics": result.diagnostics,
     }
-    return prior_from_fit(result, families, minimize=obs.minimize, info=info)
+    prior = prior_from_fit(result, families, minimize=obs.minimize, info=info)
+    if calibrate:
+        prior = calibrate_prior(
+            prior,
+            train_tables,
+            max_curves=max_curves,
+            seed=seed,
+            num_steps=calibration_steps,
+            calibration_curves=calibration_curves,
+        )
+    return prior
+
+
+def calibrate_prior(
+    prior: CurvePrior,
+    source_tables: Sequence,
+    *,
+    max_curves: int | None = None,
+    seed: int = 0,
+    num_steps: int = 1000,
+    calibration_curves: int | None = 100,
+) -> CurvePrior:
+    """``prior`` with its extrapolation noise fitted on ``source_tables`` (the curves the
+    prior was fitted on, subsampled the same way). Never pass a target dataset here: the
+    calibration would then have seen the curves it is judged on."""
+    sources = source_datasets(source_tables, max_curves=max_curves, seed=seed)
+    cal = calib.fit_calibration(
+        dataclasses.replace(prior, calibration=None),
+        sources,
+        num_steps=num_steps,
+        max_curves=calibration_curves,
+        seed=seed,
+    )
+    return dataclasses.replace(prior, calibration=cal)

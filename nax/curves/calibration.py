@@ -1,0 +1,242 @@
+"""Extrapolation noise: calibrating the predictive of the unobserved part of a curve.
+
+Given a prefix, the fitted curve shape pins the rest of the curve, but real curves leave
+their smooth shape (step learning-rate schedules break plateaus), so the posterior
+predictive of the final value is over-confident, and more so the less of the run has been
+seen. The calibrated predictive adds a Student-t term to every value ``gap`` of normalised
+time past the last observation:
+
+    y(t) = m_z(t) + s_z * e_obs + sigma_ext * e_ext,  e_obs, e_ext ~ StudentT(NOISE_DF)
+    sigma_ext = a * gap^b * headroom^c,  gap = max(t - t_obs, 0),  headroom = 1 - y_last
+
+(model scale, see :mod:`nax.curves.observations`; ``y_last`` is the last observed value,
+so a run at 0.15 accuracy may still move further than one at 0.9). ``a``, ``b``, ``c`` are
+fitted by maximum likelihood of the *known* final values of the source datasets' runs
+given their prefixes at several cutoffs, each prefix predicted exactly as a target would
+be (the ``transfer`` model with the source prior, the dataset's level learned from the
+prefixes). Only source curves are used, and the result is stored in the
+:class:`~nax.curves.prior.CurvePrior`, so every prediction with that prior is calibrated.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+import scipy.stats
+from jax.scipy.special import logsumexp
+
+from nax.curves import basis, models
+
+KIND = "extrapolation_noise"
+#: fractions of training observed in the source prefixes the calibration is fitted on
+CUTOFFS = (0.1, 0.2, 0.35, 0.6)
+#: box of (log a, b, c) for the maximum-likelihood fit
+BOUNDS = ((-9.0, 1.0), (0.0, 4.0), (0.0, 3.0))
+#: quadrature nodes per Student-t term (t = normal scale mixture over a Gamma precision)
+NODES = 12
+
+
+def ext_scale(calibration: dict, gap, headroom):
+    """``sigma_ext`` (model scale) for normalised time past the last observation ``gap``
+    and ``headroom = 1 - last observed value``, arrays broadcasting together."""
+    a = np.exp(calibration["log_a"])
+    gap = np.clip(np.asarray(gap, np.float64), 0.0, None)
+    head = np.clip(np.asarray(headroom, np.float64), 1e-6, 1.0)
+    return a * gap ** calibration["b"] * head ** calibration["c"]
+
+
+@functools.lru_cache(maxsize=4)
+def _precision_nodes(k: int) -> np.ndarray:
+    # equal-mass quantiles of the Gamma(df/2, rate df/2) precision whose normal scale
+    # mixture is the Student-t: a deterministic quadrature of the t density
+    df = models.NOISE_DF
+    return scipy.stats.gamma.ppf((np.arange(k) + 0.5) / k, df / 2, scale=2 / df)
+
+
+@functools.partial(jax.jit, static_argnames=("nodes",))
+def _log_density(m, s, e, y, nodes: int = NODES):
+    # log p(y_n) = log mean_s E_{g1,g2} N(y_n; m_sn, s_sn^2/g1 + e_n^2/g2)
+    # m, s: [S, N]; e, y: [N]
+    g = jnp.asarray(_precision_nodes(nodes), m.dtype)
+    var = (s**2)[..., None, None] / g[:, None] + (e**2)[:, None, None] / g[None, :]
+    r2 = ((y - m) ** 2)[..., None, None]
+    lp = -0.5 * (jnp.log(2 * jnp.pi * var) + r2 / var)
+    return logsumexp(lp, axis=(0, 2, 3)) - jnp.log(m.shape[0] * nodes * nodes)
+
+
+def log_density(calibration, m, s, y, gap, headroom, nodes: int = NODES) -> np.ndarray:
+    """Log density [N] of model-scale values ``y`` [N] under curve means ``m`` [S, N] with
+    observation noise ``s`` [S, N] plus extrapolation noise (``gap``, ``headroom`` [N])."""
+    e = ext_scale(calibration, gap, headroom)
+    out = _log_density(
+        jnp.asarray(m, jnp.float32),
+        jnp.asarray(s, jnp.float32),
+        jnp.asarray(e, jnp.float32),
+        jnp.asarray(y, jnp.float32),
+        nodes=nodes,
+    )
+    return np.asarray(out, np.float64)
+
+
+def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[dict, float]:
+    """Maximum-likelihood ``(log_a, b, c)`` for predictive draws ``m``, ``s`` [S, N] of the
+    final values ``y`` [N] seen ``gap`` [N] before the end; ``weight`` [N] sums to 1.
+
+    Returns the parameters and the weighted mean negative log density at the optimum.
+    """
+    m, s = jnp.asarray(m, jnp.float32), jnp.asarray(s, jnp.float32)
+    y, w = jnp.asarray(y, jnp.float32), jnp.asarray(weight, jnp.float32)
+    log_gap = jnp.log(jnp.clip(jnp.asarray(gap, jnp.float32), 1e-6, None))
+    log_head = jnp.log(jnp.clip(jnp.asarray(headroom, jnp.float32), 1e-6, 1.0))
+
+    @jax.jit
+    def loss(theta):
+        e = jnp.exp(theta[0] + theta[1] * log_gap + theta[2] * log_head)
+        return -jnp.sum(w * _log_density(m, s, e, y, nodes=nodes))
+
+    grad = jax.jit(jax.value_and_grad(loss))
+
+    def f(theta):
+        v, g = grad(jnp.asarray(theta, jnp.float32))
+        return float(v), np.asarray(g, np.float64)
+
+    # a coarse grid first: the likelihood in log a is flat where sigma_ext << s_z
+    grid = [
+        (la, b, c)
+        for la in (-5.0, -3.5, -2.5, -1.5)
+        for b in (0.5, 1.0, 2.0)
+        for c in (0.0, 1.0)
+    ]
+    start = min(grid, key=lambda th: f(th)[0])
+    res = scipy.optimize.minimize(
+        f, np.asarray(start), jac=True, method="L-BFGS-B", bounds=BOUNDS
+    )
+    theta = res.x
+    return {"log_a": float(theta[0]), "b": float(theta[1]), "c": float(theta[2])}, float(
+        res.fun
+    )
+
+
+def _truncate(values, mask, epochs, cutoff):
+    horizon = int(epochs[-1])
+    k = max(1, int(np.searchsorted(epochs, round(cutoff * horizon), side="right")))
+    mask = mask.copy()
+    mask[:, k:] = False
+    return np.where(mask, values, np.nan), mask
+
+
+def fit_calibration(
+    prior,
+    sources: Sequence,
+    *,
+    cutoffs: Sequence[float] = CUTOFFS,
+    num_steps: int = 1000,
+    num_samples: int = 200,
+    max_curves: int | None = 100,
+    seed: int = 0,
+) -> dict | None:
+    """Fit the extrapolation noise of ``prior`` on source curves.
+
+    ``sources``: (name, ``CurveTable``) pairs, the (subsampled) source datasets the prior
+    was fitted on; only their runs observed to the last epoch are used, at most
+    ``max_curves`` per dataset (seeded subsample; three parameters need few curves, and
+    every prefix is one SVI fit). Every dataset and cutoff weighs equally. Returns the ``calibration`` dict of the prior (parameters,
+    fit summary, and the 90% interval coverage on the sources before and after), or None
+    when no source has two complete runs.
+    """
+    from nax.curves.observations import from_model_scale, to_model_scale
+    from nax.curves.predict import predict
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    groups, problems = [], []
+    for name, table in sources:
+        table = table.subset(table.mask[:, -1])
+        if max_curves is not None and table.n_runs > max_curves:
+            table = table.subset(
+                np.sort(rng.choice(table.n_runs, max_curves, replace=False))
+            )
+        if table.n_runs < 2:
+            continue
+        horizon = int(table.epochs[-1])
+        final = to_model_scale(table.values[:, -1], table.minimize)
+        for cutoff in cutoffs:
+            values, mask = _truncate(table.values, table.mask, table.epochs, cutoff)
+            if mask[:, -1].any():
+                continue  # nothing left to extrapolate at this cutoff
+            pred = predict(
+                prior,
+                values,
+                mask,
+                horizon,
+                epochs=table.epochs,
+                minimize=table.minimize,
+                num_steps=num_steps,
+                num_samples=num_samples,
+                seed=seed,
+            )
+            if not pred.ok:
+                problems.append(f"{name}@{cutoff}: {'; '.join(pred.diagnostics['problems'])}")
+                continue
+            m, s = pred.final_mean_scale()
+            groups.append(
+                {
+                    "name": name,
+                    "cutoff": float(cutoff),
+                    "m": m,
+                    "s": s,
+                    "y": final,
+                    "gap": 1.0 - pred.t_obs,
+                    "head": 1.0 - pred.y_last,
+                    "samples": pred.samples,
+                    "truth": table.values[:, -1],
+                    "minimize": table.minimize,
+                }
+            )
+    if not groups:
+        return None
+    cat = lambda k: np.concatenate([g[k] for g in groups], axis=-1)
+    weight = np.concatenate([np.full(len(g["y"]), 1.0 / len(g["y"])) for g in groups])
+    params, nll = fit_params(
+        cat("m"), cat("s"), cat("y"), cat("gap"), cat("head"), weight / weight.sum()
+    )
+    calibration = {"kind": KIND, **params, "df": models.NOISE_DF}
+    coverage = []
+    for g in groups:
+        # the uncalibrated draws plus extrapolation noise: the calibrated predictive
+        e = ext_scale(calibration, g["gap"], g["head"])
+        y = to_model_scale(g["samples"], g["minimize"]) + e * rng.standard_t(
+            models.NOISE_DF, g["samples"].shape
+        )
+        if g["minimize"]:
+            y = np.clip(y, 1e-12, None)
+        after = from_model_scale(y, g["minimize"])
+        cov = []
+        for draws in (g["samples"], after):
+            lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+            cov.append(float(np.mean((g["truth"] >= lo) & (g["truth"] <= hi))))
+        coverage.append(
+            {"dataset": g["name"], "cutoff": g["cutoff"], "cov90_before": cov[0], "cov90_after": cov[1]}
+        )
+    calibration["fit"] = {
+        "cutoffs": [float(c) for c in cutoffs],
+        "datasets": sorted({g["name"] for g in groups}),
+        "curves": int(sum(len(g["y"]) for g in groups)),
+        "mean_nll": nll,
+        "num_steps": num_steps,
+        "num_samples": num_samples,
+        "max_curves": max_curves,
+        "seconds": time.perf_counter() - start,
+        "problems": problems,
+        "source_coverage": coverage,
+    }
+    return calibration
+
+
+__all__ = ["CUTOFFS", "KIND", "ext_scale", "fit_calibration", "fit_params", "log_density"]
