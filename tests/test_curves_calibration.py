@@ -60,6 +60,13 @@ def test_fit_recovers_known_extrapolation_noise_and_calibrates():
     assert coverage({"log_a": -30.0, "b": 1.0, "c": 0.0}, *fresh) < 0.7
 
 
+def test_no_extrapolation_noise_at_observed_epochs_whatever_the_exponent():
+    for b in (0.0, 1.5):
+        cal = {**TRUE, "b": b}
+        e = calibration.ext_scale(cal, np.array([-0.2, 0.0, 0.3, 0.6]), 0.5)
+        assert e[0] == 0.0 and e[1] == 0.0 and 0 < e[2] <= e[3]
+
+
 def test_log_density_matches_monte_carlo():
     m, s, y, gap, head = simulated_predictive(2, n=6, s_draws=32)
     exact = calibration.log_density(TRUE, m, s, y, gap, head, nodes=24)

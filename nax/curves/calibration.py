@@ -44,11 +44,13 @@ NODES = 12
 
 def ext_scale(calibration: dict, gap, headroom):
     """``sigma_ext`` (model scale) for normalised time past the last observation ``gap``
-    and ``headroom = 1 - last observed value``, arrays broadcasting together."""
+    and ``headroom = 1 - last observed value``, arrays broadcasting together; 0 where
+    ``gap <= 0`` (an observed epoch has nothing to extrapolate, even when ``b = 0``)."""
     a = np.exp(calibration["log_a"])
-    gap = np.clip(np.asarray(gap, np.float64), 0.0, None)
+    gap = np.asarray(gap, np.float64)
     head = np.clip(np.asarray(headroom, np.float64), 1e-6, 1.0)
-    return a * gap ** calibration["b"] * head ** calibration["c"]
+    scale = a * np.clip(gap, 1e-12, None) ** calibration["b"] * head ** calibration["c"]
+    return np.where(gap > 0, scale, 0.0)
 
 
 @functools.lru_cache(maxsize=4)
