@@ -1,5 +1,7 @@
 """The hierarchical characteristic model on data simulated from its own NumPyro model."""
 
+import json
+
 import jax
 import numpy as np
 import numpyro
@@ -137,6 +139,7 @@ def test_exact_rerun_and_save_load(sim, tmp_path):
     loaded = ch.CharacteristicModel.load(str(path))
     assert loaded.names == model.names and loaded.sources == model.sources and loaded.tau_dev == model.tau_dev
     assert loaded.group_names == model.group_names and loaded.info == model.info
+    np.testing.assert_array_equal(loaded.group_idx, model.group_idx)
     obs = (CELLS[:30], np.linspace(0.1, 0.9, 30))
     for x, y in zip(ch.score(model, CELLS[::101], obs), ch.score(loaded, CELLS[::101], obs)):
         np.testing.assert_array_equal(x, y)
@@ -144,6 +147,34 @@ def test_exact_rerun_and_save_load(sim, tmp_path):
     np.savez(bad, header=np.array('{"format": "other"}'))
     with pytest.raises(ValueError, match="not a nax characteristic model"):
         ch.CharacteristicModel.load(str(bad))
+
+
+def test_format_1_model_still_loads_and_scores(sim, tmp_path):
+    """A model saved before the live-pair and live-structure characteristics (format 1, fine
+    groups) scores with its own characteristics, picked by name."""
+    model = sim[-1]
+    old = [i for i, n in enumerate(model.names) if not (n.startswith("live edge ") and " & " in n)
+           and n not in ("live paths", "longest live path", "shortest conv chain", "live paths with a conv",
+                         "convs on live paths")]
+    names = [model.names[i] for i in old]
+    _, fine_names = ch.groups(names, fine=True)
+    lam, E = np.linalg.eigh(model.Sigma0[np.ix_(old, old)])
+    header = dict(format="nax.characteristics", version=1, names=names, sources=list(model.sources),
+                  space="nb201", tau_dev=model.tau_dev, group_names=fine_names, info={})
+    path = tmp_path / "v1.npz"
+    np.savez(path, header=np.array(json.dumps(header)), mu0=model.mu0[old], E=E, lam0=np.clip(lam, 0, None),
+             group_scale=np.linspace(0.1, 1.0, len(fine_names)), sigma=model.sigma,
+             source_mean=model.source_mean[:, old], n_per_source=model.n_per_source)
+    loaded = ch.CharacteristicModel.load(str(path))
+    assert loaded.num_features == len(old) < model.num_features
+    enc = CELLS[::211]
+    np.testing.assert_allclose(ch.score(loaded, enc)[0], ch.centered(enc)[:, old] @ model.mu0[old], atol=1e-10)
+    post = ch.update(loaded, (CELLS[:20], np.linspace(0.1, 0.9, 20)))
+    assert np.all(np.isfinite(ch.score(post, enc)[1]))
+    s = ch.strengths(loaded)
+    assert set(s["group"]) == set(fine_names) and "edges 0->1 & 0->2" in set(s["group"])
+    row = s[s["name"] == "edge 0->1 = none & edge 0->2 = none"].iloc[0]
+    assert row["group_scale"] == loaded.group_scale[fine_names.index("edges 0->1 & 0->2")]
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -69,7 +69,8 @@ def synthetic_dissimilar(space: space_lib.CellSpace = space_lib.nb201, seed: int
     X, names = feats.all_features(space)
     col = {n: i for i, n in enumerate(names)}
     rng = np.random.default_rng(seed)
-    pair = np.array([" & " in n for n in names])
+    # the raw edge pairs only (not the live ones added later): the target stays the same
+    pair = np.array([n.startswith("edge ") and " & " in n for n in names])
     z = X[:, col["count avg_pool_3x3"]] + 0.5 * X[:, col["count skip_connect"]] - 0.7 * X[:, col["count nor_conv_3x3"]]
     z = z + X[:, pair] @ rng.normal(0.0, 0.3, pair.sum()) + rng.normal(0.0, 0.3, len(X))
     return 60.0 + 5.0 * z

@@ -144,6 +144,54 @@ def live_ops(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return np.stack(cols, 1), names
 
 
+def live_edge_pairs(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Operations on two live edges jointly: ``live edge 0->1 = nor_conv_3x3 & live edge 1->2 = skip_connect``.
+
+    The pairwise interactions of the cell that remains after its dead edges are pruned: two
+    cells that compute the same function share these values, whatever sits on dead edges.
+    """
+    live = live_mask(space, enc)
+    zero = space.op_index(space.zero_op)
+    nonzero = [o for o in range(space.num_ops) if o != zero]
+    cols, names = [], []
+    for a, b in itertools.combinations(range(space.num_edges), 2):
+        both = live[:, a] & live[:, b]
+        for oa, ob in itertools.product(nonzero, repeat=2):
+            cols.append(both & (enc[:, a] == oa) & (enc[:, b] == ob))
+            names.append(
+                f"live edge {_edge_name(space, a)} = {space.ops[oa]} & live edge {_edge_name(space, b)} = {space.ops[ob]}"
+            )
+    return np.stack(cols, 1), names
+
+
+def live_structure(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """How the live input->output paths are built.
+
+    ``live paths`` (how many paths carry no zero op), ``longest live path`` (edges),
+    ``shortest conv chain`` (fewest convolutions on a live path: 0 when a path of skips and
+    pools bypasses every convolution), ``live paths with a conv`` and ``convs on live paths``
+    (convolutions summed over the live paths, a convolution shared by two paths counted twice).
+    All 0 for a disconnected cell.
+    """
+    zero = space.op_index(space.zero_op)
+    conv = np.array(["conv" in op for op in space.ops])
+    n = len(enc)
+    n_live, longest, with_conv, conv_sum = (np.zeros(n, np.int32) for _ in range(4))
+    shortest = np.full(n, np.iinfo(np.int32).max)
+    for p in _paths(space):
+        ops_p = enc[:, list(p)]
+        live = np.all(ops_p != zero, axis=1)
+        c = conv[ops_p].sum(1)
+        n_live += live
+        longest = np.maximum(longest, np.where(live, len(p), 0))
+        shortest = np.where(live, np.minimum(shortest, c), shortest)
+        with_conv += live & (c > 0)
+        conv_sum += np.where(live, c, 0)
+    shortest = np.where(n_live > 0, shortest, 0)
+    names = ["live paths", "longest live path", "shortest conv chain", "live paths with a conv", "convs on live paths"]
+    return np.stack([n_live, longest, shortest, with_conv, conv_sum], 1), names
+
+
 def sizes(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """log10 parameter count and log10 multiply-accumulates of the 10-class CIFAR network."""
     if space.name != "nb201":
@@ -154,8 +202,11 @@ def sizes(space: CellSpace, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 Characteristic = Callable[[CellSpace, np.ndarray], tuple[np.ndarray, list[str]]]
 
-#: the characteristic groups, in column order
-CHARACTERISTICS: tuple[Characteristic, ...] = (edge_ops, op_counts, edge_pairs, paths, structure, live_ops, sizes)
+#: the characteristic groups, in column order (new ones go last: the columns of a model
+#: fitted before they existed stay a prefix, and such a model selects its own by name)
+CHARACTERISTICS: tuple[Characteristic, ...] = (
+    edge_ops, op_counts, edge_pairs, paths, structure, live_ops, sizes, live_edge_pairs, live_structure,
+)
 
 
 def features(encodings, space: CellSpace = space_lib.nb201) -> tuple[np.ndarray, list[str]]:
@@ -212,7 +263,26 @@ def centered(encodings, space: CellSpace = space_lib.nb201) -> np.ndarray:
 
 
 def group_of(name: str) -> str:
-    """The prior group of a characteristic: its population scale is shared within the group."""
+    """The prior group of a characteristic: its kind, whose population scale all its members share.
+
+    Kinds, not finer units (one group per edge or pair of edges): a few dozen scales are
+    poorly determined by a few hundred source rows, and the strong/weak question the model
+    answers is which *kinds* of characteristic carry the signal. Single structural
+    characteristics (``disconnected``, ``shortest conv chain``, ...) are kinds of their own.
+    """
+    if name.startswith("live edge ") and " & " in name:
+        return "live edge pairs"
+    if name.startswith("edge ") and " & " in name:
+        return "edge pairs"
+    if name.startswith("edge "):
+        return "edge ops"
+    if name.startswith("live edge "):
+        return "live edge ops"
+    return fine_group_of(name)
+
+
+def fine_group_of(name: str) -> str:
+    """The groups of format-1 models: one per edge, per pair of edges, per live edge."""
     if name.startswith("edge ") and " & " in name:
         a, b = name.split(" & ")
         return f"edges {a.split()[1]} & {b.split()[1]}"
@@ -231,8 +301,12 @@ def group_of(name: str) -> str:
     return name
 
 
-def groups(names) -> tuple[np.ndarray, list[str]]:
-    """Group index ``(f,)`` of each characteristic and the group names, in first-seen order."""
-    labels = [group_of(n) for n in names]
+def groups(names, *, fine: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Group index ``(f,)`` of each characteristic and the group names, in first-seen order.
+
+    ``fine=True``: the grouping of format-1 models (``fine_group_of``).
+    """
+    label_of = fine_group_of if fine else group_of
+    labels = [label_of(n) for n in names]
     uniq = list(dict.fromkeys(labels))
     return np.array([uniq.index(l) for l in labels]), uniq

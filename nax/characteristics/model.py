@@ -57,7 +57,7 @@ import threadpoolctl
 from nax import space as space_lib
 from nax.characteristics import featurize as feats
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-characteristic group index stored; 1 (fine groups) still loads
 MIN_ARCHS_PER_SOURCE = 10
 GROUP_SCALE = 1.0  # HalfCauchy scale of the group scales g_k
 TAU_SCALE = 0.1  # HalfNormal scale of tau_dev
@@ -204,6 +204,11 @@ class CharacteristicModel:
     source_mean: np.ndarray  # (D, f)
     n_per_source: np.ndarray  # (D,)
     info: dict = dataclasses.field(default_factory=dict)
+    group_idx: np.ndarray | None = None  # (f,) group of each characteristic; None: ``feats.groups(names)``
+
+    def __post_init__(self):
+        if self.group_idx is None:
+            object.__setattr__(self, "group_idx", feats.groups(self.names)[0])
 
     @property
     def space(self) -> space_lib.CellSpace:
@@ -219,10 +224,25 @@ class CharacteristicModel:
         return (self.E * self.lam0) @ self.E.T
 
     @functools.cached_property
+    def _columns(self) -> slice | np.ndarray:
+        """Where this model's characteristics sit among today's (a model saved before
+        characteristics were added uses its own, by name)."""
+        current = feats.features(np.zeros((1, self.space.num_edges), np.int32), self.space)[1]
+        if current == list(self.names):
+            return slice(None)
+        pos = {n: i for i, n in enumerate(current)}
+        missing = [n for n in self.names if n not in pos]
+        if missing:
+            raise ValueError(f"model characteristics unknown to this nax version: {missing[:5]}")
+        return np.array([pos[n] for n in self.names])
+
+    def _centered(self, encodings) -> np.ndarray:
+        return feats.centered(encodings, self.space)[:, self._columns]
+
+    @functools.cached_property
     def _space_XE(self) -> np.ndarray:
         """Centred characteristics of every cell rotated into the eigenbasis of Sigma0 (cached)."""
-        X = feats.centered(self.space.enumerate(), self.space)
-        return X @ self.E
+        return self._centered(self.space.enumerate()) @ self.E
 
     def rotated(self, encodings) -> np.ndarray:
         """Centred characteristics of encodings ``(n, E)`` in the Sigma0 eigenbasis, ``(n, f)``."""
@@ -232,7 +252,7 @@ class CharacteristicModel:
             if len(idx) == self.space.size and np.array_equal(idx, np.arange(len(idx))):
                 return self._space_XE  # the whole space in order: no 60 MB copy per call
             return self._space_XE[idx]
-        return feats.centered(enc, self.space) @ self.E
+        return self._centered(enc) @ self.E
 
     def save(self, path: str) -> None:
         """Write a versioned ``.npz`` (arrays + a JSON header); read back with ``load``."""
@@ -249,9 +269,12 @@ class CharacteristicModel:
         """Read a model written by ``save`` (no pickle)."""
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
-            if header.get("format") != "nax.characteristics" or header.get("version") != FORMAT_VERSION:
-                raise ValueError(f"{path} is not a nax characteristic model (format version {FORMAT_VERSION})")
-            arrays = {k: np.array(z[k]) for k in _ARRAYS}
+            version = header.get("version")
+            if header.get("format") != "nax.characteristics" or version not in (1, FORMAT_VERSION):
+                raise ValueError(f"{path} is not a nax characteristic model (format version 1 or {FORMAT_VERSION})")
+            arrays = {k: np.array(z[k]) for k in _ARRAYS if k in z.files}
+        if version == 1:  # fitted with one group per edge / pair of edges
+            arrays["group_idx"] = feats.groups(header["names"], fine=True)[0]
         return cls(
             names=tuple(header["names"]), sources=tuple(header["sources"]), space_name=header["space"],
             tau_dev=float(header["tau_dev"]), group_names=tuple(header["group_names"]), info=header["info"],
@@ -259,7 +282,7 @@ class CharacteristicModel:
         )
 
 
-_ARRAYS = ("mu0", "E", "lam0", "group_scale", "sigma", "source_mean", "n_per_source")
+_ARRAYS = ("mu0", "E", "lam0", "group_scale", "sigma", "source_mean", "n_per_source", "group_idx")
 
 
 def _source_arrays(table, sources: Sequence[str], space) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -344,7 +367,7 @@ def _fit(table, sources, seed, space, max_hyper_rows) -> CharacteristicModel:
     return CharacteristicModel(
         names=tuple(names), sources=tuple(sources), space_name=space.name, mu0=mu0, E=E, lam0=lam0,
         group_scale=g, group_names=tuple(gnames), tau_dev=tau_dev, sigma=sigma, source_mean=source_mean,
-        n_per_source=np.array([len(e) for e, _ in data]),
+        n_per_source=np.array([len(e) for e, _ in data]), group_idx=gidx,
         info=dict(seed=seed, global_scale=float(np.exp(theta[-1])), neg_log_posterior=float(opt.fun), optimizer_iterations=int(opt.nit),
                   optimizer_message=str(opt.message)),
     )
@@ -355,7 +378,10 @@ def _population_posterior(Zc, yc, v, tau_dev, sigma):
     f = len(v)
     B, r, svds = np.zeros((f, f)), np.zeros(f), []
     for d, (Z, y) in enumerate(zip(Zc, yc)):
-        _, s, Ut = np.linalg.svd(Z, full_matrices=False)
+        try:
+            _, s, Ut = scipy.linalg.svd(Z, full_matrices=False, check_finite=False)
+        except np.linalg.LinAlgError:  # divide and conquer (gesdd) can fail on rank-deficient Z
+            _, s, Ut = scipy.linalg.svd(Z, full_matrices=False, check_finite=False, lapack_driver="gesvd")
         keep = s > 1e-8 * max(s.max(initial=0.0), 1.0)
         U, s2 = Ut[keep].T, s[keep] ** 2
         c = U.T @ (Z.T @ y)
@@ -616,7 +642,7 @@ def strengths(model: CharacteristicModel) -> pd.DataFrame:
     (posterior probability that the effect is > 0), ``group_scale``.
     """
     sd = np.sqrt(np.clip(np.einsum("ij,j,ij->i", model.E, model.lam0, model.E), 0.0, None))
-    gidx, gnames = feats.groups(model.names)
+    gidx, gnames = model.group_idx, model.group_names
     df = pd.DataFrame(dict(
         name=list(model.names), group=[gnames[i] for i in gidx], mean=model.mu0, sd=sd,
         p_positive=scipy.stats.norm.cdf(model.mu0 / np.where(sd > 0, sd, np.inf)),
