@@ -172,7 +172,9 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
     for i, name in enumerate(["a", "b", "c"]):
         paths.append(str(tmp_path / f"{name}.csv"))
         _write_table(paths[-1], name, i)
-    small = ["--prior-steps", "50", "--steps", "50", "--max-train-curves", "6"]
+    cache = tmp_path / "priors"
+    small = ["--prior-steps", "50", "--steps", "50", "--max-train-curves", "6",
+             "--prior-cache", str(cache)]
     out = tmp_path / "bench.json"
     assert (
         main(
@@ -199,7 +201,12 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         "svr",
         "no_transfer",
         "transfer",
+        "transfer_uncalibrated",
     }
+    calibrated = {r["method"]: r["calibrated"] for r in rows if "calibrated" in r}
+    assert calibrated == {"no_transfer": False, "transfer": True, "transfer_uncalibrated": False}
+    saved = sorted(cache.iterdir())
+    assert len(saved) == 1  # one left-out target, one prior
     for r in rows:
         assert {
             "dataset",
@@ -233,7 +240,11 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         == 0
     )
     rows = json.loads(out.read_text())["results"]
-    assert {r["method"] for r in rows} == {"transfer", "no_transfer"}
+    assert {r["method"] for r in rows} == {"transfer", "transfer_uncalibrated", "no_transfer"}
+    assert sorted(cache.iterdir()) == saved  # the early-stop command reused the prior
+    assert json.loads(out.read_text())["priors"] == json.loads(
+        (tmp_path / "bench.json").read_text()
+    )["priors"]
     for r in rows:
         assert {
             "dataset",
