@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nax import tables as tables_lib
-from nax.curves import baselines
+from nax.curves import baselines, calibration
 from nax.curves import prior as prior_lib
 from nax.curves.predict import predict
 from nax.curves.prior import CurvePrior, fit_prior
@@ -95,8 +95,14 @@ class _Priors:
     def _path(self, sources) -> Path | None:
         if self.cache_dir is None:
             return None
+        settings = {"cutoffs": calibration.CUTOFFS, "bounds": calibration.BOUNDS}
         key = json.dumps(
-            {"sources": sources, "version": prior_lib.VERSION, **self.fit_kwargs},
+            {
+                "sources": sources,
+                "version": prior_lib.VERSION,
+                "calibration": settings,
+                **self.fit_kwargs,
+            },
             sort_keys=True,
         )
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
