@@ -279,13 +279,13 @@ def plot_strengths(model: model_lib.CharacteristicModel, path: str, top: int = 1
 
     df = model_lib.strengths(model)
     sel = pd.concat([df.head(top), df.tail(top)])
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(sel) + 1.2))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(sel) + 1.2))  # room for the long pair names
     y = np.arange(len(sel))[::-1]
     color = np.where(sel["mean"] > 0, "tab:blue", "tab:red")
     ax.barh(y, sel["mean"], xerr=1.645 * sel["sd"], color=color, alpha=0.8, error_kw=dict(lw=0.8))
     ax.set_yticks(y, sel["name"], fontsize=7)
     ax.axvline(0, color="k", lw=0.6)
-    ax.set_xlabel("population effect on the normal score of accuracy (per unit), 90% interval")
+    ax.set_xlabel("population effect per unit (normal score of accuracy), 90% interval", fontsize=8)
     ax.set_title(f"Strongest and weakest characteristics (sources: {', '.join(model.sources)})", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
