@@ -50,6 +50,7 @@ import numpyro.distributions as dist
 import pandas as pd
 import scipy.linalg
 import scipy.optimize
+import scipy.sparse
 import scipy.special
 import scipy.stats
 import threadpoolctl
@@ -242,7 +243,12 @@ class CharacteristicModel:
     @functools.cached_property
     def _space_XE(self) -> np.ndarray:
         """Centred characteristics of every cell rotated into the eigenbasis of Sigma0 (cached)."""
-        return self._centered(self.space.enumerate()) @ self.E
+        X, _ = feats.all_features(self.space)
+        mu, _ = feats.space_stats(self.space)
+        # raw characteristics are mostly zero (about 50 of 771 set per cell): a sparse product
+        # then the centring as a rank-one term is 2-3x faster than the dense (X - mu) E
+        Xs = scipy.sparse.csr_matrix(X[:, self._columns])
+        return Xs @ self.E - (mu[self._columns] @ self.E)[None]
 
     def rotated(self, encodings) -> np.ndarray:
         """Centred characteristics of encodings ``(n, E)`` in the Sigma0 eigenbasis, ``(n, f)``."""
