@@ -4,8 +4,9 @@ Generative model (``hierarchical_model``, NumPyro), on characteristics ``x`` cen
 space (``featurize.centered``) and within-dataset normal scores ``y`` of accuracy::
 
     g_global ~ HalfCauchy(1)
-    g_k      ~ HalfCauchy(g_global)       scale of characteristic group k (a group horseshoe:
-                                          groups that carry no signal are shrunk to zero)
+    g_k      ~ HalfCauchy(g_global)       scale of characteristic group k, a kind of characteristic
+                                          (``featurize.group_of``; a group horseshoe: kinds
+                                          that carry no signal are shrunk to zero)
     w0_j     ~ Normal(0, g_k(j)^2)        population effects
     tau_dev  ~ HalfNormal(0.1)            how far datasets deviate from the population
     w_d      ~ Normal(w0, tau_dev^2 I)    effects on source dataset d
