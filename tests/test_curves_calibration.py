@@ -49,7 +49,9 @@ def coverage(params, m, s, y, gap, head, seed=0):
 
 def test_fit_recovers_known_extrapolation_noise_and_calibrates():
     m, s, y, gap, head = simulated_predictive(0)
-    params, nll = calibration.fit_params(m, s, y, gap, head, np.full(len(y), 1 / len(y)))
+    params, nll = calibration.fit_params(
+        m, s, y, gap, head, np.full(len(y), 1 / len(y))
+    )
     assert np.isfinite(nll)
     assert abs(np.exp(params["log_a"]) - 0.12) < 0.03
     assert abs(params["b"] - 1.5) < 0.35 and abs(params["c"] - 1.0) < 0.35

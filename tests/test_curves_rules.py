@@ -173,8 +173,16 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         paths.append(str(tmp_path / f"{name}.csv"))
         _write_table(paths[-1], name, i)
     cache = tmp_path / "priors"
-    small = ["--prior-steps", "50", "--steps", "50", "--max-train-curves", "6",
-             "--prior-cache", str(cache)]
+    small = [
+        "--prior-steps",
+        "50",
+        "--steps",
+        "50",
+        "--max-train-curves",
+        "6",
+        "--prior-cache",
+        str(cache),
+    ]
     out = tmp_path / "bench.json"
     assert (
         main(
@@ -204,7 +212,11 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         "transfer_uncalibrated",
     }
     calibrated = {r["method"]: r["calibrated"] for r in rows if "calibrated" in r}
-    assert calibrated == {"no_transfer": False, "transfer": True, "transfer_uncalibrated": False}
+    assert calibrated == {
+        "no_transfer": False,
+        "transfer": True,
+        "transfer_uncalibrated": False,
+    }
     saved = sorted(cache.iterdir())
     assert len(saved) == 1  # one left-out target, one prior
     for r in rows:
@@ -240,11 +252,16 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         == 0
     )
     rows = json.loads(out.read_text())["results"]
-    assert {r["method"] for r in rows} == {"transfer", "transfer_uncalibrated", "no_transfer"}
+    assert {r["method"] for r in rows} == {
+        "transfer",
+        "transfer_uncalibrated",
+        "no_transfer",
+    }
     assert sorted(cache.iterdir()) == saved  # the early-stop command reused the prior
-    assert json.loads(out.read_text())["priors"] == json.loads(
-        (tmp_path / "bench.json").read_text()
-    )["priors"]
+    assert (
+        json.loads(out.read_text())["priors"]
+        == json.loads((tmp_path / "bench.json").read_text())["priors"]
+    )
     for r in rows:
         assert {
             "dataset",

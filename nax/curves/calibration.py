@@ -31,7 +31,7 @@ import scipy.optimize
 import scipy.stats
 from jax.scipy.special import logsumexp
 
-from nax.curves import basis, models
+from nax.curves import models
 
 KIND = "extrapolation_noise"
 #: fractions of training observed in the source prefixes the calibration is fitted on
@@ -120,9 +120,11 @@ def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[dict,
         f, np.asarray(start), jac=True, method="L-BFGS-B", bounds=BOUNDS
     )
     theta = res.x
-    return {"log_a": float(theta[0]), "b": float(theta[1]), "c": float(theta[2])}, float(
-        res.fun
-    )
+    return {
+        "log_a": float(theta[0]),
+        "b": float(theta[1]),
+        "c": float(theta[2]),
+    }, float(res.fun)
 
 
 def _truncate(values, mask, epochs, cutoff):
@@ -184,7 +186,9 @@ def fit_calibration(
                 seed=seed,
             )
             if not pred.ok:
-                problems.append(f"{name}@{cutoff}: {'; '.join(pred.diagnostics['problems'])}")
+                problems.append(
+                    f"{name}@{cutoff}: {'; '.join(pred.diagnostics['problems'])}"
+                )
                 continue
             m, s = pred.final_mean_scale()
             groups.append(
@@ -224,7 +228,12 @@ def fit_calibration(
             lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
             cov.append(float(np.mean((g["truth"] >= lo) & (g["truth"] <= hi))))
         coverage.append(
-            {"dataset": g["name"], "cutoff": g["cutoff"], "cov90_before": cov[0], "cov90_after": cov[1]}
+            {
+                "dataset": g["name"],
+                "cutoff": g["cutoff"],
+                "cov90_before": cov[0],
+                "cov90_after": cov[1],
+            }
         )
     calibration["fit"] = {
         "cutoffs": [float(c) for c in cutoffs],
@@ -241,4 +250,11 @@ def fit_calibration(
     return calibration
 
 
-__all__ = ["CUTOFFS", "KIND", "ext_scale", "fit_calibration", "fit_params", "log_density"]
+__all__ = [
+    "CUTOFFS",
+    "KIND",
+    "ext_scale",
+    "fit_calibration",
+    "fit_params",
+    "log_density",
+]
