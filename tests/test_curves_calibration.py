@@ -187,3 +187,26 @@ def test_fit_prior_calibrates_on_sources_only():
         [c["cov90_before"] for c in early]
     )
     assert dataclasses.replace(prior, calibration=None).calibration is None
+
+
+def test_calibration_on_losses_stays_in_loss_units():
+    """``minimize``: the noise lives on the model scale exp(-loss); draws, densities and
+    the recorded source coverage are in loss units and finite."""
+    rng = np.random.default_rng(1)
+    t = np.arange(1, T + 1)
+    acc = 0.5 + 0.1 * rng.uniform(size=(N, 1)) - 0.3 * t[None] ** -0.8
+    acc = acc + 0.15 * (t[None] > 0.7 * T) + 0.003 * rng.normal(size=(N, T))
+    losses = -np.log(np.clip(acc, 1e-3, 1.0))
+    src = tables.CurveTable.from_arrays(losses, "a", minimize=True)
+    prior = dataclasses.replace(hand_prior(None), minimize=True)
+    prior = curves.prior.calibrate_prior(prior, [src], num_steps=STEPS)
+    assert prior.calibration is not None and np.isfinite(prior.calibration["log_a"])
+    seen = losses.copy()
+    seen[:, 6:] = np.nan
+    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
+    pred = curves.predict(prior, seen, **kw)
+    assert pred.minimize and pred.calibrated
+    assert np.isfinite(pred.samples).all() and (pred.samples >= 0).all()
+    assert np.isfinite(pred.log_density(losses[:, -1])).all()
+    raw = dataclasses.replace(pred, calibration=None)
+    assert np.all(pred.std >= raw.std)

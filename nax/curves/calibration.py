@@ -221,7 +221,7 @@ def fit_calibration(
             models.NOISE_DF, g["samples"].shape
         )
         if g["minimize"]:
-            y = np.clip(y, 1e-12, None)
+            y = np.clip(y, 1e-12, 1.0)
         after = from_model_scale(y, g["minimize"])
         cov = []
         for draws in (g["samples"], after):

@@ -130,8 +130,9 @@ class Prediction:
                 1.0 - self.y_last[:, None],
             )
             y = y + ext_scale * ext
+        # exp(-loss) is at most 1: a noise draw above it would be a negative loss
         return from_model_scale(
-            np.clip(y, 1e-12, None) if self.minimize else y, self.minimize
+            np.clip(y, 1e-12, 1.0) if self.minimize else y, self.minimize
         )
 
     def log_density(self, final_values) -> np.ndarray:
