@@ -10,7 +10,10 @@ NUTS variants on a seeded subsample.
 would, apply the stopping rule, report the fraction of epochs saved and the regret.
 
 Leave-one-dataset-out: a test dataset is never among the datasets its prior is fitted on,
-so ``--train`` and ``--test`` may name the same files.
+so ``--train`` and ``--test`` may name the same files. With a calibrated prior (the
+default) both benchmarks also report ``transfer_uncalibrated``: the same posterior draws
+without the extrapolation noise (:mod:`nax.curves.calibration`). ``prior_cache``: a folder
+where fitted priors are saved and reused across commands.
 """
 
 from __future__ import annotations
