@@ -150,9 +150,10 @@ def fit_calibration(
     ``sources``: (name, ``CurveTable``) pairs, the (subsampled) source datasets the prior
     was fitted on; only their runs observed to the last epoch are used, at most
     ``max_curves`` per dataset (seeded subsample; three parameters need few curves, and
-    every prefix is one SVI fit). Every dataset and cutoff weighs equally. Returns the ``calibration`` dict of the prior (parameters,
-    fit summary, and the 90% interval coverage on the sources before and after), or None
-    when no source has two complete runs.
+    every prefix is one SVI fit). Every dataset and cutoff weighs equally. Returns the
+    ``calibration`` dict of the prior (parameters, fit summary, and the 90% interval
+    coverage on the sources before and after), or None when no source has two complete
+    runs.
     """
     from nax.curves.observations import from_model_scale, to_model_scale
     from nax.curves.predict import predict
