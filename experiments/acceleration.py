@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ import numpy as np
 import nax
 from nax import characteristics as ch
 from nax import curves, tables
+from nax import provenance as provenance_lib
 from nax import space as space_lib
 from nax.search import evaluators as ev_lib
 from nax.search import loop, stopping, strategies, transfer
@@ -51,7 +51,10 @@ from nax.search import loop, stopping, strategies, transfer
 REPO = Path(__file__).resolve().parents[1]
 META_DATASETS = ("digits", "mnist5k", "animal_mnist", "fashion_mnist", "opencv_digits")
 NB201_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
+#: Baker et al. (2018) curve sets in ../shared/data/curves/baker2018 (file stems)
+BAKER_SETS = ("metaqnn_cifar10", "metaqnn_svhn", "deep_resnets_cifar10", "deep_resnets_tinyimagenet")
 VARIANTS = ("baseline", "selection", "stopping", "both")
+SUITES = ("metadata", "nb201", "baker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,9 @@ class Config:
     #: curve prior fit (per target) and the stopping rule's per-check SVI
     prior_steps: int = 2000
     prior_max_curves: int | None = 200
+    #: the prior's extrapolation-noise calibration on source prefixes (nax.curves.fit_prior)
+    prior_calibration_steps: int = 1000
+    prior_calibration_curves: int | None = 100
     stop_delta: float = 0.05
     stop_min_epochs: int = 3
     stop_check_every: int = 3
@@ -84,39 +90,66 @@ class Config:
     nb201_budget_runs: int = 100
     nb201_population: int = 20
     nb201_sample: int = 5
+    #: Baker et al. curve sets: early termination only (their networks are not NB201 cells,
+    #: so there is nothing to select by); baseline = random order, budget a fraction of the pool
+    baker_targets: tuple[str, ...] = BAKER_SETS
+    baker_seeds: int = 5
+    baker_budget_fraction: float = 0.1
+    #: the rule is consulted about every tenth of the run (from a tenth on)
+    baker_checks: int = 5
     metadata_dir: str = "nax/metadata"
     nb201_table: str = ""  # empty: <repo>/../shared/data/nb201/nb201_200epoch.csv (NAX_SHARED_DATA)
 
+    #: which suites run (a subset writes acceleration_<name>_<suites>.*, so suites can run
+    #: side by side as separate processes)
+    suites: tuple[str, ...] = ("metadata", "nb201", "baker")
+
     @property
     def command(self) -> str:
-        return f"python experiments/acceleration.py --config {self.name}"
+        sub = "" if set(self.suites) == set(SUITES) else " --suites " + " ".join(self.suites)
+        return f"python experiments/acceleration.py --config {self.name}{sub}"
+
+    @property
+    def stem(self) -> str:
+        """File name stem of this run's outputs."""
+        sub = "" if set(self.suites) == set(SUITES) else "_" + "_".join(self.suites)
+        return f"acceleration_{self.name}{sub}"
 
 
 CONFIGS = {
     "quick": Config("quick", targets=("digits",), seeds=2, budget_fraction=0.25, prior_steps=300,
-                    prior_max_curves=20, stop_steps=100, stop_samples=100, stop_check_every=4,
-                    nb201_targets=("cifar10",), nb201_seeds=2, nb201_budget_runs=15),
+                    prior_max_curves=20, prior_calibration_steps=150, prior_calibration_curves=10, stop_steps=100, stop_samples=100, stop_check_every=4,
+                    nb201_targets=("cifar10",), nb201_seeds=2, nb201_budget_runs=15,
+                    baker_targets=("metaqnn_cifar10",), baker_seeds=2, baker_budget_fraction=0.03),
     "full": Config("full"),
 }
 
 
 # ---------------------------------------------------------------------------- provenance
 def provenance() -> dict:
-    """nax version and git commit (with a flag for uncommitted changes) of this run."""
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"nax_version": nax.__version__, "git_commit": git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(git("status", "--porcelain", "--", "nax", "experiments/acceleration.py"))}
+    """nax version, git commit (dirty flag for this script and the package), versions, machine."""
+    return provenance_lib.provenance(paths=["nax", "experiments/acceleration.py"], repo=REPO)
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("NAX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def nb201_path(cfg: Config) -> Path:
     if cfg.nb201_table:
         return Path(cfg.nb201_table)
-    shared = Path(os.environ.get("NAX_SHARED_DATA", REPO.parent / "shared" / "data"))
-    return shared / "nb201" / "nb201_200epoch.csv"
+    return shared_data() / "nb201" / "nb201_200epoch.csv"
+
+
+def baker_table(name: str):
+    """A Baker et al. curve set as a curve table named by its file stem (two of the files
+    both call their dataset cifar10). Its networks are not cells of any nax space; each row
+    gets a distinct NB201 cell string as an *identifier* so that the search loop's random
+    strategy can draw rows. Nothing is ever computed from these identifiers."""
+    ct = tables.load_curves(shared_data() / "curves" / "baker2018" / f"{name}.csv")
+    ids = [space_lib.nb201.to_string(e) for e in space_lib.nb201.enumerate()[: len(ct.final)]]
+    return dataclasses.replace(ct, datasets=np.full(len(ct.final), name, dtype=object),
+                               meta={**ct.meta, "arch": np.asarray(ids, dtype=object)})
 
 
 def with_steady_seconds(ct):
@@ -263,7 +296,9 @@ def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> t
     t0 = time.perf_counter()
     model = ch.fit(arch_table, sources, seed=0, space=space)
     prior = curves.fit_prior(curve_table.subset(np.isin(curve_table.datasets, sources)), seed=0,
-                             num_steps=cfg.prior_steps, max_curves=cfg.prior_max_curves)
+                             num_steps=cfg.prior_steps, max_curves=cfg.prior_max_curves,
+                             calibration_steps=cfg.prior_calibration_steps,
+                             calibration_curves=cfg.prior_calibration_curves)
     log(f"{target}: {len(cands)} cells, budget {budget} epochs (cap {cap:g}); models fitted on "
         f"{', '.join(sources)} in {time.perf_counter() - t0:.1f} s")
 
@@ -303,6 +338,41 @@ def nb201_target(cfg: Config, arch_table, target: str, log) -> tuple[list[dict],
     return rows, cv, grid
 
 
+def baker_target(cfg: Config, sets: dict, target: str, log) -> tuple[list[dict], dict, np.ndarray]:
+    """Early termination on one Baker et al. set, the curve prior fitted on the other sets."""
+    space = space_lib.nb201
+    evaluator = ev_lib.CurveTableEvaluator(sets[target], target, space)
+    cands = evaluator.candidates()
+    horizon = evaluator.max_epochs
+    budget = max(1, round(cfg.baker_budget_fraction * len(cands))) * horizon
+    cap = min(cfg.cap * budget, len(cands) * horizon)
+    t0 = time.perf_counter()
+    prior = curves.fit_prior(tables.concat([t for n, t in sets.items() if n != target]), seed=0,
+                             num_steps=cfg.prior_steps, max_curves=cfg.prior_max_curves,
+                             calibration_steps=cfg.prior_calibration_steps,
+                             calibration_curves=cfg.prior_calibration_curves)
+    log(f"baker {target}: {len(cands)} curves of {horizon} epochs, budget {budget} epochs (cap {cap:g}); "
+        f"prior fitted on the other sets in {time.perf_counter() - t0:.1f} s")
+    every = max(1, horizon // cfg.baker_checks)
+    first = max(cfg.stop_min_epochs, every)
+
+    def rule():
+        r = stopping.rule_from_prior(prior, horizon, delta=cfg.stop_delta, min_epochs=first,
+                                     num_samples=cfg.stop_samples, num_steps=cfg.stop_steps)
+        return sparse_checks(r, every, first)
+
+    rnd = lambda: strategies.random(space, batch=1, candidates=cands)
+    builders = {"baseline": lambda: (rnd(), None), "stopping": lambda: (rnd(), rule())}
+    grid = np.linspace(0, cap, 101)
+    rows, cv = run_target(target, "baker", evaluator, builders, cfg.baker_seeds, budget, cap, grid, log)
+    for r in rows:
+        r["pool"] = len(cands)
+        # the sets record no training time: the replay's wall time would time the stopping
+        # rule's own inference, not training
+        r["seconds_to_target"] = r["speedup_seconds"] = float("nan")
+    return rows, cv, grid
+
+
 # ---------------------------------------------------------------------------- aggregation
 def _mse(x) -> tuple[float, float]:
     x = np.asarray(x, float)
@@ -316,7 +386,7 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
     """Per (suite, target, variant): means ± standard errors over seeds, and speed-ups both as
     the ratio of mean epochs and as the mean of per-seed ratios."""
     out = []
-    keys = sorted({(r["suite"], r["target"]) for r in rows}, key=lambda k: (k[0] != "metadata", k))
+    keys = sorted({(r["suite"], r["target"]) for r in rows}, key=lambda k: (SUITES.index(k[0]), k))
     for suite, target in keys:
         sub = [r for r in rows if r["suite"] == suite and r["target"] == target]
         base = {r["seed"]: r for r in sub if r["variant"] == "baseline"}
@@ -348,12 +418,12 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
 def overall(agg: Sequence[dict]) -> list[dict]:
     """Per (suite, variant): the means over targets of the per-target figures."""
     out = []
-    for suite in ("metadata", "nb201"):
+    for suite in SUITES:
         for v in VARIANTS:
             a = [r for r in agg if r["suite"] == suite and r["variant"] == v]
             if not a:
                 continue
-            m = lambda k: float(np.mean([r[k] for r in a]))
+            m = lambda k: float(np.mean([np.nan if r[k] is None else r[k] for r in a]))
             out.append({"suite": suite, "target": "overall", "variant": v, "targets": len(a),
                         "speedup_epochs_ratio_of_means": m("speedup_epochs_ratio_of_means"),
                         "speedup_epochs_mean_ratio": m("speedup_epochs_mean_ratio"),
@@ -377,7 +447,8 @@ def _pct(x):
 
 def target_markdown(agg: Sequence[dict], suite: str, target: str) -> str:
     a = [r for r in agg if r["suite"] == suite and r["target"] == target]
-    head = (f"### {suite}: {target} ({a[0]['pool']} cells, budget B = {a[0]['budget_epochs']:g} epochs, "
+    unit = "recorded curves" if suite == "baker" else "cells"
+    head = (f"### {suite}: {target} ({a[0]['pool']} {unit}, budget B = {a[0]['budget_epochs']:g} epochs, "
             f"cap {a[0]['cap_epochs']:g}, {a[0]['seeds']} seeds)\n\n"
             "| variant | reached | epochs to target | seconds to target | speed-up (ratio of means) | "
             "speed-up (mean of ratios) | acc. at B (%) | Δ acc. vs baseline (points) | runs stopped |\n"
@@ -397,7 +468,7 @@ def overall_markdown(ov: Sequence[dict]) -> str:
             "|---|---|---|---|---|---|---|---|---|\n")
     return head + "\n".join(
         f"| {r['suite']} | {r['variant']} | {r['targets']} | {r['speedup_epochs_ratio_of_means']:.2f} | "
-        f"{r['speedup_epochs_mean_ratio']:.2f} | {r['speedup_seconds_ratio_of_means']:.2f} | "
+        f"{r['speedup_epochs_mean_ratio']:.2f} | {_fmt(r['speedup_seconds_ratio_of_means'], None, 2)} | "
         f"{r['accuracy_diff_points']:+.2f} | {r['worst_accuracy_diff_points']:+.2f} | {100 * r['reached_fraction']:.0f}% |"
         for r in ov) + "\n"
 
@@ -436,12 +507,12 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots, extra_md: str = 
     out.mkdir(parents=True, exist_ok=True)
     meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **provenance()}
     payload = {**meta, "results": rows, "aggregate": agg, "overall": ov}
-    (out / f"acceleration_{cfg.name}.json").write_text(json.dumps(payload, indent=1, allow_nan=False, default=_json_default) + "\n")
+    (out / f"{cfg.stem}.json").write_text(json.dumps(payload, indent=1, allow_nan=False, default=_json_default) + "\n")
     md = [f"# Acceleration by transfer ({cfg.name})\n", f"Command: `{cfg.command}`; nax {meta['nax_version']}, "
           f"commit {meta['git_commit']}{' (uncommitted changes)' if meta['git_dirty'] else ''}.\n",
           "## Overall (means over targets)\n", overall_markdown(ov), "\n## Per target\n"]
     md += [target_markdown(agg, s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
-    (out / f"acceleration_{cfg.name}.md").write_text("\n".join(md) + extra_md)
+    (out / f"{cfg.stem}.md").write_text("\n".join(md) + extra_md)
 
 
 def _json_default(x):
@@ -465,16 +536,16 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     md_dir = REPO / cfg.metadata_dir
     rows, plots = [], {}
-    if cfg.targets:
+    if cfg.targets and "metadata" in cfg.suites:
         ct = with_steady_seconds(tables.concat([tables.load_curves(md_dir / f"{d}.csv") for d in META_DATASETS]))
         at = tables.load_archs(md_dir / "archs.csv")
         for target in cfg.targets:
             r, cv, grid = metadata_target(cfg, ct, at, target, log)
             rows += r
-            p = f"acceleration_{cfg.name}_metadata_{target}.png"
+            p = f"{cfg.stem}_metadata_{target}.png"
             plot_target(cv, grid, r[0]["budget_epochs"], f"{target} ({r[0]['pool']} cells, {cfg.seeds} seeds)", out / p)
             plots[("metadata", target)] = p
-    if cfg.nb201_targets:
+    if cfg.nb201_targets and "nb201" in cfg.suites:
         path = nb201_path(cfg)
         if not path.is_file():
             log(f"NAS-Bench-201 table {path} not found: skipping the NB201 targets")
@@ -483,9 +554,21 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
             for target in cfg.nb201_targets:
                 r, cv, grid = nb201_target(cfg, nb, target, log)
                 rows += r
-                p = f"acceleration_{cfg.name}_nb201_{target}.png"
+                p = f"{cfg.stem}_nb201_{target}.png"
                 plot_target(cv, grid, r[0]["budget_epochs"], f"NAS-Bench-201 {target} ({cfg.nb201_seeds} seeds)", out / p)
                 plots[("nb201", target)] = p
+    if cfg.baker_targets and "baker" in cfg.suites:
+        missing = [n for n in BAKER_SETS if not (shared_data() / "curves" / "baker2018" / f"{n}.csv").is_file()]
+        if missing:
+            log(f"Baker et al. curve sets {missing} not found under {shared_data()}: skipping the baker targets")
+        else:
+            sets = {n: baker_table(n) for n in BAKER_SETS}
+            for target in cfg.baker_targets:
+                r, cv, grid = baker_target(cfg, sets, target, log)
+                rows += r
+                p = f"{cfg.stem}_baker_{target}.png"
+                plot_target(cv, grid, r[0]["budget_epochs"], f"Baker et al. {target} ({cfg.baker_seeds} seeds)", out / p)
+                plots[("baker", target)] = p
     agg = aggregate(rows)
     ov = _nan_to_none(overall(agg))
     rows, agg = _nan_to_none(rows), _nan_to_none(agg)
@@ -549,7 +632,8 @@ def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> d
     real_ev = _PoolTraining(cands, rc.target, tcfg, space)
     model = ch.fit(at, sources, seed=0, space=space)
     prior = curves.fit_prior(ct.subset(np.isin(ct.datasets, sources)), seed=0, num_steps=cfg.prior_steps,
-                             max_curves=cfg.prior_max_curves)
+                             max_curves=cfg.prior_max_curves, calibration_steps=cfg.prior_calibration_steps,
+                             calibration_curves=cfg.prior_calibration_curves)
 
     def rule():
         return sparse_checks(stopping.rule_from_prior(prior, table_ev.max_epochs, delta=cfg.stop_delta,
@@ -592,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", choices=sorted(CONFIGS), default="quick")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "acceleration"))
     p.add_argument("--targets", nargs="*", help="override the config's meta-dataset targets")
+    p.add_argument("--suites", nargs="+", choices=SUITES, help="run only these suites (default: all)")
     p.add_argument("--real", action="store_true", help="real training on one bundled dataset instead")
     p.add_argument("--real-target", default="digits")
     p.add_argument("--real-seeds", type=int, default=RealConfig.seeds)
@@ -605,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = CONFIGS[args.config]
     if args.targets is not None:
         cfg = dataclasses.replace(cfg, targets=tuple(args.targets))
+    if args.suites:
+        cfg = dataclasses.replace(cfg, suites=tuple(s for s in SUITES if s in args.suites))
     t0 = time.perf_counter()
     res = run(cfg, Path(args.out))
     print(overall_markdown(res["overall"]))
