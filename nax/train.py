@@ -88,6 +88,11 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(epochs=2, channels=4, cells_per_stage=1, batch_size=64, train_limit=512, val_limit=256),
     "cpu": TrainConfig(epochs=12, channels=8, cells_per_stage=1, batch_size=128),
     "nb201": TrainConfig(epochs=200, channels=16, cells_per_stage=5, batch_size=256, learning_rate=0.1),
+    # how the shipped meta-dataset (nax/metadata) was trained: a search that transfers from it
+    # should train the same way, so its curves and accuracies are on the prior's scale
+    "metadata": TrainConfig(epochs=12, channels=4, cells_per_stage=1, batch_size=128, learning_rate=0.1,
+                            image_size=(8, 8), train_limit=1280, val_limit=500, evaluate_test=True,
+                            eval_batch_size=500),
 }
 
 

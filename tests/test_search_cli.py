@@ -94,3 +94,23 @@ def test_corrupt_journal_on_resume(tmp_path, capsys):
     (out / "journal.jsonl").write_text("\n".join(lines))
     assert cli.main(["search", "--resume", str(out)]) == 2
     assert "journal.jsonl:4: corrupt journal line (" in capsys.readouterr().err
+
+
+def test_training_search_trains_as_the_shipped_meta_dataset_was():
+    """The default training preset of a search is the meta-dataset's own TrainConfig (read
+    from its journal header), so what transfers from it is on the scale of the new runs."""
+    from pathlib import Path
+
+    from nax import train
+    from nax.search import config as config_lib
+
+    journal = Path(config_lib.METADATA_DIR) / "journal.jsonl"
+    if not journal.is_file():
+        pytest.skip(f"no meta-dataset journal at {journal}")
+    recorded = json.loads(journal.read_text().splitlines()[0])["config"]["train"]
+    recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
+    cfg = config_lib.SearchConfig(dataset="mnist5k")
+    assert cfg.preset == "metadata"
+    assert train.preset(cfg.preset).replace(seed=recorded["seed"]) == train.TrainConfig(**recorded)
+    with pytest.raises(ValueError, match="unknown training preset 'huge'"):
+        config_lib.SearchConfig(dataset="mnist5k", preset="huge")

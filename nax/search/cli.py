@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--table", nargs="+", default=[], metavar="CSV",
                    help="curve tables or one architecture table (default: the shipped meta-dataset)")
     p.add_argument("--batch", type=int, default=1, help="architectures evaluated at once")
-    p.add_argument("--preset", default="cpu", help="training preset of nax train (default cpu)")
+    p.add_argument("--preset", default="metadata",
+                   help="training preset of nax train (default metadata: as the shipped meta-dataset was trained)")
     p.add_argument("--epochs-per-run", type=int, default=200,
                    help="epochs an architecture-table run is charged (default 200, NAS-Bench-201)")
     p.add_argument("--population", type=int, default=20, help="evolution: population size")

@@ -53,8 +53,9 @@ class SearchConfig:
     tables: tuple[str, ...] = ()
     #: architectures handed out at once (the executor evaluates them in parallel)
     batch: int = 1
-    #: training preset of ``nax.train`` (training evaluator)
-    preset: str = "cpu"
+    #: training preset of ``nax.train`` (training evaluator); "metadata" trains as the shipped
+    #: meta-dataset was trained, so what transfers from it is on the same scale
+    preset: str = "metadata"
     #: epochs an architecture-table run is charged (NAS-Bench-201 trains 200)
     epochs_per_run: int = 200
     population: int = 20
@@ -85,6 +86,10 @@ class SearchConfig:
         if self.dataset in self.transfer_from:
             raise ValueError(f"the target dataset {self.dataset!r} cannot also be a transfer-from dataset")
         space_lib.get(self.space)
+        from nax import train  # noqa: PLC0415  (flax only when a config is checked)
+
+        if self.preset not in train.PRESETS:
+            raise ValueError(f"unknown training preset {self.preset!r}; accepted: {', '.join(train.PRESETS)}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
