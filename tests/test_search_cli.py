@@ -114,3 +114,18 @@ def test_training_search_trains_as_the_shipped_meta_dataset_was():
     assert train.preset(cfg.preset).replace(seed=recorded["seed"]) == train.TrainConfig(**recorded)
     with pytest.raises(ValueError, match="unknown training preset 'huge'"):
         config_lib.SearchConfig(dataset="mnist5k", preset="huge")
+
+
+def test_default_tables_are_the_shipped_meta_dataset_curves():
+    """`nax search --dataset NAME` with no --table transfers from the shipped curve tables
+    (archs.csv beside them is derived from the same runs and is not mixed in)."""
+    from nax.search import config as config_lib
+
+    if not (config_lib.METADATA_DIR / "mnist5k.csv").is_file():
+        pytest.skip(f"no shipped meta-dataset in {config_lib.METADATA_DIR}")
+    cfg = config_lib.SearchConfig(dataset="mnist5k")
+    kind, table = config_lib.load_tables(cfg)
+    assert kind == "curve"
+    assert config_lib.sources_of(cfg, kind, table) == ["animal_mnist", "digits", "fashion_mnist", "opencv_digits"]
+    finals = config_lib.final_accuracies(kind, table, __import__("nax").space.nb201)
+    assert len(finals.accuracy) == 5 * 157

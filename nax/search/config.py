@@ -118,7 +118,8 @@ def table_paths(config: SearchConfig) -> list[Path]:
     """The tables of this search: given, or the shipped meta-dataset."""
     if config.tables:
         return [Path(t) for t in config.tables]
-    paths = sorted(METADATA_DIR.glob("*.csv"))
+    # the curve tables (archs.csv holds the same final accuracies, derived from them)
+    paths = [p for p in sorted(METADATA_DIR.glob("*.csv")) if _table_kind(p) == "curve"]
     if not paths:
         raise FileNotFoundError(f"no meta-dataset in {METADATA_DIR}; give --table CSV (a curve table or "
                                 "an architecture table such as NAS-Bench-201's)")
