@@ -295,17 +295,28 @@ def plot_progress(outcome: SearchOutcome, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     xs, ys, spent, best = [], [], 0, None
+    done, stopped = [], []  # (epochs spent when the run ended, its final / last value)
     for r in outcome.runs:
         spent += r.result.cost_epochs
-        if r.result.status == "completed" and r.result.final is not None and (best is None or r.result.final > best):
-            best = r.result.final
+        if r.result.status == "completed" and r.result.final is not None:
+            done.append((spent, r.result.final))
+            best = r.result.final if best is None else max(best, r.result.final)
+        elif r.result.status == "stopped" and r.result.curve:
+            stopped.append((spent, r.result.curve[-1]))
         if best is not None:
             xs.append(spent)
             ys.append(best)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.step(xs, ys, where="post")
+    # every run, not only the best so far: a flat best line alone hides what the search tried
+    if done:
+        ax.plot(*zip(*done), ".", color="tab:blue", alpha=0.5, label="run (final accuracy)")
+    if stopped:
+        ax.plot(*zip(*stopped), "x", color="tab:red", alpha=0.6, label="stopped run (last accuracy)")
+    ax.step(xs, ys, where="post", color="k", label="best so far")
+    if done or stopped:
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel("epochs spent")
-    ax.set_ylabel("best validation accuracy")
+    ax.set_ylabel("validation accuracy")
     ax.set_title(f"{outcome.dataset}: search progress")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
