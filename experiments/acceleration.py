@@ -23,7 +23,7 @@ and the best accuracy reached within ``B``. NAS-Bench-201 (final accuracies only
 
     python experiments/acceleration.py --config quick
     python experiments/acceleration.py --config full
-    python experiments/acceleration.py --real          # real training on digits, small budget
+    python experiments/acceleration.py --real --config full   # real training on digits, small budget
 """
 
 from __future__ import annotations
@@ -386,7 +386,7 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
     """Per (suite, target, variant): means ± standard errors over seeds, and speed-ups both as
     the ratio of mean epochs and as the mean of per-seed ratios."""
     out = []
-    keys = sorted({(r["suite"], r["target"]) for r in rows}, key=lambda k: (SUITES.index(k[0]), k))
+    keys = sorted({(r["suite"], r["target"]) for r in rows}, key=lambda k: ((*SUITES, "table", "real").index(k[0]), k))
     for suite, target in keys:
         sub = [r for r in rows if r["suite"] == suite and r["target"] == target]
         base = {r["seed"]: r for r in sub if r["variant"] == "baseline"}
@@ -587,10 +587,19 @@ class RealConfig:
     budget_runs: int = 5
     cap: float = 1.6
     base: Config = CONFIGS["full"]
+    #: training images per run (None: as the meta-dataset, 1,280); quick runs train on fewer
+    train_limit: int | None = None
 
     @property
     def command(self) -> str:
-        return f"python experiments/acceleration.py --real --real-target {self.target} --real-seeds {self.seeds}"
+        return (f"python experiments/acceleration.py --real --config {self.base.name} --real-target {self.target} "
+                f"--real-seeds {self.seeds}")
+
+
+#: ``--real --config quick``: one seed, a one-run budget, 256 training images: the whole real
+#: training path end to end in about a minute (a test runs it)
+REAL_CONFIGS = {"full": RealConfig(), "quick": RealConfig(seeds=1, budget_runs=1, cap=1.0, base=CONFIGS["quick"],
+                                                          train_limit=256)}
 
 
 class _PoolTraining(ev_lib.TrainingEvaluator):
@@ -629,6 +638,8 @@ def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> d
     table_ev = ev_lib.CurveTableEvaluator(ct, rc.target, space, seconds_column="steady_s")
     cands = table_ev.candidates()
     tcfg = metadata_train_config().replace(evaluate_test=False)
+    if rc.train_limit is not None:
+        tcfg = tcfg.replace(train_limit=rc.train_limit)
     real_ev = _PoolTraining(cands, rc.target, tcfg, space)
     model = ch.fit(at, sources, seed=0, space=space)
     prior = curves.fit_prior(ct.subset(np.isin(ct.datasets, sources)), seed=0, num_steps=cfg.prior_steps,
@@ -679,11 +690,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--suites", nargs="+", choices=SUITES, help="run only these suites (default: all)")
     p.add_argument("--real", action="store_true", help="real training on one bundled dataset instead")
     p.add_argument("--real-target", default="digits")
-    p.add_argument("--real-seeds", type=int, default=RealConfig.seeds)
+    p.add_argument("--real-seeds", type=int, help="seeds of --real (default: the config's)")
     args = p.parse_args(argv)
     if args.real:
         t0 = time.perf_counter()
-        res = run_real(RealConfig(args.real_target, args.real_seeds), Path(args.out))
+        rc = REAL_CONFIGS[args.config]
+        rc = dataclasses.replace(rc, target=args.real_target, seeds=args.real_seeds or rc.seeds)
+        res = run_real(rc, Path(args.out))
         print("\n".join(target_markdown(res["aggregate"], s, args.real_target) for s in ("table", "real")))
         print(f"done in {time.perf_counter() - t0:.0f} s; outputs in {args.out}")
         return 0

@@ -84,3 +84,26 @@ def test_results_are_consistent(quick):
 def test_same_config_and_seed_give_identical_json(quick):
     _, out1, out2 = quick
     assert (out1 / "acceleration_quick.json").read_text() == (out2 / "acceleration_quick.json").read_text()
+
+
+def test_real_training_quick_variant(tmp_path):
+    """`--real --config quick`: the same variants trained for real next to the table replay,
+    end to end (one seed, a one-run budget, 256 training images)."""
+    acc = _module()
+    if not (META / "digits.csv").is_file():
+        pytest.skip(f"the meta-dataset is absent from {META}")
+    assert acc.main(["--real", "--config", "quick", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "acceleration_real.json").read_text())
+    assert payload["command"] == "python experiments/acceleration.py --real --config quick --real-target digits --real-seeds 1"
+    assert payload["config"]["train"]["train_limit"] == 256 and payload["config"]["train"]["epochs"] == 12
+    assert payload["git_commit"] is None or len(payload["git_commit"]) == 40
+    rows = payload["results"]
+    assert {(r["suite"], r["variant"]) for r in rows} == {(s, v) for s in ("table", "real") for v in acc.VARIANTS}
+    for r in rows:
+        # a one-run budget: every variant trains exactly one full run (nothing to stop against yet)
+        assert r["runs"] == 1 and r["runs_stopped"] == 0 and r["epochs_to_target"] == 12
+        assert 0.0 < r["accuracy_at_budget"] <= 1.0
+    real_base = next(r for r in rows if r["suite"] == "real" and r["variant"] == "baseline")
+    # the baseline's target is its own best: reached by definition
+    assert real_base["reached"] and real_base["target_accuracy"] == real_base["accuracy_at_budget"]
+    assert (tmp_path / "acceleration_real_digits_real.png").stat().st_size > 1000
