@@ -503,9 +503,10 @@ def plot_target(curves_by_variant: dict, grid: np.ndarray, budget: float, title:
     plt.close(fig)
 
 
-def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots, extra_md: str = "") -> None:
+def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots, extra_md: str = "", prov: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **provenance()}
+    meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)),
+            **(prov or provenance())}
     payload = {**meta, "results": rows, "aggregate": agg, "overall": ov}
     (out / f"{cfg.stem}.json").write_text(json.dumps(payload, indent=1, allow_nan=False, default=_json_default) + "\n")
     md = [f"# Acceleration by transfer ({cfg.name})\n", f"Command: `{cfg.command}`; nax {meta['nax_version']}, "
@@ -534,6 +535,7 @@ def _nan_to_none(o):
 def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
     """The whole experiment of ``cfg``; writes JSON, markdown and one PNG per target to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    prov = provenance()  # the code as it is when the run starts, not when it ends
     md_dir = REPO / cfg.metadata_dir
     rows, plots = [], {}
     if cfg.targets and "metadata" in cfg.suites:
@@ -572,7 +574,7 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
     agg = aggregate(rows)
     ov = _nan_to_none(overall(agg))
     rows, agg = _nan_to_none(rows), _nan_to_none(agg)
-    write_outputs(out, cfg, rows, agg, ov, plots)
+    write_outputs(out, cfg, rows, agg, ov, plots, prov=prov)
     return {"results": rows, "aggregate": agg, "overall": ov}
 
 
@@ -630,6 +632,7 @@ def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> d
     """Table replay and real training of the same variants on ``rc.target``, side by side."""
     cfg = rc.base
     out.mkdir(parents=True, exist_ok=True)
+    prov = provenance()  # the code as it is when the run starts
     md_dir = REPO / cfg.metadata_dir
     ct = with_steady_seconds(tables.concat([tables.load_curves(md_dir / f"{d}.csv") for d in META_DATASETS]))
     at = tables.load_archs(md_dir / "archs.csv")
@@ -672,7 +675,7 @@ def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> d
     agg = aggregate(rows)
     rows, agg = _nan_to_none(rows), _nan_to_none(agg)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"config": {**dataclasses.asdict(rc), "train": tcfg.to_dict()}, "command": rc.command, **provenance()}
+    meta = {"config": {**dataclasses.asdict(rc), "train": tcfg.to_dict()}, "command": rc.command, **prov}
     (out / "acceleration_real.json").write_text(json.dumps({**meta, "results": rows, "aggregate": agg}, indent=1,
                                                            default=_json_default) + "\n")
     md = [f"# Acceleration: table replay vs real training on {rc.target}\n",
