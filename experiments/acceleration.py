@@ -538,15 +538,20 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
     prov = provenance()  # the code as it is when the run starts, not when it ends
     md_dir = REPO / cfg.metadata_dir
     rows, plots = [], {}
+
+    def add(suite: str, target: str, result, title: str) -> None:
+        r, cv, grid = result
+        rows.extend(r)
+        p = f"{cfg.stem}_{suite}_{target}.png"
+        plot_target(cv, grid, r[0]["budget_epochs"], title, out / p)
+        plots[(suite, target)] = p
+
     if cfg.targets and "metadata" in cfg.suites:
         ct = with_steady_seconds(tables.concat([tables.load_curves(md_dir / f"{d}.csv") for d in META_DATASETS]))
         at = tables.load_archs(md_dir / "archs.csv")
         for target in cfg.targets:
-            r, cv, grid = metadata_target(cfg, ct, at, target, log)
-            rows += r
-            p = f"{cfg.stem}_metadata_{target}.png"
-            plot_target(cv, grid, r[0]["budget_epochs"], f"{target} ({r[0]['pool']} cells, {cfg.seeds} seeds)", out / p)
-            plots[("metadata", target)] = p
+            res = metadata_target(cfg, ct, at, target, log)
+            add("metadata", target, res, f"{target} ({res[0][0]['pool']} cells, {cfg.seeds} seeds)")
     if cfg.nb201_targets and "nb201" in cfg.suites:
         path = nb201_path(cfg)
         if not path.is_file():
@@ -554,11 +559,8 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
         else:
             nb = tables.load_archs(path)
             for target in cfg.nb201_targets:
-                r, cv, grid = nb201_target(cfg, nb, target, log)
-                rows += r
-                p = f"{cfg.stem}_nb201_{target}.png"
-                plot_target(cv, grid, r[0]["budget_epochs"], f"NAS-Bench-201 {target} ({cfg.nb201_seeds} seeds)", out / p)
-                plots[("nb201", target)] = p
+                add("nb201", target, nb201_target(cfg, nb, target, log),
+                    f"NAS-Bench-201 {target} ({cfg.nb201_seeds} seeds)")
     if cfg.baker_targets and "baker" in cfg.suites:
         missing = [n for n in BAKER_SETS if not (shared_data() / "curves" / "baker2018" / f"{n}.csv").is_file()]
         if missing:
@@ -566,11 +568,8 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
         else:
             sets = {n: baker_table(n) for n in BAKER_SETS}
             for target in cfg.baker_targets:
-                r, cv, grid = baker_target(cfg, sets, target, log)
-                rows += r
-                p = f"{cfg.stem}_baker_{target}.png"
-                plot_target(cv, grid, r[0]["budget_epochs"], f"Baker et al. {target} ({cfg.baker_seeds} seeds)", out / p)
-                plots[("baker", target)] = p
+                add("baker", target, baker_target(cfg, sets, target, log),
+                    f"Baker et al. {target} ({cfg.baker_seeds} seeds)")
     agg = aggregate(rows)
     ov = _nan_to_none(overall(agg))
     rows, agg = _nan_to_none(rows), _nan_to_none(agg)
