@@ -84,6 +84,9 @@ class Config:
     stop_check_every: int = 3
     stop_steps: int = 300
     stop_samples: int = 200
+    #: the rule's extrapolation noise learned within the target from its finished runs
+    #: (nax.search.stopping.rule_from_prior(adapt=...))
+    stop_adapt: bool = True
     #: NAS-Bench-201: selection only, budget in full (200-epoch) runs
     nb201_targets: tuple[str, ...] = NB201_DATASETS
     nb201_seeds: int = 10
@@ -305,7 +308,7 @@ def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> t
     def rule():
         r = stopping.rule_from_prior(prior, evaluator.max_epochs, delta=cfg.stop_delta,
                                      min_epochs=cfg.stop_min_epochs, num_samples=cfg.stop_samples,
-                                     num_steps=cfg.stop_steps)
+                                     num_steps=cfg.stop_steps, adapt=cfg.stop_adapt)
         return sparse_checks(r, cfg.stop_check_every, cfg.stop_min_epochs)
 
     evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
@@ -358,7 +361,7 @@ def baker_target(cfg: Config, sets: dict, target: str, log) -> tuple[list[dict],
 
     def rule():
         r = stopping.rule_from_prior(prior, horizon, delta=cfg.stop_delta, min_epochs=first,
-                                     num_samples=cfg.stop_samples, num_steps=cfg.stop_steps)
+                                     num_samples=cfg.stop_samples, num_steps=cfg.stop_steps, adapt=cfg.stop_adapt)
         return sparse_checks(r, every, first)
 
     rnd = lambda: strategies.random(space, batch=1, candidates=cands)
@@ -651,7 +654,7 @@ def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> d
     def rule():
         return sparse_checks(stopping.rule_from_prior(prior, table_ev.max_epochs, delta=cfg.stop_delta,
                                                       min_epochs=cfg.stop_min_epochs, num_samples=cfg.stop_samples,
-                                                      num_steps=cfg.stop_steps), cfg.stop_check_every, cfg.stop_min_epochs)
+                                                      num_steps=cfg.stop_steps, adapt=cfg.stop_adapt), cfg.stop_check_every, cfg.stop_min_epochs)
 
     evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
     sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)

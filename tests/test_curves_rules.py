@@ -195,6 +195,8 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
                 paths[0],
                 "--cutoffs",
                 "0.2",
+                "--finished",
+                "4",
                 "--json",
                 str(out),
                 *small,
@@ -210,13 +212,21 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         "no_transfer",
         "transfer",
         "transfer_uncalibrated",
+        "transfer_finished4",
     }
     calibrated = {r["method"]: r["calibrated"] for r in rows if "calibrated" in r}
     assert calibrated == {
         "no_transfer": False,
         "transfer": True,
         "transfer_uncalibrated": False,
+        "transfer_finished4": True,
     }
+    # 4 of the 6 runs finished: scored on the other 2, next to transfer on the same 2
+    within = next(r for r in rows if r["method"] == "transfer_finished4")
+    assert within["finished"] == 4 and within["n_curves"] == 2
+    assert {"paired_transfer_mae", "paired_transfer_lpd", "paired_transfer_cov90"} <= set(within)
+    assert set(within["adapted_calibration"]) == {"log_a", "b", "c", "d"}
+    rows = [r for r in rows if r is not within]
     saved = sorted(cache.iterdir())
     assert len(saved) == 1  # one left-out target, one prior
     for r in rows:
@@ -254,9 +264,12 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
     rows = json.loads(out.read_text())["results"]
     assert {r["method"] for r in rows} == {
         "transfer",
+        "transfer_adaptive",
         "transfer_uncalibrated",
         "no_transfer",
     }
+    adaptive = next(r for r in rows if r["method"] == "transfer_adaptive")
+    assert adaptive["adapt_fits"] >= 1 and adaptive["adapted_calibration_last_repeat"]["adapted"]["runs"] >= 1
     assert sorted(cache.iterdir()) == saved  # the early-stop command reused the prior
     assert (
         json.loads(out.read_text())["priors"]
@@ -289,3 +302,11 @@ def test_benchmark_command_errors_are_one_line(tmp_path, capsys):
         == 2
     )
     assert "no such curve table" in capsys.readouterr().err
+
+
+def test_benchmark_finished_count_must_be_positive(tmp_path, capsys):
+    path = str(tmp_path / "a.csv")
+    _write_table(path, "a", 0)
+    args = ["curves", "benchmark", "--train", path, "--test", path, "--finished", "0"]
+    assert main(args) == 2
+    assert "--finished counts finished runs" in capsys.readouterr().err

@@ -32,7 +32,7 @@ import numpy as np
 from nax import tables as tables_lib
 from nax.curves import baselines, calibration
 from nax.curves import prior as prior_lib
-from nax.curves.predict import predict
+from nax.curves.predict import compose_draws, predict
 from nax.curves.prior import CurvePrior, fit_prior
 
 DEFAULT_CUTOFFS = (0.1, 0.2, 0.3, 0.5)
@@ -198,10 +198,15 @@ def extrapolation_benchmark(
     prior_steps: int = 2000,
     calibrate: bool = True,
     prior_cache: str | Path | None = None,
+    finished: Sequence[int] = (),
     seed: int = 0,
     log=print,
 ) -> dict:
     """Run the extrapolation benchmark; returns ``{"results": [...], "priors": {...}}``.
+
+    ``finished``: for each ``k``, also ``transfer_finished{k}``: ``k`` runs of the target
+    finished (the other runs' context, and the calibration adapts to them), scored on the
+    other runs (:func:`_within_target`); the issue's protocol is ``finished=()``.
 
     ``max_curves``: seeded subsample of each test dataset; ``max_train_curves``: per source
     dataset for the prior fit; ``nuts_curves`` > 0 adds ``transfer_nuts`` and
@@ -310,6 +315,12 @@ def extrapolation_benchmark(
                     inf,
                     {**extra, "calibrated": pred.calibrated},
                 )
+                if method == "transfer":
+                    for k_done in finished:
+                        _within_target(
+                            results, log, row, table, values, mask, pred, pr,
+                            k_done, num_steps, seed,
+                        )
                 if pred.calibrated:
                     # the same posterior draws without the extrapolation noise: what the
                     # calibration changes, at no extra inference
@@ -329,6 +340,52 @@ def extrapolation_benchmark(
                         {**extra, "calibrated": False},
                     )
     return {"results": results, "priors": priors.info()}
+
+
+def _within_target(results, log, row, table, values, mask, pred, prior, k_done, num_steps, seed):
+    """``transfer_finished{k}``: as a search ``k`` runs in, ``k`` (seeded) runs of the
+    target are finished. They join the context of the prediction of the other runs, and
+    the calibration adapts to them (:func:`nax.curves.calibration.adapt`): each half of
+    them is predicted from its prefixes with the other half as context (so the evidence
+    comes from predictions made as the scored ones are, with finished runs in context).
+    Scored on the other runs, next to ``transfer`` (``pred``) on the same runs
+    (``paired_*``)."""
+    n = table.n_runs
+    if not 1 < k_done < n:
+        return
+    final = table.values[:, -1]
+    order = np.random.default_rng(seed).permutation(n)
+    done, rest = np.sort(order[:k_done]), np.sort(order[k_done:])
+    horizon = int(table.epochs[-1])
+
+    def context(rows):  # finished runs: full curves on epochs 1..horizon, NaN where unlogged
+        ctx = np.full((len(rows), horizon), np.nan)
+        ctx[:, table.epochs - 1] = np.where(table.mask[rows], table.values[rows], np.nan)
+        return ctx
+
+    kw = {"epochs": table.epochs, "minimize": table.minimize, "num_steps": num_steps, "seed": seed}
+    t0 = time.perf_counter()
+    within = predict(prior, values[rest], mask[rest], horizon, context=context(done), **kw)
+    extra = {"finished": int(k_done), "ok": within.ok,
+             "problems": "; ".join(within.diagnostics["problems"])}
+    if within.calibrated:
+        evidence = []
+        for a, b in ((done[::2], done[1::2]), (done[1::2], done[::2])):
+            p = predict(prior, values[a], mask[a], horizon, context=context(b), **kw)
+            if p.ok:
+                evidence.append(calibration.evidence(p, final[a], np.arange(len(a)), run_ids=a))
+        cal = calibration.adapt(within.calibration, evidence)
+        within = dataclasses.replace(within, calibration=cal)
+        extra["adapted_calibration"] = {k: cal.get(k) for k in ("log_a", "b", "c", "d")}
+    seconds = time.perf_counter() - t0
+    base = dataclasses.replace(pred, z=pred.z[:, rest], horizon=pred.horizon[rest],
+                               t_obs=pred.t_obs[rest], y_last=pred.y_last[rest])
+    lpd0, cov0 = _interval_stats(base, final[rest])
+    extra.update(paired_transfer_mae=float(np.mean(np.abs(base.mean - final[rest]))),
+                 paired_transfer_lpd=lpd0, paired_transfer_cov90=cov0)
+    lpd, cov = _interval_stats(within, final[rest])
+    _record(results, log, row, final[rest], f"transfer_finished{k_done}",
+            within.mean, lpd, cov, seconds, "svi", {**extra, "calibrated": within.calibrated})
 
 
 def _same_width(arrays):
@@ -355,9 +412,11 @@ def replay(
     threshold: float,
     order: np.ndarray,
     minimize=False,
+    on_complete=None,
 ):
     """Replay runs in ``order``; ``stop_prob[e]``: function (run, best) -> P(run beats best)
-    at epoch ``e``. Returns (epochs trained, best final value found)."""
+    at epoch ``e``; ``on_complete(run)``, if given, is told each run trained to the end
+    (before the next run starts). Returns (epochs trained, best final value found)."""
     better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
     best = np.inf if minimize else -np.inf
     used = 0
@@ -372,9 +431,68 @@ def replay(
             used += horizon
             if better(final[run], best):
                 best = final[run]
+            if on_complete is not None:
+                on_complete(run)
         else:
             used += stopped_at
     return used, best
+
+
+class AdaptiveReplay:
+    """The stopping rule with the calibration adapted to the target's finished runs
+    (:func:`nax.curves.calibration.adapt`), for :func:`replay`.
+
+    ``preds[e]``: the calibrated predictions of all runs at checkpoint epoch ``e``. A run
+    that finishes contributes its predictions at ``checks`` evenly spaced checkpoints
+    (made from its own prefixes) and its final value; the calibration is refitted after
+    each of the first ten finished runs and then whenever their number has grown by a
+    quarter, up to ``max_runs`` finished runs (enough for three parameters; the search's
+    rule also predicts each finished run at three checkpoints). ``reset()`` starts a new
+    replay from the sources' calibration.
+    """
+
+    def __init__(self, preds: dict, final, minimize: bool, checks: int = 3, max_runs: int = 60):
+        self.minimize, self.final = minimize, np.asarray(final, np.float64)
+        first = next(iter(preds.values()))
+        self.source = first.calibration
+        self.parts, self.ev = {}, {}
+        rows = np.arange(len(self.final))
+        keys = list(preds)
+        learn_at = {keys[i] for i in np.linspace(0, len(keys) - 1, checks).round().astype(int)}
+        for e, pred in preds.items():
+            y, ext, gap, head = pred.draw_components(pred.horizon[:, None])
+            self.parts[e] = (y[..., 0], ext[..., 0], gap[:, 0], head[:, 0])
+            if e in learn_at:
+                self.ev[e] = calibration.evidence(pred, self.final, rows)
+        self.max_runs = max_runs
+        self.stop_prob = {e: functools.partial(self.prob, e) for e in preds}
+        self.seconds, self.fits = 0.0, 0
+        self.reset()
+
+    def reset(self):
+        self.calibration, self.done, self.last_fit = self.source, [], 0
+
+    def prob(self, e, run, best) -> float:
+        y, ext, gap, head = self.parts[e]
+        draws = compose_draws(
+            y[:, run], ext[:, run], gap[run], head[run], self.calibration, self.minimize
+        )
+        return float(np.mean(draws < best if self.minimize else draws > best))
+
+    def complete(self, run):
+        self.done.append(int(run))
+        n = len(self.done)
+        if n > self.max_runs or (n > 10 and n < 1.25 * self.last_fit):
+            return
+        t0 = time.perf_counter()
+        runs = np.asarray(self.done)
+        ev = [
+            calibration.Evidence(*(a[:, runs] for a in ev[:2]), *(a[runs] for a in ev[2:]))
+            for ev in self.ev.values()
+        ]
+        self.calibration = calibration.adapt(self.source, ev)
+        self.last_fit, self.fits = n, self.fits + 1
+        self.seconds += time.perf_counter() - t0
 
 
 def _prob_better_fn(samples, minimize: bool):
@@ -402,6 +520,7 @@ def early_stop_benchmark(
     num_steps: int = 800,
     prior_steps: int = 2000,
     calibrate: bool = True,
+    adapt: bool = True,
     prior_cache: str | Path | None = None,
     methods: Sequence[str] = ("transfer", "no_transfer"),
     seed: int = 0,
@@ -413,7 +532,10 @@ def early_stop_benchmark(
     (subsampled) runs at once, every run truncated at that epoch (the other runs at the
     same epoch are the context); the runs are then replayed in ``repeats`` seeded random
     orders: a run is stopped at the first checkpoint where P(final > best final so far)
-    < threshold, and only runs trained to the end count as found.
+    < threshold, and only runs trained to the end count as found. ``adapt`` (with a
+    calibrated prior) adds ``transfer_adaptive``: the same predictions, the calibration
+    learned within the target from the runs finished so far in each replay
+    (:class:`AdaptiveReplay`), as a search would have them.
     """
     load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
@@ -439,7 +561,7 @@ def early_stop_benchmark(
             if method == "transfer" and prior is None:
                 continue
             t0 = time.perf_counter()
-            samples, problems = {}, []
+            samples, problems, preds = {}, [], {}
             # the same fits without the extrapolation noise (transfer with a calibrated prior)
             raw_samples = {}
             for e in epochs:
@@ -458,22 +580,30 @@ def early_stop_benchmark(
                 )
                 # a failed fit never stops a run
                 samples[int(e)] = pred.samples if pred.ok else None
+                if pred.ok and pred.calibrated:
+                    preds[int(e)] = pred
                 if pred.calibrated:
                     raw = dataclasses.replace(pred, calibration=None)
                     raw_samples[int(e)] = raw.samples if pred.ok else None
                 problems += [f"epoch {e}: {p}" for p in pred.diagnostics["problems"]]
             seconds = time.perf_counter() - t0
-            variants = [(method, samples, prior is not None and bool(raw_samples))]
+            fixed = lambda draws: {e: _prob_better_fn(draws[e], minimize) for e in draws}
+            # (name, stop_prob, calibrated, adaptive replay or None)
+            variants = [(method, fixed(samples), prior is not None and bool(raw_samples), None)]
+            if preds and adapt:
+                adaptive = AdaptiveReplay(preds, final, minimize)
+                variants.append((f"{method}_adaptive", adaptive.stop_prob, True, adaptive))
             if raw_samples:
-                variants.append((f"{method}_uncalibrated", raw_samples, False))
-            for (variant, draws, calibrated), threshold in itertools.product(
+                variants.append((f"{method}_uncalibrated", fixed(raw_samples), False, None))
+            for (variant, stop_prob, calibrated, adaptive), threshold in itertools.product(
                 variants, thresholds
             ):
-                stop_prob = {e: _prob_better_fn(draws[e], minimize) for e in draws}
                 rng = np.random.default_rng(seed)
-                saved, regret = [], []
+                saved, regret, extra = [], [], {}
                 best_all = final.min() if minimize else final.max()
                 for _ in range(repeats):
+                    if adaptive is not None:
+                        adaptive.reset()
                     used, best = replay(
                         final,
                         stop_prob,
@@ -481,9 +611,19 @@ def early_stop_benchmark(
                         threshold,
                         rng.permutation(n),
                         minimize,
+                        on_complete=None if adaptive is None else adaptive.complete,
                     )
                     saved.append(1.0 - used / (n * horizon))
                     regret.append(abs(best_all - best))
+                if adaptive is not None:
+                    cal = adaptive.calibration
+                    extra = {
+                        "adapted_calibration_last_repeat": {
+                            k: cal[k] for k in ("log_a", "b", "c", "d", "adapted") if k in cal
+                        },
+                        "adapt_fits": adaptive.fits,
+                        "adapt_seconds": adaptive.seconds,
+                    }
                 r = {
                     "dataset": name,
                     "threshold": float(threshold),
@@ -499,6 +639,7 @@ def early_stop_benchmark(
                     "inference": "svi",
                     "seconds": seconds,
                     "problems": "; ".join(problems),
+                    **extra,
                 }
                 results.append(r)
                 log(

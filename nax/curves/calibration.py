@@ -10,7 +10,12 @@ time past the last observation:
     sigma_ext = a * gap^b * headroom^c,  gap = max(t - t_obs, 0),  headroom = 1 - y_last
 
 (model scale, see :mod:`nax.curves.observations`; ``y_last`` is the last observed value,
-so a run at 0.15 accuracy may still move further than one at 0.9). ``a``, ``b``, ``c`` are
+so a run at 0.15 accuracy may still move further than one at 0.9). Within a target
+(:func:`adapt`) the term may also get a location, ``sigma_ext * (d + e_ext)``: when the
+target's finished runs all end above (``d`` > 0) what their prefixes foretold, as when every
+run of the dataset gains from the same learning-rate drop, that is a shift shared by its
+runs, not noise that would blur which run is better. The sources' fit keeps ``d = 0``
+(sources disagree on the sign of such a shift, so it does not transfer). ``a``, ``b``, ``c`` are
 fitted by maximum likelihood of the *known* final values of the source datasets' runs
 given their prefixes at several cutoffs, each prefix predicted exactly as a target would
 be (the ``transfer`` model with the source prior, the dataset's level learned from the
@@ -23,6 +28,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +46,13 @@ CUTOFFS = (0.1, 0.2, 0.35, 0.6)
 BOUNDS = ((-9.0, 1.0), (0.0, 4.0), (0.0, 3.0))
 #: quadrature nodes per Student-t term (t = normal scale mixture over a Gamma precision)
 NODES = 12
+#: prior standard deviations of (log a, b, c, d) around the sources' calibration (d = 0)
+#: when it adapts to the target's own finished runs (:func:`adapt`); (log a, b, c): about
+#: the spread of the nine leave-one-dataset-out source fits in benchmarks/NOTES.md section 6
+#: (a 0.08-0.40, 1.6 in log; b 0-1.5; c 0.9-3); d: a shift of up to ~2 extrapolation scales
+ADAPT_SCALE = (1.0, 1.0, 1.0, 2.0)
+#: box of d (in units of sigma_ext) for :func:`adapt`
+SHIFT_BOUNDS = (-8.0, 8.0)
 
 
 def ext_scale(calibration: dict, gap, headroom):
@@ -51,6 +64,14 @@ def ext_scale(calibration: dict, gap, headroom):
     head = np.clip(np.asarray(headroom, np.float64), 1e-6, 1.0)
     scale = a * np.clip(gap, 1e-12, None) ** calibration["b"] * head ** calibration["c"]
     return np.where(gap > 0, scale, 0.0)
+
+
+def ext_shift(calibration: dict, gap, headroom):
+    """Location ``d * sigma_ext`` of the extrapolation term (0 without a learned ``d``)."""
+    d = calibration.get("d", 0.0)
+    if d == 0.0:
+        return np.zeros(np.broadcast_shapes(np.shape(gap), np.shape(headroom)))
+    return d * ext_scale(calibration, gap, headroom)
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,6 +97,7 @@ def log_density(calibration, m, s, y, gap, headroom, nodes: int = NODES) -> np.n
     """Log density [N] of model-scale values ``y`` [N] under curve means ``m`` [S, N] with
     observation noise ``s`` [S, N] plus extrapolation noise (``gap``, ``headroom`` [N])."""
     e = ext_scale(calibration, gap, headroom)
+    m = np.asarray(m) + ext_shift(calibration, gap, headroom)
     out = _log_density(
         jnp.asarray(m, jnp.float32),
         jnp.asarray(s, jnp.float32),
@@ -125,6 +147,135 @@ def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[dict,
         "b": float(theta[1]),
         "c": float(theta[2]),
     }, float(res.fun)
+
+
+class Evidence(NamedTuple):
+    """What a finished run of the target says about the extrapolation noise: the
+    uncalibrated predictions of its final value made from its own prefixes (one column per
+    prefix), and the value it reached. ``m``, ``s`` [S, K]: expected final value and
+    observation-noise scale per posterior draw (model scale, ``Prediction.final_mean_scale``);
+    ``y`` [K]: the true final value (model scale); ``gap``, ``head`` [K]: time left and
+    headroom at each prefix; ``run`` [K]: an id of the run (each run weighs one in total,
+    however many of its prefixes were predicted)."""
+
+    m: np.ndarray
+    s: np.ndarray
+    y: np.ndarray
+    gap: np.ndarray
+    head: np.ndarray
+    run: np.ndarray
+
+    @staticmethod
+    def concat(items: Sequence["Evidence"]) -> "Evidence":
+        # predictions may keep different numbers of finite draws: use the common first S
+        n = min(e.m.shape[0] for e in items)
+        return Evidence(
+            *(np.concatenate([e.m[:n] for e in items], axis=1),
+              np.concatenate([e.s[:n] for e in items], axis=1)),
+            *(np.concatenate([getattr(e, k) for e in items]) for k in ("y", "gap", "head", "run")),
+        )
+
+
+def evidence(pred, final_values, rows, run_ids=None) -> Evidence:
+    """The :class:`Evidence` of the runs ``rows`` of ``pred`` whose final values (table
+    units, [len(rows)]) are now known."""
+    from nax.curves.observations import to_model_scale
+
+    rows = np.asarray(rows, int)
+    m, s = pred.final_mean_scale()
+    return Evidence(
+        m[:, rows],
+        s[:, rows],
+        to_model_scale(np.asarray(final_values, np.float64), pred.minimize),
+        1.0 - pred.t_obs[rows],
+        1.0 - pred.y_last[rows],
+        rows if run_ids is None else np.asarray(run_ids),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("nodes",))
+def _map_loss(theta, m, s, y, log_gap, log_head, w, theta0, scale, nodes: int):
+    e = jnp.exp(theta[0] + theta[1] * log_gap + theta[2] * log_head)
+    nll = -jnp.sum(w * _log_density(m + theta[3] * e, s, e, y, nodes=nodes))
+    return nll + 0.5 * jnp.sum(((theta - theta0) / scale) ** 2)
+
+
+_map_grad = jax.jit(jax.value_and_grad(_map_loss), static_argnames=("nodes",))
+
+
+def adapt(
+    calibration: dict,
+    ev: Evidence | Sequence[Evidence],
+    *,
+    scale: Sequence[float] = ADAPT_SCALE,
+    nodes: int = 8,
+    max_draws: int = 64,
+) -> dict:
+    """The calibration learned *within* the target: the maximum a posteriori ``(log a,
+    b, c, d)`` given the target's finished runs (``ev``), with a normal prior of standard
+    deviations ``scale`` centred on the sources' ``calibration`` (and ``d = 0``).
+
+    The sources' fit says how far curves of *other* datasets strayed from their
+    extrapolations; a target whose curves behave differently (a learning-rate step the
+    sources never made) shows it in its first finished runs, and the calibration follows:
+    ``d`` takes what its runs share (all gain more than foretold), the scale what they do
+    not.
+    Each finished run weighs one, however many of its prefixes were predicted; with no
+    evidence the sources' calibration is returned unchanged. The result is a calibration
+    dict (usable as ``Prediction.calibration``) with ``adapted`` saying from what.
+    ``max_draws``: evenly spaced posterior draws used (three parameters need few, and
+    the cost grows with draws x predictions).
+    """
+    if not isinstance(ev, Evidence):
+        ev = Evidence.concat(list(ev)) if len(ev) else None
+    source = calibration.get("adapted", {}).get("source", calibration)
+    theta0 = np.array([source["log_a"], source["b"], source["c"], 0.0], np.float64)
+    if ev is None or len(ev.y) == 0:
+        return dict(calibration)
+    if ev.m.shape[0] > max_draws:
+        keep = np.linspace(0, ev.m.shape[0] - 1, max_draws).round().astype(int)
+        ev = ev._replace(m=ev.m[keep], s=ev.s[keep])
+    _, inverse, counts = np.unique(ev.run, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    k = len(ev.y)
+    pad = max(16, 1 << (k - 1).bit_length()) - k  # few shapes, few compilations
+    padded = lambda a, v=0.0: np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)], constant_values=v)
+    args = (
+        jnp.asarray(padded(ev.m), jnp.float32),
+        jnp.asarray(padded(ev.s, 1.0), jnp.float32),
+        jnp.asarray(padded(ev.y), jnp.float32),
+        jnp.asarray(np.log(np.clip(padded(ev.gap, 1.0), 1e-6, None)), jnp.float32),
+        jnp.asarray(np.log(np.clip(padded(ev.head, 1.0), 1e-6, 1.0)), jnp.float32),
+        jnp.asarray(padded(w), jnp.float32),
+        jnp.asarray(theta0, jnp.float32),
+        jnp.asarray(scale, jnp.float32),
+    )
+
+    def f(theta):
+        v, g = _map_grad(jnp.asarray(theta, jnp.float32), *args, nodes=nodes)
+        return float(v), np.asarray(g, np.float64)
+
+    bounds = BOUNDS + (SHIFT_BOUNDS,)
+    lo, hi = np.array(bounds).T
+    # the likelihood is flat in log a where sigma_ext << s_z: start from the best of a
+    # few scales and shifts, not only from the sources' value
+    starts = [np.clip(theta0, lo, hi)] + [
+        np.clip([la, theta0[1], theta0[2], d], lo, hi)
+        for la in (-5.0, -3.5, -2.5, -1.5, -0.5)
+        for d in (0.0, 2.0)
+    ]
+    start = min(starts, key=lambda th: f(th)[0])
+    res = scipy.optimize.minimize(f, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    out = {k: v for k, v in calibration.items() if k != "adapted"}
+    out.update(log_a=float(res.x[0]), b=float(res.x[1]), c=float(res.x[2]), d=float(res.x[3]))
+    out["adapted"] = {
+        "runs": int(len(counts)),
+        "predictions": int(k),
+        "scale": [float(v) for v in scale],
+        "source": {"log_a": float(theta0[0]), "b": float(theta0[1]), "c": float(theta0[2]),
+                   "d": float(source.get("d", 0.0))},
+    }
+    return out
 
 
 def _truncate(values, mask, epochs, cutoff):
@@ -252,7 +403,12 @@ def fit_calibration(
 
 
 __all__ = [
+    "ADAPT_SCALE",
     "CUTOFFS",
+    "Evidence",
+    "adapt",
+    "evidence",
+    "ext_shift",
     "KIND",
     "ext_scale",
     "fit_calibration",

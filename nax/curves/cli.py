@@ -86,6 +86,15 @@ def register(subparsers) -> None:
         default=0,
         help="also run NUTS on this many curves per test dataset",
     )
+    b.add_argument(
+        "--finished",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also transfer_finished{K}: K (seeded) runs of the target finished, as a search "
+        "K runs in would have them (context + calibration adapted to them), scored on the rest",
+    )
     b.set_defaults(func=_benchmark, max_curves=None)
     e = sub.add_parser(
         "early-stop", help="epochs saved and regret of the early-termination rule"
@@ -112,6 +121,12 @@ def register(subparsers) -> None:
         help="epochs between checks (default: ~12 checks per run)",
     )
     e.add_argument("--steps", type=int, default=800, help="SVI steps per prediction")
+    e.add_argument(
+        "--no-adapt",
+        dest="adapt",
+        action="store_false",
+        help="leave out transfer_adaptive (calibration learned from the target's finished runs)",
+    )
     e.set_defaults(func=_early_stop)
     e.set_defaults(max_curves=300)
 
@@ -120,6 +135,9 @@ def _check_inputs(args) -> None:
     for path in list(args.train) + list(args.test):
         if not Path(path).exists():
             raise FileNotFoundError(f"no such curve table: {path}")
+    for k in getattr(args, "finished", []):
+        if k < 1:
+            raise ValueError(f"--finished counts finished runs of the target, at least 1, got {k}")
     for c in getattr(args, "cutoffs", []):
         if not 0 < c < 1:
             raise ValueError(f"cutoffs are fractions of the epochs in (0, 1), got {c}")
@@ -155,6 +173,7 @@ def _benchmark(args) -> int:
         num_steps=args.steps,
         prior_steps=args.prior_steps,
         calibrate=args.calibrate,
+        finished=args.finished,
         prior_cache=args.prior_cache,
         seed=args.seed,
         log=_log,
@@ -185,6 +204,7 @@ def _early_stop(args) -> int:
         num_steps=args.steps,
         prior_steps=args.prior_steps,
         calibrate=args.calibrate,
+        adapt=args.adapt,
         prior_cache=args.prior_cache,
         seed=args.seed,
         log=_log,

@@ -66,11 +66,15 @@ class Prediction:
 
         For accuracies the noise terms have mean zero, so this is the posterior mean of the
         expected curve at the horizon (no Monte Carlo noise from the heavy-tailed noise
-        draws); for losses the mean of the draws.
+        draws), plus the extrapolation term's location if the calibration was adapted to
+        the target (``d``); for losses the mean of the draws.
         """
         if self.minimize:
             return self.samples.mean(0)
-        return self.final_mean_scale()[0].mean(0)
+        mean = self.final_mean_scale()[0].mean(0)
+        if self.calibrated:  # a within-target shift of the extrapolation term
+            mean = mean + calib.ext_shift(self.calibration, 1.0 - self.t_obs, 1.0 - self.y_last)
+        return mean
 
     def final_mean_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """Expected value at the horizon and observation-noise scale of each draw, both
@@ -94,46 +98,43 @@ class Prediction:
         The noise of a curve at a given epoch is the same draw whatever else is asked, so
         ``predict_at([..., horizon])[..., -1]`` equals ``samples``.
         """
+        y, ext, gap, head = self.draw_components(epochs)
+        if not self.calibrated:
+            return compose_draws(y, None, None, None, None, self.minimize)
+        return compose_draws(y, ext, gap, head, self.calibration, self.minimize)
+
+    def draw_components(self, epochs):
+        """The parts the predictive draws at ``epochs`` are made of, so that they can be
+        recomposed under another calibration (:func:`compose_draws`) without a new fit:
+        ``y`` [S, N, K] model-scale draws without extrapolation noise, ``ext`` [S, N, K] its
+        standard Student-t draws, ``gap`` and ``headroom`` [N, K]."""
         epochs = np.broadcast_to(
             np.asarray(epochs), (len(self.horizon),) + np.shape(epochs)[-1:]
         )
         t = jnp.asarray(epochs / self.horizon[:, None], jnp.float32)
         mean = np.asarray(_curve_mean(self.z, t, self.families), np.float64)
         scale = np.asarray(basis.noise_scale(self.z), np.float64)[..., None]
-        noise = np.empty(mean.shape)
-        base = jax.random.fold_in(jax.random.key(self.seed), 1)
-        for e in np.unique(epochs):
-            draw = np.asarray(
-                jax.random.t(
-                    jax.random.fold_in(base, int(e)), models.NOISE_DF, mean.shape[:2]
-                )
-            )
-            rows, cols = np.nonzero(epochs == e)
-            noise[:, rows, cols] = draw[:, rows]
-        y = mean + scale * noise
-        if self.calibrated:
-            ext_base = jax.random.fold_in(jax.random.key(self.seed), 2)
-            ext = np.empty(mean.shape)
+
+        def t_draws(stream):
+            base = jax.random.fold_in(jax.random.key(self.seed), stream)
+            out = np.empty(mean.shape)
             for e in np.unique(epochs):
                 draw = np.asarray(
                     jax.random.t(
-                        jax.random.fold_in(ext_base, int(e)),
+                        jax.random.fold_in(base, int(e)),
                         models.NOISE_DF,
                         mean.shape[:2],
                     )
                 )
                 rows, cols = np.nonzero(epochs == e)
-                ext[:, rows, cols] = draw[:, rows]
-            ext_scale = calib.ext_scale(
-                self.calibration,
-                np.asarray(t, np.float64) - self.t_obs[:, None],
-                1.0 - self.y_last[:, None],
-            )
-            y = y + ext_scale * ext
-        # exp(-loss) is at most 1: a noise draw above it would be a negative loss
-        return from_model_scale(
-            np.clip(y, 1e-12, 1.0) if self.minimize else y, self.minimize
-        )
+                out[:, rows, cols] = draw[:, rows]
+            return out
+
+        y = mean + scale * t_draws(1)
+        if self.t_obs is None:
+            return y, None, None, None
+        gap = np.asarray(t, np.float64) - self.t_obs[:, None]
+        return y, t_draws(2), gap, 1.0 - self.y_last[:, None]
 
     def log_density(self, final_values) -> np.ndarray:
         """Log predictive density of observed final values [N] (table units) -> [N]."""
@@ -151,6 +152,15 @@ class Prediction:
         ]
         lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
+
+
+def compose_draws(y, ext, gap, headroom, calibration, minimize: bool) -> np.ndarray:
+    """Predictive draws in table units from the parts of
+    :meth:`Prediction.draw_components` under ``calibration`` (None: uncalibrated)."""
+    if calibration is not None:
+        y = y + calib.ext_scale(calibration, gap, headroom) * (calibration.get("d", 0.0) + ext)
+    # exp(-loss) is at most 1: a noise draw above it would be a negative loss
+    return from_model_scale(np.clip(y, 1e-12, 1.0) if minimize else y, minimize)
 
 
 def _bucket(n: int) -> int:
