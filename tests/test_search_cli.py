@@ -129,3 +129,25 @@ def test_default_tables_are_the_shipped_meta_dataset_curves():
     assert config_lib.sources_of(cfg, kind, table) == ["animal_mnist", "digits", "fashion_mnist", "opencv_digits"]
     finals = config_lib.final_accuracies(kind, table, __import__("nax").space.nb201)
     assert len(finals.accuracy) == 5 * 157
+
+
+def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch):
+    """`--no-stop-adapt` keeps the sources' extrapolation noise; the default learns it from
+    the search's finished runs too. Both reach the config (so the journal records them) and
+    the curve rule the search builds."""
+    from nax.search import cli as search_cli
+    from nax.search import config as config_lib
+    from nax.search import stopping
+
+    parser = cli.build_parser()
+    base = ["search", "--dataset", "mnist5k"]
+    assert search_cli._config(parser.parse_args(base)).stop_adapt is True
+    cfg = search_cli._config(parser.parse_args(base + ["--no-stop-adapt"]))
+    assert cfg.stop_adapt is False and cfg.to_dict()["stop_adapt"] is False
+    assert config_lib.SearchConfig.from_dict(cfg.to_dict()) == cfg
+    if not (config_lib.METADATA_DIR / "mnist5k.csv").is_file():
+        pytest.skip(f"no shipped meta-dataset in {config_lib.METADATA_DIR}")
+    seen = {}
+    monkeypatch.setattr(stopping, "curve_rule", lambda table, horizon, **kw: seen.update(kw))
+    config_lib.build(config_lib.SearchConfig(dataset="mnist5k", evaluator="table", stop_adapt=False))
+    assert seen["adapt"] is False

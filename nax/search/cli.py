@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--strategy", choices=config_lib.STRATEGIES, default="transfer")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
                    help="train every architecture fully")
+    p.add_argument("--no-stop-adapt", dest="stop_adapt", action="store_false",
+                   help="early stopping keeps the sources' extrapolation noise instead of learning it "
+                        "from this search's finished runs too")
     p.add_argument("--transfer-from", nargs="+", default=[], metavar="NAME",
                    help="earlier datasets to transfer from (default: every other dataset of the tables)")
     b = p.add_mutually_exclusive_group()
@@ -51,7 +54,7 @@ def register(subparsers) -> None:
 
 def _config(args) -> config_lib.SearchConfig:
     return config_lib.SearchConfig(
-        dataset=args.dataset, strategy=args.strategy, early_stop=args.early_stop,
+        dataset=args.dataset, strategy=args.strategy, early_stop=args.early_stop, stop_adapt=args.stop_adapt,
         transfer_from=tuple(args.transfer_from), budget_epochs=args.budget_epochs,
         budget_minutes=args.budget_minutes, seed=args.seed, evaluator=args.evaluator, tables=tuple(args.table),
         batch=args.batch, preset=args.preset, epochs_per_run=args.epochs_per_run, population=args.population,

@@ -42,6 +42,9 @@ class SearchConfig:
     dataset: str
     strategy: str = "transfer"
     early_stop: bool = True
+    #: the stopping rule learns its extrapolation noise from the target's finished runs too
+    #: (``nax.curves.calibration.adapt``); False: the sources' calibration throughout
+    stop_adapt: bool = True
     #: datasets to transfer from; empty = every other dataset of the tables
     transfer_from: tuple[str, ...] = ()
     #: one of the two; neither = 20 full runs' worth of epochs
@@ -226,7 +229,8 @@ def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) 
 
             log(f"fitting the curve prior on {', '.join(sources)}")
             curve_sources = table.subset(np.isin(table.datasets, sources))
-            stop_rule = stopping.curve_rule(curve_sources, evaluator.max_epochs, seed=config.seed)
+            stop_rule = stopping.curve_rule(curve_sources, evaluator.max_epochs, seed=config.seed,
+                                            adapt=config.stop_adapt)
     max_runs = None if candidates is None else len(candidates)
     return Parts(strategy, evaluator, budget, stop_rule, notes, max_runs)
 
