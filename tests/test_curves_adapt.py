@@ -17,6 +17,8 @@ from nax.curves.predict import compose_draws
 from nax.search.evaluators import RunResult
 from nax.search.stopping import checkpoints, rule_from_prior
 
+from test_curves_calibration import hand_prior  # the same hand-made prior (no prior fit)
+
 TRUE = {"kind": calibration.KIND, "log_a": np.log(0.12), "b": 1.0, "c": 1.0}
 #: what the sources said: almost no extrapolation noise
 SOURCE = {"kind": calibration.KIND, "log_a": np.log(0.004), "b": 1.0, "c": 1.0}
@@ -78,19 +80,6 @@ def test_each_run_weighs_one_however_many_of_its_prefixes_were_predicted():
         *(np.concatenate([a, a]) for a in (ev.y, ev.gap, ev.head, ev.run)))
     one, two = calibration.adapt(SOURCE, ev), calibration.adapt(SOURCE, doubled)
     assert abs(one["log_a"] - two["log_a"]) < 1e-3 and abs(one["c"] - two["c"]) < 1e-3
-
-
-def hand_prior(calib):
-    mu = np.array([1.0, -1.0, 1.5, 0.3, -4.0, 0.0, 0.0, 0.0])
-    return curves.CurvePrior(
-        families=curves.basis.DEFAULT_FAMILIES,
-        mu_loc=mu,
-        mu_scale=np.full(8, 0.3),
-        log_sigma_loc=np.log(np.full(8, 0.3)),
-        log_sigma_scale=np.full(8, 0.25),
-        L=np.eye(8),
-        calibration=calib,
-    )
 
 
 H = 10
