@@ -180,3 +180,31 @@ def test_prediction_mean_and_density_follow_the_shift():
     np.testing.assert_allclose(moved.samples, pred.samples + shift, rtol=1e-9)
     # the shifted predictive finds a value at its new centre more likely than the old one
     assert np.all(moved.log_density(pred.mean + shift) > pred.log_density(pred.mean + shift))
+
+
+def test_training_callback_rule_adapts_from_the_runs_it_was_told_finished():
+    """``nax.curves.stopping.early_stopping`` (init/update/tell) learns the noise from the
+    finished runs ``tell`` reported, at its next ``update``, as the search's rule does."""
+    rng = np.random.default_rng(1)
+    kw = {"horizon": H, "min_epochs": 4, "num_samples": 200, "num_steps": 300}
+    done = stepped(0.55, 0.3, rng, n=4)
+    late = stepped(0.55, 0.3, rng)[:, :6]  # on the best runs' plateau, before its jump
+    decisions = {}
+    for adapt in (False, True):
+        rule = curves.stopping.early_stopping(hand_prior(SOURCE), adapt=adapt, **kw)
+        state = rule.init()
+        for row in done:
+            state = rule.tell(row, state)
+        assert state.calibration is None and state.learned == 0  # tell only records
+        stop, state = rule.update(late, state)
+        decisions[adapt] = bool(stop[0])
+        if adapt:
+            assert state.learned == 4 and state.calibration["adapted"]["runs"] == 4
+            assert effective(state.calibration) > 5 * effective(SOURCE)
+            # a stopped run told afterwards joins the context; nothing new to learn from it
+            state = rule.tell(late[0], state)
+            _, again = rule.update(late, state)
+            assert again.learned == 5 and again.calibration["adapted"]["runs"] == 4
+        else:
+            assert state.calibration is None and state.evidence == ()
+    assert decisions == {False: True, True: False}

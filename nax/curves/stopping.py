@@ -7,11 +7,13 @@ is higher for accuracies and lower for losses (``Prediction.minimize``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from nax.curves import calibration
 from nax.curves.predict import Prediction, predict
 from nax.curves.prior import CurvePrior
 
@@ -36,13 +38,64 @@ def should_stop(pred: Prediction, best_so_far, *, delta: float = 0.05) -> np.nda
     return stop
 
 
+def adapt_checkpoints(horizon: int, min_epochs: int, n: int = 3) -> np.ndarray:
+    """Up to ``n`` epochs, from ``min_epochs`` to the one before the last, at which a
+    finished run is predicted again to adapt the calibration to the target."""
+    if min_epochs >= horizon:
+        return np.zeros(0, int)
+    return np.unique(np.round(np.linspace(min_epochs, horizon - 1, n)).astype(int))
+
+
+def finished_evidence(
+    prior: CurvePrior,
+    finished: np.ndarray,
+    context: np.ndarray | None,
+    checks,
+    *,
+    first_id: int = 0,
+    minimize: bool = False,
+    num_samples: int = 300,
+    num_steps: int = 800,
+    seed: int = 0,
+) -> list:
+    """:class:`~nax.curves.calibration.Evidence` of finished runs ``finished`` [M, horizon]:
+    each predicted from its prefix at every epoch of ``checks`` (one joint fit per epoch),
+    with ``context`` (the target's curves before these runs) as context; run ids from
+    ``first_id``. Failed fits give no evidence."""
+    horizon = finished.shape[1]
+    ids = first_id + np.arange(len(finished))
+    out = []
+    for e in checks:
+        prefix = np.where(np.arange(horizon) < e, finished, np.nan)
+        pred = predict(
+            prior,
+            prefix,
+            horizon=horizon,
+            context=context if context is not None and len(context) else None,
+            minimize=minimize,
+            num_samples=num_samples,
+            num_steps=num_steps,
+            seed=seed + 7919 * int(e),
+        )
+        if pred.ok:
+            out.append(
+                calibration.evidence(pred, finished[:, -1], np.arange(len(finished)), run_ids=ids)
+            )
+    return out
+
+
 class StoppingState(NamedTuple):
-    """State of :func:`early_stopping`: the best final value so far (table units) and the
-    finished curves of the dataset ([M, horizon], NaN padded) used as context."""
+    """State of :func:`early_stopping`: the best final value so far (table units), the
+    finished curves of the dataset ([M, horizon], NaN padded) used as context, and the
+    extrapolation noise adapted to the finished runs among them (``calibration``, None: the
+    prior's; ``evidence``; ``learned``: context rows already learned from)."""
 
     best: float
     context: np.ndarray
     step: int
+    calibration: dict | None = None
+    evidence: tuple = ()
+    learned: int = 0
 
 
 class EarlyStopping(NamedTuple):
@@ -70,13 +123,44 @@ def early_stopping(
     num_samples: int = 300,
     num_steps: int = 800,
     seed: int = 0,
+    adapt: bool = True,
+    adapt_checks: int = 3,
 ) -> EarlyStopping:
     """Build the per-epoch stopping rule for runs of ``horizon`` epochs on one dataset.
 
     ``prior``: the transferred :class:`CurvePrior` (None: no transfer). ``delta``: the
     probability threshold; ``min_epochs``: never stop before this many observed epochs.
+    ``adapt`` (with a calibrated prior): before its next prediction, the rule learns the
+    extrapolation noise from the runs ``tell`` reported finished
+    (:func:`nax.curves.calibration.adapt`), each predicted again at ``adapt_checks``
+    epochs, as the search's rule does.
     """
     worst = np.inf if minimize else -np.inf
+    adapting = adapt and prior is not None and prior.calibration is not None
+    checks = adapt_checkpoints(horizon, min_epochs, adapt_checks)
+
+    def learn(state: StoppingState) -> StoppingState:
+        new = state.context[state.learned :]
+        done = new[np.isfinite(new[:, -1])]
+        if not adapting or not len(done) or not len(checks):
+            return state._replace(learned=len(state.context))
+        ev = finished_evidence(
+            prior,
+            done,
+            state.context[: state.learned],
+            checks,
+            first_id=state.learned,
+            minimize=minimize,
+            num_samples=num_samples,
+            num_steps=num_steps,
+            seed=seed + 104729 * state.learned,
+        )
+        evidence = state.evidence + tuple(ev)
+        return state._replace(
+            evidence=evidence,
+            calibration=calibration.adapt(prior.calibration, list(evidence)),
+            learned=len(state.context),
+        )
 
     def init(best: float | None = None) -> StoppingState:
         return StoppingState(
@@ -97,6 +181,7 @@ def early_stopping(
         state = state._replace(step=state.step + 1)
         if e < min_epochs or not np.isfinite(state.best):
             return np.zeros(n, bool), state
+        state = learn(state)
         pred = predict(
             prior,
             curves,
@@ -108,6 +193,8 @@ def early_stopping(
             num_steps=num_steps,
             seed=seed + state.step,
         )
+        if state.calibration is not None and pred.calibrated:
+            pred = dataclasses.replace(pred, calibration=state.calibration)
         return should_stop(pred, state.best, delta=delta), state
 
     def tell(curve, state: StoppingState) -> StoppingState:

@@ -23,7 +23,8 @@ import jax
 import numpy as np
 
 from nax import curves
-from nax.curves.stopping import should_stop
+from nax.curves.stopping import adapt_checkpoints as checkpoints
+from nax.curves.stopping import finished_evidence, should_stop
 from nax.search.evaluators import RunResult
 from nax.search.loop import StopRule
 
@@ -60,14 +61,6 @@ class CurveTest:
         return stop, (float(pred.mean[0]) if stop else None)
 
 
-def checkpoints(horizon: int, min_epochs: int, n: int = 3) -> np.ndarray:
-    """Up to ``n`` epochs, from ``min_epochs`` to the one before the last, at which a
-    finished run is predicted again to adapt the calibration."""
-    if min_epochs >= horizon:
-        return np.zeros(0, int)
-    return np.unique(np.round(np.linspace(min_epochs, horizon - 1, n)).astype(int))
-
-
 def rule_from_prior(prior: curves.CurvePrior | None, horizon: int, *, delta: float = 0.05, min_epochs: int = 3,
                     num_samples: int = 300, num_steps: int = 800, adapt: bool = True,
                     adapt_checks: int = 3) -> StopRule:
@@ -83,18 +76,12 @@ def rule_from_prior(prior: curves.CurvePrior | None, horizon: int, *, delta: flo
         return CurveRuleState(np.zeros((0, horizon)), int(jax.random.randint(key, (), 0, 2**30)))
 
     def learn(state: CurveRuleState, finished: np.ndarray) -> CurveRuleState:
-        evidence = list(state.evidence)
-        first = len(state.context)  # unique run ids: later batches start past this context
-        for e in checks:
-            prefix = np.where(np.arange(horizon) < e, finished, np.nan)
-            pred = curves.predict(prior, prefix, horizon=horizon,
-                                  context=state.context if len(state.context) else None, minimize=False,
-                                  num_samples=num_samples, num_steps=num_steps, seed=state.seed + 7919 * int(e))
-            if pred.ok:
-                evidence.append(curves.calibration.evidence(pred, finished[:, -1], np.arange(len(finished)),
-                                                            run_ids=first + np.arange(len(finished))))
-        return state._replace(evidence=tuple(evidence),
-                              calibration=curves.calibration.adapt(prior.calibration, evidence))
+        # unique run ids: later batches start past this context
+        ev = finished_evidence(prior, finished, state.context, checks, first_id=len(state.context),
+                               num_samples=num_samples, num_steps=num_steps, seed=state.seed)
+        evidence = state.evidence + tuple(ev)
+        return state._replace(evidence=evidence,
+                              calibration=curves.calibration.adapt(prior.calibration, list(evidence)))
 
     def update(state: CurveRuleState, results: Sequence[RunResult], key: jax.Array) -> CurveRuleState:
         rows, finished = [], []
