@@ -14,8 +14,9 @@ from nax import curves
 from nax.curves import calibration
 from nax.curves.benchmark import AdaptiveReplay, replay
 from nax.curves.predict import compose_draws
+from nax.curves.stopping import adapt_checkpoints
 from nax.search.evaluators import RunResult
-from nax.search.stopping import checkpoints, rule_from_prior
+from nax.search.stopping import rule_from_prior
 
 from test_curves_calibration import hand_prior  # the same hand-made prior (no prior fit)
 
@@ -103,6 +104,10 @@ def test_compose_draws_reproduces_the_predictive_under_any_calibration():
         np.testing.assert_array_equal(compose_draws(y, ext, gap, head, cal, False)[..., 0], other.samples)
     raw = dataclasses.replace(pred, calibration=None)
     np.testing.assert_array_equal(compose_draws(y, None, None, None, None, False)[..., 0], raw.samples)
+    # predict(calibration=...) is the same fit under the given calibration
+    again = curves.predict(hand_prior(TRUE), partial, horizon=H, num_steps=200, num_samples=100,
+                           calibration=SOURCE)
+    np.testing.assert_array_equal(again.samples, dataclasses.replace(pred, calibration=SOURCE).samples)
 
 
 def test_search_rule_widens_after_finished_runs_jump_and_keeps_a_late_bloomer():
@@ -118,7 +123,7 @@ def test_search_rule_widens_after_finished_runs_jump_and_keeps_a_late_bloomer():
         states.append(state)
     assert states[0].calibration is None and states[0].evidence == ()
     cal = states[1].calibration
-    assert len(states[1].evidence) == len(checkpoints(H, 4)) == 3
+    assert len(states[1].evidence) == len(adapt_checkpoints(H, 4)) == 3
     assert cal["adapted"]["runs"] == 4 and effective(cal) > 5 * effective(SOURCE)
     # a run on the same plateau as the best ones, seen before its jump
     late = tuple(stepped(0.55, 0.3, rng)[0, :6])

@@ -365,17 +365,18 @@ def _within_target(results, log, row, table, values, mask, pred, prior, k_done, 
 
     kw = {"epochs": table.epochs, "minimize": table.minimize, "num_steps": num_steps, "seed": seed}
     t0 = time.perf_counter()
-    within = predict(prior, values[rest], mask[rest], horizon, context=context(done), **kw)
-    extra = {"finished": int(k_done), "ok": within.ok,
-             "problems": "; ".join(within.diagnostics["problems"])}
-    if within.calibrated:
+    cal = None
+    if prior.calibration is not None:
         evidence = []
         for a, b in ((done[::2], done[1::2]), (done[1::2], done[::2])):
             p = predict(prior, values[a], mask[a], horizon, context=context(b), **kw)
             if p.ok:
                 evidence.append(calibration.evidence(p, final[a], np.arange(len(a)), run_ids=a))
-        cal = calibration.adapt(within.calibration, evidence)
-        within = dataclasses.replace(within, calibration=cal)
+        cal = calibration.adapt(prior.calibration, evidence)
+    within = predict(prior, values[rest], mask[rest], horizon, context=context(done), calibration=cal, **kw)
+    extra = {"finished": int(k_done), "ok": within.ok,
+             "problems": "; ".join(within.diagnostics["problems"])}
+    if cal is not None:
         extra["adapted_calibration"] = {k: cal.get(k) for k in ("log_a", "b", "c", "d")}
     seconds = time.perf_counter() - t0
     base = dataclasses.replace(pred, z=pred.z[:, rest], horizon=pred.horizon[rest],

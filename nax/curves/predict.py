@@ -190,6 +190,7 @@ def predict(
     num_warmup: int = 400,
     lr: float = 0.05,
     seed: int = 0,
+    calibration: dict | None = None,
 ) -> Prediction:
     """Predict where ``N`` partially observed runs of one target dataset will end.
 
@@ -200,6 +201,8 @@ def predict(
     padded, epochs 1..Tc, horizon ``context_horizon`` defaulting to ``horizon``) that
     inform the dataset's level jointly. ``prior=None`` fits ``no_transfer`` instead.
     ``method``: "svi" (fast) or "nuts". Inference problems are in ``diagnostics``.
+    ``calibration``: the extrapolation noise to use instead of the prior's (one adapted to
+    the target, :func:`nax.curves.calibration.adapt`); ignored for ``no_transfer``.
 
     Decreasing curves (overfitting) are outside the model, whose expected curve is
     non-decreasing: such a run is predicted around its level, pulled towards the prior's
@@ -263,7 +266,7 @@ def predict(
     return Prediction(
         t_obs=query.t[rows_n, last].astype(np.float64),
         y_last=query.y[rows_n, last].astype(np.float64),
-        calibration=None if prior is None else prior.calibration,
+        calibration=None if prior is None else (calibration or prior.calibration),
         z=z,
         horizon=query.horizon,
         families=families,

@@ -7,7 +7,6 @@ is higher for accuracies and lower for losses (``Prediction.minimize``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -192,9 +191,8 @@ def early_stopping(
             num_samples=num_samples,
             num_steps=num_steps,
             seed=seed + state.step,
+            calibration=state.calibration,
         )
-        if state.calibration is not None and pred.calibrated:
-            pred = dataclasses.replace(pred, calibration=state.calibration)
         return should_stop(pred, state.best, delta=delta), state
 
     def tell(curve, state: StoppingState) -> StoppingState:

@@ -16,15 +16,13 @@ did widens its predictive after its first finished runs instead of stopping its 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple, Sequence
 
 import jax
 import numpy as np
 
 from nax import curves
-from nax.curves.stopping import adapt_checkpoints as checkpoints
-from nax.curves.stopping import finished_evidence, should_stop
+from nax.curves.stopping import adapt_checkpoints, finished_evidence, should_stop
 from nax.search.evaluators import RunResult
 from nax.search.loop import StopRule
 
@@ -54,9 +52,8 @@ class CurveTest:
         row[0, :e] = curve
         pred = curves.predict(self.prior, row, horizon=self.horizon,
                               context=self.context if len(self.context) else None, minimize=False,
-                              num_samples=self.num_samples, num_steps=self.num_steps, seed=self.seed + e)
-        if self.calibration is not None and pred.calibrated:
-            pred = dataclasses.replace(pred, calibration=self.calibration)
+                              num_samples=self.num_samples, num_steps=self.num_steps, seed=self.seed + e,
+                              calibration=self.calibration)
         stop = bool(should_stop(pred, self.best, delta=self.delta)[0])
         return stop, (float(pred.mean[0]) if stop else None)
 
@@ -70,7 +67,7 @@ def rule_from_prior(prior: curves.CurvePrior | None, horizon: int, *, delta: flo
     from its finished runs, each predicted again at ``adapt_checks`` checkpoint epochs.
     """
     adapting = adapt and prior is not None and prior.calibration is not None
-    checks = checkpoints(horizon, min_epochs, adapt_checks)
+    checks = adapt_checkpoints(horizon, min_epochs, adapt_checks)
 
     def init(key: jax.Array) -> CurveRuleState:
         return CurveRuleState(np.zeros((0, horizon)), int(jax.random.randint(key, (), 0, 2**30)))
