@@ -292,7 +292,7 @@ def test_fetch_extracts_the_file_from_a_deb(tmp_path):
 # ------------------------------------------------------------------ command line
 @pytest.fixture
 def nax(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("nax.data_cli",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("nax.cli.data",))
     return cli.main
 
 

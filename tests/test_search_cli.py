@@ -135,7 +135,7 @@ def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch):
     """`--no-stop-adapt` keeps the sources' extrapolation noise; the default learns it from
     the search's finished runs too. Both reach the config (so the journal records them) and
     the curve rule the search builds."""
-    from nax.search import cli as search_cli
+    from nax.cli import search as search_cli
     from nax.search import config as config_lib
     from nax.search import stopping
 

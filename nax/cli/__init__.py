@@ -1,8 +1,9 @@
 """The ``nax`` command.
 
-Each command group lives next to the code it drives and registers itself here through a
-``register(subparsers)`` function; ``main`` only dispatches. Imports are lazy so that
-``nax --help`` stays fast.
+Every command group is one module of this package (``nax.cli.data``, ``train``,
+``search``, ``curves``, ``select``) with a ``register(subparsers)`` function; ``main`` only
+dispatches. A command module imports nothing heavy at module level (no jax, numpy,
+matplotlib): the library is imported inside the handler, so ``nax --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import sys
 
 #: modules that define ``register(subparsers)``; each adds one top-level command group
 COMMAND_MODULES = (
-    "nax.data_cli",
-    "nax.train_cli",
-    "nax.search.cli",
-    "nax.curves.cli",
-    "nax.characteristics.cli",
+    "nax.cli.data",
+    "nax.cli.train",
+    "nax.cli.search",
+    "nax.cli.curves",
+    "nax.cli.select",
 )
 
 
