@@ -27,6 +27,7 @@ from nax.search import evaluators as ev_lib
 from nax.search import executors as ex_lib
 from nax.search import journal as journal_lib
 from nax.search import loop
+from nax.search import report
 from nax.search import strategies
 
 STRATEGIES = ("transfer", "evolution", "random")
@@ -275,7 +276,7 @@ def execute(config: SearchConfig, out: str | Path, *, resume: bool = False,
         journal.close()
     extra = {"strategy": config.strategy, "early_stop": parts.stop_rule is not None, "seed": config.seed,
              "budget_epochs": parts.budget.epochs, "budget_minutes": parts.budget.minutes, "notes": parts.notes}
-    return loop.write_outputs(outcome, out, extra)
+    return report.write_outputs(outcome, out, extra)
 
 
 def config_of(out: str | Path) -> SearchConfig:
