@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from nax.search import config as config_lib
+# the choices of nax.search.config, restated so `nax search --help` imports no library code
+# (tests/test_cli_fast.py checks they match)
+STRATEGIES = ("transfer", "evolution", "random")
+EVALUATORS = ("train", "table")
 
 
 def register(subparsers) -> None:
@@ -20,7 +23,7 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--dataset", help="target dataset (a bundled dataset, or a dataset of --table)")
-    p.add_argument("--strategy", choices=config_lib.STRATEGIES, default="transfer")
+    p.add_argument("--strategy", choices=STRATEGIES, default="transfer")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
                    help="train every architecture fully")
     p.add_argument("--no-stop-adapt", dest="stop_adapt", action="store_false",
@@ -38,7 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default: search-DATASET-STRATEGY-sSEED)")
     p.add_argument("--resume", metavar="DIR", help="continue the search journaled in DIR")
-    p.add_argument("--evaluator", choices=config_lib.EVALUATORS, default="train",
+    p.add_argument("--evaluator", choices=EVALUATORS, default="train",
                    help="train for real (default) or replay --table")
     p.add_argument("--table", nargs="+", default=[], metavar="CSV",
                    help="curve tables or one architecture table (default: the shipped meta-dataset)")
@@ -52,7 +55,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=main)
 
 
-def _config(args) -> config_lib.SearchConfig:
+def _config(args):
+    from nax.search import config as config_lib
+
     return config_lib.SearchConfig(
         dataset=args.dataset, strategy=args.strategy, early_stop=args.early_stop, stop_adapt=args.stop_adapt,
         transfer_from=tuple(args.transfer_from), budget_epochs=args.budget_epochs,
@@ -63,6 +68,8 @@ def _config(args) -> config_lib.SearchConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    from nax.search import config as config_lib
+
     if args.resume:
         out = args.resume
         if args.out and args.out != args.resume:
