@@ -12,7 +12,14 @@ def test_string_round_trip_and_edge_order():
     enc = S.from_string(EXAMPLE)
     assert enc.dtype == np.int32 and enc.shape == (6,)
     # edge order 0→1, 0→2, 1→2, 0→3, 1→3, 2→3
-    assert [S.ops[i] for i in enc] == ["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3"]
+    assert [S.ops[i] for i in enc] == [
+        "nor_conv_3x3",
+        "none",
+        "skip_connect",
+        "avg_pool_3x3",
+        "nor_conv_1x1",
+        "nor_conv_3x3",
+    ]
     assert S.to_string(enc) == EXAMPLE
 
 
@@ -58,7 +65,7 @@ def test_connectivity():
     conn = S.is_connected(S.enumerate())
     # known count: cells with no input→output path (each of the paths 0-3, 0-1-3, 0-2-3, 0-1-2-3 dead)
     brute = []
-    for e in S.enumerate()[:: 251]:
+    for e in S.enumerate()[::251]:
         live = e != none
         paths = [live[3], live[0] and live[4], live[1] and live[5], live[0] and live[2] and live[5]]
         brute.append(any(paths))
@@ -100,3 +107,34 @@ def test_unknown_space():
     with pytest.raises(ValueError, match="available: nb201"):
         space.get("darts")
     assert space.get("nb201") is S
+
+
+def test_from_strings_round_trips_every_nb201_cell_and_equals_from_string():
+    cells = space.nb201.enumerate()
+    strings = [space.nb201.to_string(c) for c in cells]
+    enc = space.nb201.from_strings(strings)
+    assert enc.dtype == np.int32 and enc.shape == (15625, 6)
+    np.testing.assert_array_equal(enc, cells)
+    # row by row equal to from_string, whitespace and a non-canonical edge ("~01") included
+    odd = [f"  {strings[7]} ", strings[42].replace("~1|", "~01|"), strings[-1]]
+    np.testing.assert_array_equal(space.nb201.from_strings(odd), [space.nb201.from_string(s) for s in odd])
+    assert space.nb201.from_strings([]).shape == (0, 6)
+    tiny = space.CellSpace(name="tiny", ops=("a", "b"), num_nodes=2)  # one edge: one regex group
+    np.testing.assert_array_equal(tiny.from_strings(["|b~0|", " |a~0|"]), [[1], [0]])
+
+
+@pytest.mark.parametrize(
+    "bad,index,reason",
+    [
+        ("|none~0|+|none~0|", 1, r"malformed nb201 string '\|none~0\|\+\|none~0\|': expected 3 nodes"),
+        ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", 1, "unknown operation 'conv'.*accepted: none, skip"),
+        ("|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", 1, "must read from node 0"),
+        (7, 1, "must be str, got int"),
+    ],
+)
+def test_from_strings_names_the_bad_string(bad, index, reason):
+    good = space.nb201.to_string(np.zeros(6, np.int32))
+    with pytest.raises(space.ArchStringError, match=reason) as err:
+        space.nb201.from_strings([good, bad, good])
+    assert err.value.index == index and err.value.string == bad
+    assert f"architecture {index} ({bad!r})" in str(err.value) and isinstance(err.value, ValueError)

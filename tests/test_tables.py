@@ -365,8 +365,6 @@ ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|
         ),
         (f"arch,dataset,accuracy\n{ARCH},c10,good\n", r"line 2, column 'accuracy': 'good' is not a number"),
         (f"arch,dataset,accuracy\n{ARCH},c10,\n", "no row has an accuracy"),
-        (f"arch,dataset,accuracy\n{ARCH},c10,101\n", r"outside \[0, 100\] \(percent\), first at line 2"),
-        (f"arch,dataset,accuracy\n{ARCH},c10,-0.1\n", r"outside \[0, 1\] \(fraction\)"),
         (f"arch,dataset,accuracy\n{ARCH},c10,0.5,7\n", r"ragged rows.*line 2"),
         (f"arch,dataset,accuracy\n{ARCH},,0.5\n", r"line 2: empty 'dataset'"),
         (f"arch,dataset,accuracy\n\n{ARCH},c10,0.5\n\n{ARCH},c10,bad\n", r"line 5, column 'accuracy'"),
@@ -437,3 +435,46 @@ def test_arch_nan_accuracy_skipped_and_units(tmp_path):
     assert pct.accuracy_fraction.tolist() == [0.005]
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         tables.load_archs(write(tmp_path / "p.csv", f"arch,dataset,accuracy\n{ARCH},c10,55\n"), unit="fraction")
+
+
+# ====================================================================== real-valued scores
+def test_negative_losses_round_trip_and_rank_reversed(tmp_path):
+    cells = space.nb201.enumerate()[[0, 5, 77, 300, 1200]]
+    loss = np.array([-0.25, -3.5, 1.75, -12.0, 0.0])  # a log-likelihood-like loss: any sign
+    at = tables.ArchTable.from_encodings(cells, "d", loss, unit="score", lower_is_better=True)
+    np.testing.assert_array_equal(at.oriented, -loss)
+    # the best (lowest loss) ranks first
+    assert np.argsort(-at.oriented).tolist() == np.argsort(loss).tolist() == [3, 1, 0, 4, 2]
+    path = tmp_path / "loss.csv"
+    tables.save_archs(at, path)
+    assert path.read_text().splitlines()[0] == "arch,dataset,score"
+    back = tables.load_archs(path, lower_is_better=True)
+    assert back.equals(at) and back.unit == "score" and back.lower_is_better
+    # without the direction the same file is a higher-is-better score: another table
+    assert not tables.load_archs(path).equals(at)
+    with pytest.raises(ValueError, match="holds scores"):
+        at.accuracy_fraction  # noqa: B018
+
+
+def test_any_finite_score_is_accepted_units_still_checked(tmp_path):
+    for text, unit in (
+        (f"{ARCH},c10,101\n", "score"),
+        (f"{ARCH},c10,-0.1\n", "score"),
+        (f"{ARCH},c10,55\n", "percent"),
+    ):
+        at = tables.load_archs(write(tmp_path / "s.csv", "arch,dataset,accuracy\n" + text))
+        assert at.unit == unit and not at.lower_is_better
+    path = write(tmp_path / "e.csv", f"arch,dataset,accuracy\n{ARCH},c10,5\n")
+    assert tables.load_archs(path, lower_is_better=True).unit == "score"  # an error rate: lower is better
+    with pytest.raises(ValueError, match=r"outside \[0, 100\] \(percent\).*unit='score'"):
+        tables.load_archs(write(tmp_path / "p.csv", f"arch,dataset,accuracy\n{ARCH},c10,101\n"), unit="percent")
+    with pytest.raises(ValueError, match=r"outside \[0, 1\] \(fraction\)"):
+        tables.load_archs(write(tmp_path / "f.csv", f"arch,dataset,accuracy\n{ARCH},c10,-0.1\n"), unit="fraction")
+    with pytest.raises(ValueError, match="lower-is-better table holds scores"):
+        tables.load_archs(path, unit="percent", lower_is_better=True)
+    with pytest.raises(ValueError, match="both 'accuracy' and 'score'"):
+        tables.load_archs(write(tmp_path / "b.csv", f"arch,dataset,accuracy,score\n{ARCH},c10,1,2\n"))
+    with pytest.raises(ValueError, match=r"line 2, column 'score': 'x' is not a number"):
+        tables.load_archs(write(tmp_path / "x.csv", f"arch,dataset,score\n{ARCH},c10,x\n"))
+    with pytest.raises(ValueError, match="must be finite"):
+        tables.ArchTable.from_encodings(np.zeros((1, 6), np.int32), "d", [np.inf], unit="score")
