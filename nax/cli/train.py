@@ -8,16 +8,17 @@ import pathlib
 
 #: a strong NAS-Bench-201 cell (top 1% on all three NB201 datasets)
 DEFAULT_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+#: the names of nax.train.PRESETS, restated so `nax train --help` imports no jax
+#: (tests/test_cli_fast.py checks they match)
+PRESET_NAMES = ("tiny", "cpu", "nb201", "metadata")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nax import train
-
     p = sub.add_parser("train", help="train one architecture and record its learning curve",
                        description="Train one NAS-Bench-201 cell on a bundled dataset; print the curve and write it as JSON.")
     p.add_argument("--arch", default=DEFAULT_ARCH, help="NAS-Bench-201 string (default: a strong conv cell)")
     p.add_argument("--dataset", default="digits", help="bundled dataset name (see `nax data list`)")
-    p.add_argument("--preset", default="cpu", choices=sorted(train.PRESETS), help="network size and schedule")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESET_NAMES), help="network size and schedule")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
