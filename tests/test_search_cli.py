@@ -131,10 +131,11 @@ def test_default_tables_are_the_shipped_meta_dataset_curves():
     assert len(finals.accuracy) == 5 * 157
 
 
-def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch):
+def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch, tmp_path):
     """`--no-stop-adapt` keeps the sources' extrapolation noise; the default learns it from
     the search's finished runs too. Both reach the config (so the journal records them) and
     the curve rule the search builds."""
+    from nax import curves
     from nax.cli import search as search_cli
     from nax.search import config as config_lib
     from nax.search import stopping
@@ -145,9 +146,14 @@ def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch):
     cfg = search_cli._config(parser.parse_args(base + ["--no-stop-adapt"]))
     assert cfg.stop_adapt is False and cfg.to_dict()["stop_adapt"] is False
     assert config_lib.SearchConfig.from_dict(cfg.to_dict()) == cfg
-    if not (config_lib.METADATA_DIR / "mnist5k.csv").is_file():
-        pytest.skip(f"no shipped meta-dataset in {config_lib.METADATA_DIR}")
+    from test_curves_calibration import hand_prior
+
+    # a hand-made prior stands in for fitting one (minutes on two cores); the rule is the real one
+    monkeypatch.setattr(curves, "fit_prior", lambda *a, **kw: hand_prior())
     seen = {}
-    monkeypatch.setattr(stopping, "curve_rule", lambda table, horizon, **kw: seen.update(kw))
-    config_lib.build(config_lib.SearchConfig(dataset="mnist5k", evaluator="table", stop_adapt=False))
-    assert seen["adapt"] is False
+    real = stopping.rule_from_prior
+    monkeypatch.setattr(stopping, "rule_from_prior", lambda prior, horizon, **kw: seen.update(kw) or real(prior, horizon, **kw))
+    csv = simulated_curve_csv(tmp_path / "sim.csv")
+    parts = config_lib.build(config_lib.SearchConfig(dataset="beta", strategy="random", evaluator="table",
+                                                     tables=(str(csv),), stop_adapt=False))
+    assert seen["adapt"] is False and parts.stop_rule is not None

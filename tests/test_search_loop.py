@@ -190,9 +190,9 @@ def test_execute_writes_outputs_and_refuses_a_changed_config(curve_csv, tmp_path
     logs = []
     summary = execute(cfg, tmp_path, log=logs.append)
     assert summary["runs"] == 6 and summary["epochs_spent"] == 6 * EPOCHS
-    assert summary["best_accuracy"] == max(json.loads(l)["final"] for l in
-                                           (tmp_path / "journal.jsonl").read_text().splitlines()[1:]
-                                           if json.loads(l)["event"] == "end")
+    assert summary["best_accuracy"] == round(max(json.loads(l)["final"] for l in
+                                                 (tmp_path / "journal.jsonl").read_text().splitlines()[1:]
+                                                 if json.loads(l)["event"] == "end"), summary["accuracy_decimals"])
     assert {p.name for p in tmp_path.iterdir()} >= {"journal.jsonl", "summary.json", "curves.png", "progress.png"}
     assert sum(l.startswith("run ") for l in logs) == 6 and "best" in logs[-1]
     with pytest.raises(ValueError, match="already holds a search"):

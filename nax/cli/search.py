@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--transfer-from", nargs="+", default=[], metavar="NAME",
                    help="earlier datasets to transfer from (default: every other dataset of the tables)")
     b = p.add_mutually_exclusive_group()
-    b.add_argument("--budget-epochs", type=float, help="epochs to spend (default: 20 full runs)")
+    b.add_argument("--budget-epochs", type=float, help="epochs to spend (default: 20 full runs); the journal "
+                   "header records the budget the search counts against")
     b.add_argument("--budget-minutes", type=float, help="minutes of training to spend")
     p.add_argument("--executor", choices=("local", "ray"), default=None,
                    help="where runs execute (default local; ray: a local or RAY_ADDRESS cluster)")
@@ -48,8 +49,12 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1, help="architectures evaluated at once")
     p.add_argument("--preset", default="metadata",
                    help="training preset of nax train (default metadata: as the shipped meta-dataset was trained)")
-    p.add_argument("--epochs-per-run", type=int, default=200,
-                   help="epochs an architecture-table run is charged (default 200, NAS-Bench-201)")
+    p.add_argument("--epochs-per-run", type=int, default=None,
+                   help="epochs an architecture-table run is charged (default 200, NAS-Bench-201); other "
+                        "searches charge what a run trains, and the journal header records it")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar: one plain line per run (for logs); the bar is off anyway when "
+                        "stderr is not a terminal")
     p.add_argument("--population", type=int, default=20, help="evolution: population size")
     p.add_argument("--sample", type=int, default=5, help="evolution: tournament size")
     p.set_defaults(func=main)
@@ -70,13 +75,15 @@ def _config(args):
 def main(args: argparse.Namespace) -> int:
     from nax.search import config as config_lib
 
+    journaled = None
     if args.resume:
         out = args.resume
         if args.out and args.out != args.resume:
             raise ValueError("--resume DIR continues the search in DIR; do not give a different --out")
+        journaled = config_lib.read_journal(out)  # once: a torn last line is reported once
         if args.dataset is None:
             # config as journaled; only the executor may change
-            cfg = config_lib.config_of(out)
+            cfg = config_lib.SearchConfig.from_dict(journaled[0]["config"])
             if args.executor:
                 cfg = config_lib.SearchConfig.from_dict({**cfg.to_dict(), "executor": args.executor})
         else:
@@ -91,7 +98,8 @@ def main(args: argparse.Namespace) -> int:
         from nax.search.executors import RayExecutor
 
         executor = RayExecutor(num_gpus=args.gpus_per_run)
-    summary = config_lib.execute(cfg, out, resume=bool(args.resume), executor=executor)
+    summary = config_lib.execute(cfg, out, resume=bool(args.resume), journaled=journaled, executor=executor,
+                                 quiet=args.quiet)
     print(json.dumps({k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent",
                                               "epochs_saved_by_stopping", "runs")}))
     print(f"wrote {out}/journal.jsonl, summary.json, curves.png, progress.png")

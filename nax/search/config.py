@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from nax.search import evaluators as ev_lib
 from nax.search import executors as ex_lib
 from nax.search import journal as journal_lib
 from nax.search import loop
+from nax.search import progress as progress_lib
 from nax.search import report
 from nax.search import strategies
 
@@ -60,8 +62,9 @@ class SearchConfig:
     #: training preset of ``nax.train`` (training evaluator); "metadata" trains as the shipped
     #: meta-dataset was trained, so what transfers from it is on the same scale
     preset: str = "metadata"
-    #: epochs an architecture-table run is charged (NAS-Bench-201 trains 200)
-    epochs_per_run: int = 200
+    #: epochs an architecture-table run is charged (None: 200, as NAS-Bench-201 trains);
+    #: the journal records the epochs a run of the search's evaluator really trains
+    epochs_per_run: int | None = None
     population: int = 20
     sample: int = 5
     space: str = "nb201"
@@ -173,6 +176,20 @@ def sources_of(config: SearchConfig, kind: str, table) -> list[str]:
 
 # ---------------------------------------------------------------------------- parts
 @dataclasses.dataclass
+class Setup:
+    """What a search needs before anything is fitted (seconds): tables, evaluator, budget."""
+
+    config: SearchConfig  # resolved: the real budget and epochs per run
+    space: space_lib.CellSpace
+    kind: str | None
+    table: Any
+    evaluator: Any
+    candidates: np.ndarray | None
+    sources: list[str]
+    budget: loop.Budget
+
+
+@dataclasses.dataclass
 class Parts:
     strategy: strategies.Strategy
     evaluator: Any
@@ -183,16 +200,14 @@ class Parts:
     max_runs: int | None = None
 
 
-def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) -> Parts:
-    """Evaluator, strategy, budget and stopping rule of ``config``."""
+def prepare(config: SearchConfig, *, strict: bool = True) -> Setup:
+    """Load the tables and make the evaluator; resolve the budget and epochs per run."""
     space = space_lib.get(config.space)
-    notes: list[str] = []
     needs_tables = config.evaluator == "table" or config.strategy == "transfer" or config.early_stop
     kind, table = load_tables(config) if needs_tables else (None, None)
-
     if config.evaluator == "table":
         if kind == "arch":
-            evaluator = ev_lib.ArchTableEvaluator(table, config.dataset, epochs=config.epochs_per_run)
+            evaluator = ev_lib.ArchTableEvaluator(table, config.dataset, epochs=config.epochs_per_run or 200)
         else:
             evaluator = ev_lib.CurveTableEvaluator(table, config.dataset, space)
         candidates = evaluator.candidates()
@@ -201,85 +216,156 @@ def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) 
 
         evaluator = ev_lib.TrainingEvaluator(config.dataset, train.preset(config.preset), space)
         candidates = None
-
-    if config.budget_epochs is None and config.budget_minutes is None:
-        budget = loop.Budget(epochs=20 * evaluator.max_epochs)
-    else:
-        budget = loop.Budget(epochs=config.budget_epochs, minutes=config.budget_minutes)
-
     sources = sources_of(config, kind, table) if kind is not None else []
+    config = resolve(config, evaluator, strict=strict)
+    budget = loop.Budget(epochs=config.budget_epochs, minutes=config.budget_minutes)
+    return Setup(config, space, kind, table, evaluator, candidates, sources, budget)
+
+
+def resolve(config: SearchConfig, evaluator, *, strict: bool = True) -> SearchConfig:
+    """``config`` as the journal records it: the epochs a run of ``evaluator`` trains, and
+    the budget (default: 20 full runs) in the units it is counted in. ``strict``: refuse
+    an ``epochs_per_run`` that is not the evaluator's (only an architecture table takes one)."""
+    epochs = int(evaluator.max_epochs)
+    fixed = not isinstance(evaluator, ev_lib.ArchTableEvaluator)
+    if strict and fixed and config.epochs_per_run not in (None, epochs):
+        raise ValueError(f"--epochs-per-run is for an architecture table; a run of this search trains {epochs} "
+                         f"epochs, not {config.epochs_per_run}")
+    budget = config.budget_epochs
+    if budget is None and config.budget_minutes is None:
+        budget = float(20 * epochs)
+    return dataclasses.replace(config, epochs_per_run=epochs, budget_epochs=budget)
+
+
+MODEL_FILE = "characteristic_model.npz"
+PRIOR_FILE = "curve_prior.json"
+
+
+def _fitted(path: Path | None, what: str, fit, save, load, reuse: bool, stage, log):
+    """Fit (or with ``reuse``, load from ``path``) and save atomically; the search uses the
+    saved copy, so a fresh and a resumed search run from the same numbers."""
+    if reuse and path is not None and path.is_file():
+        log(f"loaded {what} from {path}")
+        return load(path)
+    with stage(f"fitting {what}"):
+        obj = fit()
+    if path is None:
+        return obj
+    tmp = path.with_name(path.name + ".part")
+    save(obj, tmp)
+    os.replace(tmp, path)  # a kill while saving leaves no half-written file to be loaded
+    return load(path)
+
+
+def fit_parts(setup: Setup, out: Path | None = None, *, reuse: bool = False, stage=None,
+              log: Callable[[str], None] = lambda s: None) -> Parts:
+    """Strategy and stopping rule of ``setup``: the transferred models are fitted, or with
+    ``reuse`` loaded from ``out`` where an earlier start of this search saved them.
+    ``stage(what)``: a context manager around each fit (default: ``log`` a line first)."""
+    stage = stage or progress_lib.Progress(log, quiet=True).stage
+    config, space, kind, table, sources = setup.config, setup.space, setup.kind, setup.table, setup.sources
+    notes: list[str] = []
     if config.strategy == "random":
-        strategy = strategies.random(space, batch=config.batch, candidates=candidates)
+        strategy = strategies.random(space, batch=config.batch, candidates=setup.candidates)
     elif config.strategy == "evolution":
-        strategy = strategies.evolution(space, config.population, config.sample, config.batch, candidates)
+        strategy = strategies.evolution(space, config.population, config.sample, config.batch, setup.candidates)
     else:
         if not sources:
             raise ValueError("the transfer strategy needs transfer-from datasets: none in the tables")
+        from nax import characteristics as ch
         from nax.search import transfer
 
-        log(f"fitting the characteristic model on {', '.join(sources)}")
-        strategy = transfer.strategy(space, final_accuracies(kind, table, space), sources, seed=config.seed,
-                                     batch=config.batch, candidates=candidates)
+        model = _fitted(out and out / MODEL_FILE, f"the characteristic model on {', '.join(sources)}",
+                        lambda: ch.fit(final_accuracies(kind, table, space), list(sources), seed=config.seed,
+                                       space=space),
+                        lambda m, p: m.save(str(p)), lambda p: ch.CharacteristicModel.load(str(p)), reuse, stage, log)
+        strategy = transfer.strategy_from_model(model, space, batch=config.batch, candidates=setup.candidates)
 
     stop_rule = None
     if config.early_stop:
         if kind != "curve":
             notes.append("early stopping off: an architecture table has no learning curves to learn from")
         else:
+            from nax import curves
             from nax.search import stopping
 
-            log(f"fitting the curve prior on {', '.join(sources)}")
             curve_sources = table.subset(np.isin(table.datasets, sources))
-            stop_rule = stopping.curve_rule(curve_sources, evaluator.max_epochs, seed=config.seed,
-                                            adapt=config.stop_adapt)
-    max_runs = None if candidates is None else len(candidates)
-    return Parts(strategy, evaluator, budget, stop_rule, notes, max_runs)
+            prior = _fitted(out and out / PRIOR_FILE, f"the curve prior on {', '.join(sources)}",
+                            lambda: curves.fit_prior(curve_sources, seed=config.seed, max_curves=200),
+                            lambda pr, p: pr.save(p), curves.CurvePrior.load, reuse, stage, log)
+            stop_rule = stopping.rule_from_prior(prior, setup.evaluator.max_epochs, adapt=config.stop_adapt)
+    max_runs = None if setup.candidates is None else len(setup.candidates)
+    return Parts(strategy, setup.evaluator, setup.budget, stop_rule, notes, max_runs)
+
+
+def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) -> Parts:
+    """Evaluator, strategy, budget and stopping rule of ``config`` (nothing saved)."""
+    return fit_parts(prepare(config), log=log)
 
 
 # ---------------------------------------------------------------------------- run / resume
-def execute(config: SearchConfig, out: str | Path, *, resume: bool = False,
-            log: Callable[[str], None] = print, on_run=None, executor=None) -> dict:
+def read_journal(out: str | Path) -> tuple[dict, list[dict]]:
+    """Header and events of the search in ``out`` (read once: a torn line warns once)."""
+    return journal_lib.read(Path(out) / JOURNAL)
+
+
+def execute(config: SearchConfig | None, out: str | Path, *, resume: bool = False, journaled=None,
+            log: Callable[[str], None] = print, quiet: bool = False, on_run=None, executor=None) -> dict:
     """Run (or with ``resume``, continue) the search of ``config`` in ``out``; returns the summary.
 
-    ``on_run(run, best_so_far, epochs_spent)`` is called after every run (default: a
-    progress line); ``executor`` overrides the one ``config.executor`` names.
+    The journal header goes first, then the transferred models are fitted and saved beside
+    it (a resumed search loads them), then the runs. ``config`` None with ``resume``: as
+    journaled. ``journaled``: ``read_journal(out)`` when the caller already read it.
+    ``log`` takes every line shown; ``quiet``: no progress bar. ``on_run(run, best,
+    epochs_spent)`` is called after every run too; ``executor`` overrides ``config.executor``.
     """
     out = Path(out)
     path = out / JOURNAL
     replay = None
     if resume:
-        head, events = journal_lib.read(path)
-        journal_lib.check_header(head, config.to_dict(), config.seed, ignore=SearchConfig.RESUMABLE)
+        head, events = journaled if journaled is not None else read_journal(out)
+        config = config or SearchConfig.from_dict(head["config"])
         replay = loop.replay_from(events)
     elif path.exists() and path.stat().st_size > 0:
         raise ValueError(f"{out} already holds a search; continue it with --resume {out} or choose another --out")
-    parts = build(config, log=log)
-    for n in parts.notes:
-        log(n)
+    setup = prepare(config, strict=not resume)
+    config = setup.config
     if resume:
+        # a journal from before the budget was resolved in its header resumes too
+        then = resolve(SearchConfig.from_dict(head["config"]), setup.evaluator, strict=False).to_dict()
+        journal_lib.check_header({**head, "config": then}, config.to_dict(), config.seed,
+                                 ignore=SearchConfig.RESUMABLE)
         journal = journal_lib.Journal.reopen(path)
         journal.append({"event": "resume", "time": time.time()})
     else:
         journal = journal_lib.Journal.create(path, config.to_dict(), config.seed)
-    if on_run is None:
-        max_epochs = parts.evaluator.max_epochs
-
-        def on_run(run, best, spent):
-            log(loop.progress_line(run, max_epochs, best, spent))
-
-    executor = executor or ex_lib.get(config.executor)
+    decimals, why = report.accuracy_decimals(setup.evaluator)
+    show = progress_lib.Progress(log=log, quiet=quiet, decimals=4 if decimals is None else decimals)
     try:
-        outcome = loop.run_search(parts.strategy, parts.evaluator, parts.budget, jax.random.key(config.seed),
+        parts = fit_parts(setup, out, reuse=resume, stage=show.stage, log=log)
+        for n in parts.notes:
+            log(n)
+        executor = executor or ex_lib.get(config.executor)
+        evaluator = show.watch(parts.evaluator) if isinstance(executor, ex_lib.InProcessExecutor) else parts.evaluator
+        show.start(parts.budget, parts.evaluator.max_epochs, replay.finished if replay else {})
+
+        def each(run, best, spent):
+            show.on_run(run, best, spent)
+            if on_run is not None:
+                on_run(run, best, spent)
+
+        outcome = loop.run_search(parts.strategy, evaluator, parts.budget, jax.random.key(config.seed),
                                   executor=executor, journal=journal, stop_rule=parts.stop_rule,
-                                  replay=replay, on_run=on_run, max_runs=parts.max_runs)
+                                  replay=replay, on_run=each, max_runs=parts.max_runs)
     finally:
+        show.close()
         journal.close()
     extra = {"strategy": config.strategy, "early_stop": parts.stop_rule is not None, "seed": config.seed,
-             "budget_epochs": parts.budget.epochs, "budget_minutes": parts.budget.minutes, "notes": parts.notes}
-    return report.write_outputs(outcome, out, extra)
+             "budget_epochs": parts.budget.epochs, "budget_minutes": parts.budget.minutes, "notes": parts.notes,
+             "accuracy_decimals_from": why}
+    return report.write_outputs(outcome, out, extra, decimals=decimals, budget=parts.budget)
 
 
 def config_of(out: str | Path) -> SearchConfig:
     """The config recorded in the journal of the search in ``out``."""
-    head, _ = journal_lib.read(Path(out) / JOURNAL)
-    return SearchConfig.from_dict(head["config"])
+    return SearchConfig.from_dict(read_journal(out)[0]["config"])
