@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
 import sys
 import time
@@ -25,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from nax import __version__, data, space, train
+from nax import __version__, data, journal, jsonio, space, train
 from nax.provenance import provenance
 
 S = space.nb201
@@ -78,9 +77,7 @@ CONFIGS = {
         datasets=data.NAMES,
         num_archs=150,
         arch_seed=2019,
-        train=train.TrainConfig(epochs=12, channels=4, cells_per_stage=1, batch_size=128, learning_rate=0.1,
-                                image_size=(8, 8), train_limit=1280, val_limit=500, evaluate_test=True,
-                                eval_batch_size=500),
+        train=train.PRESETS["metadata"],
         command="python experiments/build_metadataset.py --config full --out nax/metadata",
     ),
     # seconds on a laptop: for tests and smoke runs
@@ -98,41 +95,19 @@ CONFIGS = {
 
 
 # ---------------------------------------------------------------------------- journal
+def _header(cfg: Config) -> dict:
+    # through the JSON encoding, so it compares equal to a header read back from a journal
+    return json.loads(jsonio.dumps({"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}))
+
+
 def read_journal(path: pathlib.Path) -> tuple[dict | None, list[train.RunRecord]]:
-    """Header and records; a truncated last line (a kill mid-write) is dropped with a warning."""
+    """Header and records (``nax.journal``: a torn last line is dropped with a warning)."""
     if not path.exists():
         return None, []
-    lines = path.read_text().splitlines()
-    header, records = None, []
-    for i, line in enumerate(lines):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                print(f"warning: dropping truncated last line of {path}", file=sys.stderr)
-                break
-            raise ValueError(f"{path}:{i + 1}: corrupt journal line (not JSON); remove it or rebuild") from None
-        if i == 0:
-            header = obj
-        else:
-            records.append(train.RunRecord.from_dict(obj))
-    return header, records
-
-
-def _append(path: pathlib.Path, obj: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _rewrite_without_torn_line(path: pathlib.Path, header: dict, records: list[train.RunRecord]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(header, sort_keys=True) + "\n")
-        for r in records:
-            f.write(json.dumps(json.loads(r.to_json()), sort_keys=True) + "\n")
-    tmp.replace(path)
+    lines = journal.read(path)
+    if not lines:
+        return None, []
+    return lines[0], [train.RunRecord.from_dict(d) for d in lines[1:]]
 
 
 # ---------------------------------------------------------------------------- tables
@@ -177,7 +152,7 @@ def _journal_path(out: pathlib.Path, shard: tuple[int, int] | None) -> pathlib.P
 
 def read_all(out: pathlib.Path, cfg: Config) -> list[train.RunRecord]:
     """Records of every journal in ``out`` (shards included), checked against ``cfg``."""
-    want = json.loads(json.dumps({"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}))
+    want = _header(cfg)
     done = []
     for p in sorted(out.glob("journal*.jsonl")):
         header, recs = read_journal(p)
@@ -197,12 +172,9 @@ def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir
     out.mkdir(parents=True, exist_ok=True)
     done = read_all(out, cfg)
     jpath = _journal_path(out, shard)
-    header, mine = read_journal(jpath)
-    want_header = json.loads(json.dumps({"kind": "nax-metadataset", "nax_version": __version__, "config": cfg.to_dict()}))
-    if header is None:
-        _append(jpath, want_header)
-    else:
-        _rewrite_without_torn_line(jpath, header, mine)
+    # a new journal, or this shard's own reopened with a torn last line cut off
+    writer = journal.Journal.reopen(jpath) if jpath.exists() and jpath.stat().st_size else \
+        journal.Journal.create(jpath, _header(cfg))
 
     archs = cfg.archs()
     have = {(r.dataset, r.arch) for r in done}
@@ -222,12 +194,13 @@ def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir
     t0 = time.perf_counter()
     images = 0
     bar = tqdm(todo, desc="meta-dataset", unit="run", disable=not progress, smoothing=0.05)
-    for ds, a in bar:
-        rec = train.train_architecture(S.from_string(a), splits[ds], cfg.train)
-        _append(jpath, json.loads(rec.to_json()))
-        done.append(rec)
-        images += rec.epochs_done * (len(splits[ds].train_labels) // cfg.train.batch_size) * cfg.train.batch_size
-        bar.set_postfix(ds=ds, acc=f"{rec.final_val_accuracy:.3f}")
+    with writer:
+        for ds, a in bar:
+            rec = train.train_architecture(S.from_string(a), splits[ds], cfg.train)
+            writer.append(rec.to_dict())
+            done.append(rec)
+            images += rec.epochs_done * (len(splits[ds].train_labels) // cfg.train.batch_size) * cfg.train.batch_size
+            bar.set_postfix(ds=ds, acc=f"{rec.final_val_accuracy:.3f}")
     seconds = time.perf_counter() - t0
     trainer = train.get_trainer(10, cfg.train) if splits else None
     stats = {
@@ -263,8 +236,8 @@ def main(argv=None) -> int:
     sessions.append(stats)
     total = {"seconds": round(sum(s["seconds_now"] for s in sessions), 1),
              "runs": stats["runs_total"], "sessions": len(sessions)}
-    path.write_text(json.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict(), "command": cfg.command,
-                                "seed": cfg.arch_seed, "train_seed": cfg.train.seed}, indent=1) + "\n")
+    path.write_text(jsonio.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict(), "command": cfg.command,
+                                  "seed": cfg.arch_seed, "train_seed": cfg.train.seed}, indent=1) + "\n")
     print(json.dumps({k: v for k, v in stats.items() if k != "provenance"}, indent=1))
     return 0
 

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nax import models
+from nax import jsonio, models
 from nax import space as space_lib
 
 # ============================================================================ config
@@ -148,7 +148,7 @@ class RunRecord:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(self.to_dict()), sort_keys=True)
+        return jsonio.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "RunRecord":
@@ -159,18 +159,6 @@ class RunRecord:
     @classmethod
     def from_json(cls, s: str) -> "RunRecord":
         return cls.from_dict(json.loads(s))
-
-
-def _jsonable(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 # ============================================================================ trainer

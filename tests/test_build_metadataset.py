@@ -61,3 +61,35 @@ def test_rerun_from_seed_is_identical(tmp_path):
     strip = lambda p: [{k: v for k, v in json.loads(l).items() if k not in ("wall_s", "curve")} | {
         "acc": [m["val_accuracy"] for m in json.loads(l).get("curve", [])]} for l in p.read_text().splitlines()]
     assert strip(tmp_path / "a" / "journal.jsonl") == strip(tmp_path / "b" / "journal.jsonl")
+
+
+def test_full_config_is_the_shipped_metadataset():
+    """The full config (training = ``train.PRESETS["metadata"]``) is what built nax/metadata:
+    every shipped journal's header matches it, so ``read_all`` accepts them and a rebuild
+    would resume rather than start over."""
+    from nax import train
+
+    mod = _module()
+    cfg = mod.CONFIGS["full"]
+    assert cfg.train == train.PRESETS["metadata"]
+    records = mod.read_all(REPO / "nax" / "metadata", cfg)  # raises on a header that differs
+    assert len(records) == len(cfg.archs()) * len(cfg.datasets)
+    assert {r.dataset for r in records} == set(cfg.datasets)
+
+
+def test_torn_line_is_cut_once_and_non_finite_values_are_null(tmp_path):
+    """The journal the builder writes (``nax.journal``): a torn tail is dropped with a
+    JournalWarning and cut on reopen; a NaN loss is written as null."""
+    from nax import journal
+
+    path = tmp_path / "journal.jsonl"
+    with journal.Journal.create(path, {"kind": "k"}) as j:
+        j.append({"loss": float("nan"), "acc": 0.5})
+    with open(path, "a") as f:
+        f.write('{"loss": 0.')
+    with pytest.warns(journal.JournalWarning, match="incomplete"):
+        header, record = journal.read(path)
+    assert header == {"kind": "k"} and record == {"loss": None, "acc": 0.5}
+    assert path.read_text().splitlines()[1] == '{"loss":null,"acc":0.5}'
+    journal.Journal.reopen(path).close()
+    assert path.read_text().endswith('"acc":0.5}\n')
