@@ -16,17 +16,9 @@ from nax.characteristics.featurize import (
     groups,
     space_stats,
 )
-from nax.characteristics.model import (
-    CharacteristicModel,
-    TargetPosterior,
-    fit,
-    hierarchical_model,
-    normal_scores,
-    sample_scores,
-    score,
-    strengths,
-    update,
-)
+from nax.characteristics.fit import fit
+from nax.characteristics.posterior import TargetPosterior, sample_scores, score, update
+from nax.characteristics.spec import CharacteristicModel, hierarchical_model, normal_scores, strengths
 
 __all__ = [
     "CHARACTERISTICS", "CharacteristicModel", "TargetPosterior", "all_features", "centered", "features",
