@@ -73,6 +73,7 @@ def test_nan_accuracies_are_skipped_with_a_warning(tmp_path, capsys):
     assert code == 0 and "strongest" in out.out and "weakest" in out.out
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     p = _table(tmp_path)
     out_json = tmp_path / "r.json"
@@ -97,3 +98,31 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     assert by[("random", 0)]["spearman"] is None
     assert all(r["regret_at_50"] >= 0 for r in res)
     assert fig.stat().st_size > 1000
+    # the JSON says where it came from; the printed tables compare the model with every baseline
+    payload = json.loads(out_json.read_text())
+    assert len(payload["provenance"]["git_commit"]) == 40 and isinstance(payload["provenance"]["git_dirty"], bool)
+    assert payload["config"]["lower_is_better"] is False
+    assert "best_baseline" in out.out and "ridge_characteristics" in out.out
+
+
+@pytest.mark.slow
+def test_loss_table_with_lower_is_better_benchmarks_like_its_accuracies(tmp_path, capsys):
+    """Negative losses that rank as the accuracies do, reversed: the same rankings and searches."""
+    acc_path = _table(tmp_path)
+    rows = [line.split(",") for line in acc_path.read_text().splitlines()[1:]]
+    loss_path = _write(tmp_path / "loss.csv", [(a, d, repr(3.0 - float(v) / 8)) for a, d, v in rows],
+                       header="arch,dataset,score")
+    args = ["--source", "d0", "d1", "--target", "d1", "--samples-per-source", "40", "--target-evals", "0", "5",
+            "--repeats", "1", "--search-steps", "10"]
+    res = {}
+    for name, path, extra in (("acc", acc_path, []), ("loss", loss_path, ["--lower-is-better"])):
+        code, out = _run(capsys, "benchmark", "--table", str(path), *args, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert code == 0, out.err
+        res[name] = json.loads((tmp_path / f"{name}.json").read_text())["raw"]
+    assert len(res["acc"]) == len(res["loss"]) > 0
+    for a, b in zip(res["acc"], res["loss"]):
+        assert a["method"] == b["method"]
+        for m in ("spearman", "kendall", "top1_precision", "evals_to_top1"):
+            assert a[m] == b[m], (a["method"], m)
+        # regret in the table's units: a loss of acc / 8 has 1/8 the regret
+        assert b["regret_at_50"] == pytest.approx(a["regret_at_50"] / 8, abs=1e-9)

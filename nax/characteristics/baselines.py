@@ -45,12 +45,26 @@ def ridge_pairwise(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -
     return _ridge(encodings, scores, space, cols)
 
 
+def ridge_characteristics(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
+    """Ridge regression on exactly the characteristics the hierarchical model uses (771 on NB201).
+
+    The model without its hierarchy: one penalty for every characteristic instead of a
+    scale per kind, and the sources pooled instead of related through the population.
+    """
+    cols = np.ones(len(feats.all_features(space)[1]), bool)
+    return _ridge(encodings, scores, space, cols)
+
+
 def gbm(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor:
     """Gradient-boosted trees (sklearn HistGradientBoosting) on the edge operations as categories."""
     # small leaves: with a few dozen rows the default (20) cannot split at all
     model = HistGradientBoostingRegressor(
-        max_iter=200, learning_rate=0.1, min_samples_leaf=5, categorical_features=[True] * space.num_edges,
-        early_stopping=False, random_state=seed,
+        max_iter=200,
+        learning_rate=0.1,
+        min_samples_leaf=5,
+        categorical_features=[True] * space.num_edges,
+        early_stopping=False,
+        random_state=seed,
     )
     model.fit(np.asarray(encodings), scores)
     return lambda enc: model.predict(np.atleast_2d(np.asarray(enc)))
@@ -59,6 +73,7 @@ def gbm(encodings, scores, *, seed: int = 0, space=space_lib.nb201) -> Predictor
 BASELINES: dict[str, Callable[..., Predictor]] = {
     "ridge_onehot": ridge_onehot,
     "ridge_pairwise": ridge_pairwise,
+    "ridge_characteristics": ridge_characteristics,
     "gbm": gbm,
 }
 

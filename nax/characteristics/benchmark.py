@@ -8,20 +8,24 @@ method proposes. Methods:
 
 * ``characteristics`` — the hierarchical model; its search updates with every result.
 * ``target_only`` (k > 0) — the same model fitted on the target's evaluations alone.
-* ``ridge_onehot``, ``ridge_pairwise``, ``gbm`` — pooled baselines on the source rows plus
-  the ``k`` target rows (normal scores within each dataset); their search follows their
-  fixed ranking (they are not refitted after each result).
+* ``ridge_onehot``, ``ridge_pairwise``, ``ridge_characteristics`` (ridge on exactly the
+  model's characteristics), ``gbm`` — pooled baselines on the source rows plus the ``k``
+  target rows (normal scores within each dataset); their search follows their fixed
+  ranking (they are not refitted after each result).
 * ``random`` and ``evolution`` (regularized evolution, no transfer): search only.
 
 ``--dissimilar`` (or ``--target synthetic-dissimilar``) adds a synthetic target built from the NAS-Bench-201 cells whose accuracy
 rewards what the sources punish (``synthetic_dissimilar``), with all real datasets as
 sources: the test that a target unlike its sources is not drowned by them.
+
+Scores of any sign and direction work (``lower_is_better``: a loss is ranked reversed);
+everything downstream of ``_load`` sees values with higher better. The output carries
+``nax.provenance`` (commit, dirty flag, versions) next to the config.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -32,14 +36,16 @@ import pandas as pd
 import threadpoolctl
 import tqdm
 
+from nax import jsonio, tables
 from nax import space as space_lib
-from nax import tables
 from nax.characteristics import baselines, simulate
 from nax.characteristics import featurize as feats
 from nax.characteristics import model as model_lib
+from nax.provenance import provenance
 
 SYNTHETIC = "synthetic-dissimilar"
-METHODS = ("characteristics", "target_only", "ridge_onehot", "ridge_pairwise", "gbm", "random", "evolution")
+BASELINES = ("ridge_onehot", "ridge_pairwise", "ridge_characteristics", "gbm")
+METHODS = ("characteristics", "target_only", *BASELINES, "random", "evolution")
 RANKING = ("spearman", "kendall", "top1_precision")
 SEARCH = ("evals_to_top1", "regret_at_50")
 
@@ -56,6 +62,7 @@ class BenchConfig:
     search_steps: int = 300  # cap on proposals per simulated search
     dissimilar: bool = False
     figure: str | None = None
+    lower_is_better: bool = False  # the table holds losses: ranked reversed
 
 
 def synthetic_dissimilar(space: space_lib.CellSpace = space_lib.nb201, seed: int = 0) -> np.ndarray:
@@ -77,15 +84,14 @@ def synthetic_dissimilar(space: space_lib.CellSpace = space_lib.nb201, seed: int
 
 
 def _load(cfg: BenchConfig):
-    table = tables.load_archs(cfg.table, aggregate="mean")
+    table = tables.load_archs(cfg.table, aggregate="mean", lower_is_better=cfg.lower_is_better)
     enc, names, acc = table.pivot()
+    acc = -acc if table.lower_is_better else acc  # higher is better from here on
     names = [str(n) for n in names]
     for role, lst in (("source", cfg.sources), ("target", cfg.targets)):
         for n in lst:
             if n not in names and not (role == "target" and n == SYNTHETIC):
-                raise ValueError(
-                    f"{role} dataset {n!r} has no rows in {cfg.table}; present: {', '.join(names)}"
-                )
+                raise ValueError(f"{role} dataset {n!r} has no rows in {cfg.table}; present: {', '.join(names)}")
     return table, enc, names, acc
 
 
@@ -108,7 +114,7 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
         s_acc.append(a)
         s_ds.append(np.full(len(e), s))
     s_enc, s_acc, s_ds = np.concatenate(s_enc), np.concatenate(s_acc), np.concatenate(s_ds)
-    fit_table = tables.ArchTable.from_encodings(s_enc, s_ds, s_acc, unit="percent" if s_acc.max() > 1 else "fraction")
+    fit_table = tables.ArchTable.from_encodings(s_enc, s_ds, s_acc, unit="score")  # the model only ranks
     t0 = time.perf_counter()
     model = model_lib.fit(fit_table, sources, seed=rep, space=space)
     fit_s = time.perf_counter() - t0
@@ -131,12 +137,21 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
             post = model_lib.update(model, obs, transfer=transfer)
             mean, _ = model_lib.score(post, t_enc, return_std=False)
             score_s = time.perf_counter() - t1
-            prop = simulate.model_guided(model, t_enc, t_acc, init, cfg.search_steps, transfer=transfer,
-                                          min_steps=min(50, cfg.search_steps))
-            rows.append(dict(base, method=method, **simulate.ranking_metrics(mean, t_acc),
-                             **simulate.search_metrics(prop, init, t_acc),
-                             fit_s=fit_s if transfer else None, score_s=score_s,
-                             tau=post.tau, rho=post.rho))
+            prop = simulate.model_guided(
+                model, t_enc, t_acc, init, cfg.search_steps, transfer=transfer, min_steps=min(50, cfg.search_steps)
+            )
+            rows.append(
+                dict(
+                    base,
+                    method=method,
+                    **simulate.ranking_metrics(mean, t_acc),
+                    **simulate.search_metrics(prop, init, t_acc),
+                    fit_s=fit_s if transfer else None,
+                    score_s=score_s,
+                    tau=post.tau,
+                    rho=post.rho,
+                )
+            )
         # pooled baselines: the sources' rows plus the target's own
         p_enc = np.concatenate([s_enc_sorted, t_enc[init]]) if k else s_enc_sorted
         p_y = np.concatenate([s_scores, model_lib.normal_scores(t_acc[init])]) if k else s_scores
@@ -145,18 +160,42 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
             pred = baselines.fit_pooled(name, p_enc, p_y, seed=rep, space=space)(t_enc)
             fit_b = time.perf_counter() - t1
             prop = simulate.static_order(pred, init, cfg.search_steps)
-            rows.append(dict(base, method=name, **simulate.ranking_metrics(pred, t_acc),
-                             **simulate.search_metrics(prop, init, t_acc), fit_s=fit_b))
+            rows.append(
+                dict(
+                    base,
+                    method=name,
+                    **simulate.ranking_metrics(pred, t_acc),
+                    **simulate.search_metrics(prop, init, t_acc),
+                    fit_s=fit_b,
+                )
+            )
         srng = np.random.default_rng([cfg.seed, ti, rep, k, 7])
         # a random order is free to extend: no cap, so evals_to_top1 is never censored
         prop = simulate.random_order(srng, len(t_enc), init)
-        rows.append(dict(base, method="random", spearman=None, kendall=None, top1_precision=None,
-                         **simulate.search_metrics(prop, init, t_acc)))
+        rows.append(
+            dict(
+                base,
+                method="random",
+                spearman=None,
+                kendall=None,
+                top1_precision=None,
+                **simulate.search_metrics(prop, init, t_acc),
+            )
+        )
         if len(t_enc) == space.size:
-            prop = simulate.regularized_evolution(srng, t_enc, t_acc, init, max(3000, cfg.search_steps), space=space,
-                                                  min_steps=min(50, cfg.search_steps))
-            rows.append(dict(base, method="evolution", spearman=None, kendall=None, top1_precision=None,
-                             **simulate.search_metrics(prop, init, t_acc)))
+            prop = simulate.regularized_evolution(
+                srng, t_enc, t_acc, init, max(3000, cfg.search_steps), space=space, min_steps=min(50, cfg.search_steps)
+            )
+            rows.append(
+                dict(
+                    base,
+                    method="evolution",
+                    spearman=None,
+                    kendall=None,
+                    top1_precision=None,
+                    **simulate.search_metrics(prop, init, t_acc),
+                )
+            )
     return rows
 
 
@@ -187,6 +226,7 @@ def aggregate(raw: list[dict]) -> list[dict]:
 def run(cfg: BenchConfig, progress: bool = True) -> dict:
     """Run the benchmark grid; returns ``{"config", "results", "raw"}`` (``results`` aggregated)."""
     space = space_lib.nb201
+    record = provenance(paths=["nax"])  # taken at the start: a long run could otherwise record a later commit
     table, enc, names, acc = _load(cfg)
     targets = list(dict.fromkeys(list(cfg.targets) + ([SYNTHETIC] if cfg.dissimilar else [])))
     jobs = []
@@ -209,23 +249,33 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
                 jobs.append((target, t_enc, t_acc, src_data, N, rep, ti))
     raw, models = [], []
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        for target, t_enc, t_acc, src_data, N, rep, ti in tqdm.tqdm(jobs, disable=not progress, file=sys.stderr,
-                                                                     desc="select benchmark"):
-            keep = [] if (cfg.figure and target == targets[0] and N == max(cfg.samples_per_source)
-                          and rep == 0) else None
+        for target, t_enc, t_acc, src_data, N, rep, ti in tqdm.tqdm(
+            jobs, disable=not progress, file=sys.stderr, desc="select benchmark"
+        ):
+            keep = (
+                [] if (cfg.figure and target == targets[0] and N == max(cfg.samples_per_source) and rep == 0) else None
+            )
             raw += _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, keep)
             if keep:
                 models += keep
     if cfg.figure and models:
         plot_strengths(models[0], cfg.figure)
-    return dict(config=dataclasses.asdict(cfg), results=aggregate(raw), raw=raw)
+    return dict(config=dataclasses.asdict(cfg), provenance=record, results=aggregate(raw), raw=raw)
 
 
-def timings(table_path: str, sources: Sequence[str], n: int = 1000, seed: int = 0, repeats: int = 3) -> dict:
+def timings(
+    table_path: str,
+    sources: Sequence[str],
+    n: int = 1000,
+    seed: int = 0,
+    repeats: int = 3,
+    lower_is_better: bool = False,
+) -> dict:
     """Wall time (s) of a fit on ``len(sources) x n`` rows, scoring all cells, and target updates."""
     space = space_lib.nb201
-    table = tables.load_archs(table_path, aggregate="mean")
+    table = tables.load_archs(table_path, aggregate="mean", lower_is_better=lower_is_better)
     enc, names, acc = table.pivot()
+    acc = -acc if lower_is_better else acc
     names = [str(x) for x in names]
     rng = np.random.default_rng(seed)
     e, a, d = [], [], []
@@ -234,7 +284,7 @@ def timings(table_path: str, sources: Sequence[str], n: int = 1000, seed: int = 
         e.append(ee)
         a.append(aa)
         d.append(np.full(len(ee), s))
-    t = tables.ArchTable.from_encodings(np.concatenate(e), np.concatenate(d), np.concatenate(a), unit=table.unit)
+    t = tables.ArchTable.from_encodings(np.concatenate(e), np.concatenate(d), np.concatenate(a), unit="score")
     out = {}
     fit_s = []
     for r in range(repeats):
@@ -272,14 +322,12 @@ def timings(table_path: str, sources: Sequence[str], n: int = 1000, seed: int = 
 
 def plot_strengths(model: model_lib.CharacteristicModel, path: str, top: int = 12) -> None:
     """Bar chart of the ``top`` strongest and weakest population effects, 90% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # an explicit figure: no global backend set from library code
 
     df = model_lib.strengths(model)
     sel = pd.concat([df.head(top), df.tail(top)])
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(sel) + 1.2))  # room for the long pair names
+    fig = Figure(figsize=(10, 0.32 * len(sel) + 1.2))  # room for the long pair names
+    ax = fig.subplots()
     y = np.arange(len(sel))[::-1]
     color = np.where(sel["mean"] > 0, "tab:blue", "tab:red")
     ax.barh(y, sel["mean"], xerr=1.645 * sel["sd"], color=color, alpha=0.8, error_kw=dict(lw=0.8))
@@ -290,30 +338,58 @@ def plot_strengths(model: model_lib.CharacteristicModel, path: str, top: int = 1
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=130)
-    plt.close(fig)
+
+
+def summary(results: list[dict], metric: str = "spearman", k: int = 0) -> pd.DataFrame:
+    """``metric`` at ``k`` target evaluations: one row per (target, N), the model, the best
+    pooled baseline (the best of all ``BASELINES`` in that row) and which one it is."""
+    df = pd.DataFrame(results)
+    df = df[(df["target_evals"] == k) & df["method"].isin(("characteristics", *BASELINES))]
+    p = df.pivot_table(
+        index=["target", "samples_per_source"], columns="method", values=metric, aggfunc="first", sort=False
+    )
+    base = p[[b for b in BASELINES if b in p.columns]]
+    return pd.DataFrame(
+        {
+            "characteristics": p["characteristics"],
+            "best_baseline": base.max(axis=1),
+            "best_baseline_method": base.idxmax(axis=1),
+        }
+    ).round(3)
 
 
 def format_table(results: list[dict], markdown: bool = False) -> str:
-    """Spearman, evaluations to the top 1% and regret per target, N, k (rows) and method (columns)."""
+    """The model against the best baseline (zero-shot Spearman), then Spearman, top-1% precision,
+    evaluations to the top 1% and regret per target, N, k (rows) and method (columns)."""
     df = pd.DataFrame(results)
-    out = []
+    out = [
+        _render(summary(results).reset_index(), markdown, "zero-shot spearman, the model and the best pooled baseline")
+    ]
     for metric in ("spearman", "top1_precision", "evals_to_top1", "regret_at_50"):
-        p = df.pivot_table(index=["target", "samples_per_source", "target_evals"], columns="method",
-                           values=metric, aggfunc="first", sort=False)
+        p = df.pivot_table(
+            index=["target", "samples_per_source", "target_evals"],
+            columns="method",
+            values=metric,
+            aggfunc="first",
+            sort=False,
+        )
         p = p[[m for m in METHODS if m in p.columns]].round(3)
-        if not markdown:
-            out.append(f"## {metric}\n" + p.to_string())
-            continue
-        head = ["target", "N", "k"] + list(p.columns)
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for idx, row in p.iterrows():
-            cells = [str(v) for v in idx] + ["" if pd.isna(v) else f"{v:g}" for v in row]
-            lines.append("| " + " | ".join(cells) + " |")
-        out.append(f"**{metric}** (mean over repeats)\n\n" + "\n".join(lines))
+        out.append(_render(p.rename_axis(index=["target", "N", "k"]).reset_index(), markdown, metric))
     return "\n\n".join(out)
 
 
+def _render(df: pd.DataFrame, markdown: bool, title: str) -> str:
+    if not markdown:
+        return f"## {title}\n" + df.to_string(index=False)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * df.shape[1]]
+    for row in df.itertuples(index=False):
+        cells = ["" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return f"**{title}** (mean over repeats)\n\n" + "\n".join(lines)
+
+
 def write_json(payload: dict, path: str) -> None:
+    """The benchmark's JSON (strict: non-finite values as null, ``nax.jsonio``)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as fh:
-        json.dump(payload, fh, indent=1, default=float)
+        fh.write(jsonio.dumps(payload, indent=1) + "\n")

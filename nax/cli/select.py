@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 
+_LOWER = "the table's values are losses (any finite real; the best is the lowest): ranked reversed"
+
+
 def register(subparsers) -> None:
     cmd = subparsers.add_parser("select", help="transferred architecture selection (characteristic model)")
     sub = cmd.add_subparsers(dest="select_command", required=True, metavar="SUBCOMMAND")
@@ -22,6 +25,7 @@ def register(subparsers) -> None:
     b.add_argument("--figure", type=Path, default=None, metavar="PNG", help="strengths figure of the first target's model")
     b.add_argument("--timings", action="store_true", help="also time fit (all sources x 1000), scoring and updates")
     b.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    b.add_argument("--lower-is-better", action="store_true", help=_LOWER)
     b.add_argument("--json", type=Path, default=None, metavar="OUT", help="write {'results': [...]} here")
     b.set_defaults(func=_benchmark)
 
@@ -30,6 +34,7 @@ def register(subparsers) -> None:
     f.add_argument("--source", nargs="+", required=True, metavar="NAME")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", type=Path, required=True, metavar="NPZ")
+    f.add_argument("--lower-is-better", action="store_true", help=_LOWER)
     f.set_defaults(func=_fit)
 
     s = sub.add_parser("strengths", help="print the strongest and weakest characteristics of a saved model")
@@ -59,11 +64,13 @@ def _benchmark(args) -> int:
         table=str(args.table), sources=tuple(args.source), targets=tuple(args.target),
         samples_per_source=tuple(args.samples_per_source), target_evals=tuple(args.target_evals),
         repeats=args.repeats, seed=args.seed, search_steps=args.search_steps, dissimilar=args.dissimilar,
-        figure=str(args.figure) if args.figure else None,
+        figure=str(args.figure) if args.figure else None, lower_is_better=args.lower_is_better,
     )
     out = benchmark.run(cfg)
     if args.timings:
-        out["timings"] = benchmark.timings(str(args.table), list(args.source), seed=args.seed)
+        out["timings"] = benchmark.timings(
+            str(args.table), list(args.source), seed=args.seed, lower_is_better=args.lower_is_better
+        )
     print(benchmark.format_table(out["results"], markdown=args.markdown))
     if args.timings:
         print("\n## timings (s)\n" + "\n".join(f"{k:34s} {v:.3f}" for k, v in out["timings"].items()))
@@ -78,7 +85,8 @@ def _fit(args) -> int:
     from nax.characteristics import model
 
     _check(args)
-    m = model.fit(tables.load_archs(args.table, aggregate="mean"), args.source, seed=args.seed)
+    table = tables.load_archs(args.table, aggregate="mean", lower_is_better=args.lower_is_better)
+    m = model.fit(table, args.source, seed=args.seed)
     m.save(str(args.out))
     print(f"wrote {args.out} ({len(m.names)} characteristics, sources {', '.join(m.sources)})", file=sys.stderr)
     return 0
