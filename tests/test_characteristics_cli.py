@@ -29,10 +29,16 @@ def _table(tmp_path, n_datasets=2):
     X, names = ch.all_features()
     col = {n: i for i, n in enumerate(names)}
     # a few strong characteristics shared by the datasets, small dataset-specific deviations
-    base = -2 * X[:, col["disconnected"]] + 0.5 * X[:, col["live count nor_conv_3x3"]] - 0.3 * X[:, col["count avg_pool_3x3"]]
+    base = (
+        -2 * X[:, col["disconnected"]]
+        + 0.5 * X[:, col["live count nor_conv_3x3"]]
+        - 0.3 * X[:, col["count avg_pool_3x3"]]
+    )
     rows = []
     for d in range(n_datasets):
-        acc = 50 + 10 * np.tanh(base / 3 + ch.centered(CELLS) @ rng.normal(0, 0.01, X.shape[1]) + rng.normal(0, 0.05, len(X)))
+        acc = 50 + 10 * np.tanh(
+            base / 3 + ch.centered(CELLS) @ rng.normal(0, 0.01, X.shape[1]) + rng.normal(0, 0.05, len(X))
+        )
         rows += [(S.to_string(e), f"d{d}", round(float(a), 4)) for e, a in zip(CELLS, acc)]
     return _write(tmp_path / "t.csv", rows)
 
@@ -79,14 +85,42 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     out_json = tmp_path / "r.json"
     fig = tmp_path / "s.png"
     code, out = _run(
-        capsys, "benchmark", "--table", str(p), "--source", "d0", "d1", "--target", "d1",
-        "--samples-per-source", "40", "--target-evals", "0", "5", "--repeats", "1",
-        "--search-steps", "10", "--json", str(out_json), "--figure", str(fig),
+        capsys,
+        "benchmark",
+        "--table",
+        str(p),
+        "--source",
+        "d0",
+        "d1",
+        "--target",
+        "d1",
+        "--samples-per-source",
+        "40",
+        "--target-evals",
+        "0",
+        "5",
+        "--repeats",
+        "1",
+        "--search-steps",
+        "10",
+        "--json",
+        str(out_json),
+        "--figure",
+        str(fig),
     )
     assert code == 0, out.err
     res = json.loads(out_json.read_text())["results"]
-    fields = {"target", "method", "samples_per_source", "target_evals", "spearman", "kendall",
-              "top1_precision", "evals_to_top1", "regret_at_50"}
+    fields = {
+        "target",
+        "method",
+        "samples_per_source",
+        "target_evals",
+        "spearman",
+        "kendall",
+        "top1_precision",
+        "evals_to_top1",
+        "regret_at_50",
+    }
     assert all(fields <= set(r) for r in res)
     methods = {(r["method"], r["target_evals"]) for r in res}
     for m in benchmark.METHODS:
@@ -110,13 +144,30 @@ def test_loss_table_with_lower_is_better_benchmarks_like_its_accuracies(tmp_path
     """Negative losses that rank as the accuracies do, reversed: the same rankings and searches."""
     acc_path = _table(tmp_path)
     rows = [line.split(",") for line in acc_path.read_text().splitlines()[1:]]
-    loss_path = _write(tmp_path / "loss.csv", [(a, d, repr(3.0 - float(v) / 8)) for a, d, v in rows],
-                       header="arch,dataset,score")
-    args = ["--source", "d0", "d1", "--target", "d1", "--samples-per-source", "40", "--target-evals", "0", "5",
-            "--repeats", "1", "--search-steps", "10"]
+    loss_path = _write(
+        tmp_path / "loss.csv", [(a, d, repr(3.0 - float(v) / 8)) for a, d, v in rows], header="arch,dataset,score"
+    )
+    args = [
+        "--source",
+        "d0",
+        "d1",
+        "--target",
+        "d1",
+        "--samples-per-source",
+        "40",
+        "--target-evals",
+        "0",
+        "5",
+        "--repeats",
+        "1",
+        "--search-steps",
+        "10",
+    ]
     res = {}
     for name, path, extra in (("acc", acc_path, []), ("loss", loss_path, ["--lower-is-better"])):
-        code, out = _run(capsys, "benchmark", "--table", str(path), *args, *extra, "--json", str(tmp_path / f"{name}.json"))
+        code, out = _run(
+            capsys, "benchmark", "--table", str(path), *args, *extra, "--json", str(tmp_path / f"{name}.json")
+        )
         assert code == 0, out.err
         res[name] = json.loads((tmp_path / f"{name}.json").read_text())["raw"]
     assert len(res["acc"]) == len(res["loss"]) > 0

@@ -44,6 +44,8 @@ from nax.characteristics import model as model_lib
 from nax.provenance import provenance
 
 SYNTHETIC = "synthetic-dissimilar"
+#: the code a result of this benchmark depends on (its provenance's dirty flag)
+CODE = ("nax/characteristics", "nax/tables", "nax/space.py", "nax/jsonio.py", "nax/provenance.py")
 BASELINES = ("ridge_onehot", "ridge_pairwise", "ridge_characteristics", "gbm")
 METHODS = ("characteristics", "target_only", *BASELINES, "random", "evolution")
 RANKING = ("spearman", "kendall", "top1_precision")
@@ -226,7 +228,9 @@ def aggregate(raw: list[dict]) -> list[dict]:
 def run(cfg: BenchConfig, progress: bool = True) -> dict:
     """Run the benchmark grid; returns ``{"config", "results", "raw"}`` (``results`` aggregated)."""
     space = space_lib.nb201
-    record = provenance(paths=["nax"])  # taken at the start: a long run could otherwise record a later commit
+    # taken at the start (a long run could otherwise record a later commit); dirty means the code
+    # this benchmark runs was modified, not other work in the same checkout
+    record = provenance(paths=CODE)
     table, enc, names, acc = _load(cfg)
     targets = list(dict.fromkeys(list(cfg.targets) + ([SYNTHETIC] if cfg.dissimilar else [])))
     jobs = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 _LOWER = "the table's values are losses (any finite real; the best is the lowest): ranked reversed"
 
 
@@ -14,7 +13,13 @@ def register(subparsers) -> None:
     sub = cmd.add_subparsers(dest="select_command", required=True, metavar="SUBCOMMAND")
     b = sub.add_parser("benchmark", help="leave-one-dataset-out ranking and simulated-search benchmark")
     b.add_argument("--table", required=True, metavar="CSV", help="architecture table (arch,dataset,accuracy[,seed])")
-    b.add_argument("--source", nargs="+", required=True, metavar="NAME", help="source datasets (a target is left out of its own sources)")
+    b.add_argument(
+        "--source",
+        nargs="+",
+        required=True,
+        metavar="NAME",
+        help="source datasets (a target is left out of its own sources)",
+    )
     b.add_argument("--target", nargs="+", required=True, metavar="NAME", help="target datasets")
     b.add_argument("--samples-per-source", type=int, nargs="+", default=[50, 200, 1000], metavar="N")
     b.add_argument("--target-evals", type=int, nargs="+", default=[0, 10, 30], metavar="K")
@@ -22,7 +27,9 @@ def register(subparsers) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--search-steps", type=int, default=300, help="cap on proposals of a simulated search")
     b.add_argument("--dissimilar", action="store_true", help="add the synthetic dissimilar target (all sources)")
-    b.add_argument("--figure", type=Path, default=None, metavar="PNG", help="strengths figure of the first target's model")
+    b.add_argument(
+        "--figure", type=Path, default=None, metavar="PNG", help="strengths figure of the first target's model"
+    )
     b.add_argument("--timings", action="store_true", help="also time fit (all sources x 1000), scoring and updates")
     b.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     b.add_argument("--lower-is-better", action="store_true", help=_LOWER)
@@ -61,10 +68,17 @@ def _benchmark(args) -> int:
 
     _check(args)
     cfg = benchmark.BenchConfig(
-        table=str(args.table), sources=tuple(args.source), targets=tuple(args.target),
-        samples_per_source=tuple(args.samples_per_source), target_evals=tuple(args.target_evals),
-        repeats=args.repeats, seed=args.seed, search_steps=args.search_steps, dissimilar=args.dissimilar,
-        figure=str(args.figure) if args.figure else None, lower_is_better=args.lower_is_better,
+        table=str(args.table),
+        sources=tuple(args.source),
+        targets=tuple(args.target),
+        samples_per_source=tuple(args.samples_per_source),
+        target_evals=tuple(args.target_evals),
+        repeats=args.repeats,
+        seed=args.seed,
+        search_steps=args.search_steps,
+        dissimilar=args.dissimilar,
+        figure=str(args.figure) if args.figure else None,
+        lower_is_better=args.lower_is_better,
     )
     out = benchmark.run(cfg)
     if args.timings:
