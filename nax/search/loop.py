@@ -1,4 +1,13 @@
-"""The run loop: ask -> evaluate (with early stopping) -> tell -> journal, until the budget is spent.
+"""The search driver: ask -> evaluate (with early stopping) -> tell -> journal, until the budget is spent.
+
+    for step in iter_search(strategy, evaluator, Budget(epochs=240), key):   # the stream
+        print(step.run.run, step.best, step.epochs)
+    outcome = run_search(strategy, evaluator, Budget(epochs=240), key, until=lambda s: s.best > 0.9)
+
+:func:`iter_search` yields one :class:`Step` per run as it finishes (replayed runs of a
+resume included); :func:`run_search` consumes that stream into a :class:`SearchOutcome`
+and ends early the first time ``until(step)`` is true. Progress displays, the acceleration
+experiment and the characteristic benchmark's simulated searches all read this one stream.
 
 Everything random derives from one key: the strategy's asks use ``fold_in(k_ask, batch)``,
 each run's seed ``fold_in(k_seed, run)``, the stopping rule ``fold_in(k_stop, batch)``.
@@ -8,10 +17,15 @@ without a terminal event (the one in flight at the kill) is evaluated afresh. Fo
 deterministic evaluators (tables) the resumed search is therefore exactly the
 uninterrupted one.
 
-Budget: ``budget_epochs`` counts epochs charged by runs (a stopped run is charged what
-it trained); ``budget_minutes`` counts the seconds runs charge (wall time of training,
-or the training time a table records), summed over parallel workers. The budget is
-checked before each batch is handed out; the runs of the last batch finish.
+Budget: ``epochs`` counts epochs charged by runs (a stopped run is charged what it
+trained); ``minutes`` counts the seconds runs charge (wall time of training, or the
+training time a table records), summed over parallel workers. The epoch budget is never
+exceeded: a run is started only if a whole run (``evaluator.max_epochs``) fits into the
+epochs left, counting the whole runs already handed out in its batch; a run that would
+not fit is not started (it is not shortened: a cut run has no final accuracy to report),
+so a search with early stopping may end with fewer than ``max_epochs`` epochs unspent.
+A minutes budget cannot be known before a run ends: it is checked before each run, and
+the runs started before it ran out finish.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -60,7 +74,15 @@ class Budget:
             raise ValueError(f"the budget must be a positive number, got {v!r}")
 
     def spent(self, epochs: float, seconds: float) -> bool:
+        """Nothing is left: no run may start."""
         return epochs >= self.epochs if self.epochs is not None else seconds >= 60.0 * self.minutes
+
+    def fits(self, epochs: float, seconds: float, run_epochs: float) -> bool:
+        """Whether a run costing up to ``run_epochs`` may start after spending ``epochs``
+        and ``seconds``: it fits into the epochs left; any run while minutes are left."""
+        if self.epochs is not None:
+            return epochs + run_epochs <= self.epochs
+        return seconds < 60.0 * self.minutes
 
 
 @dataclasses.dataclass
@@ -169,7 +191,22 @@ def progress_line(run: Run, max_epochs: int, best: float | None, epochs_spent: i
             f"best {b}  spent {epochs_spent} epochs")
 
 
-def run_search(
+class Step(NamedTuple):
+    """One element of the search's stream: a run that finished, and the search after it.
+
+    ``best``: the best final accuracy of a completed run so far (None before the first);
+    ``epochs``, ``seconds``: charged so far, this run included; ``replayed``: told from
+    the journal of a resumed search rather than evaluated now.
+    """
+
+    run: Run
+    best: float | None
+    epochs: int
+    seconds: float
+    replayed: bool
+
+
+def iter_search(
     strategy: Strategy,
     evaluator: Evaluator,
     budget: Budget,
@@ -179,30 +216,36 @@ def run_search(
     journal: journal_lib.Journal | None = None,
     stop_rule: StopRule | None = None,
     replay: Replay | None = None,
-    on_run: Callable[[Run, float | None, int], None] | None = None,
     max_runs: int | None = None,
-) -> SearchOutcome:
-    """Search until ``budget`` is spent; see the module docstring.
+) -> Iterator[Step]:
+    """The search as a stream: one :class:`Step` per run, in run order, as each finishes.
 
-    ``journal``: where new events go (already holding the header); ``replay``: runs a
-    journal already holds (resume); ``on_run(run, best_so_far, epochs_spent)`` is called
-    for every run, replayed or new, in order. ``max_runs`` also ends the search (a table
-    evaluator has nothing new to show once its every architecture has been run).
+    Ends when ``budget`` is spent (see the module docstring), after ``max_runs`` runs (a
+    table evaluator has nothing new to show once its every architecture has run), or when
+    the consumer stops iterating: the runs of the batch in flight that were not yet
+    yielded are then not evaluated (in process) or their results are dropped (Ray), and
+    a resumed search evaluates them again. ``journal``: where new events go (already
+    holding the header); ``replay``: runs a journal already holds (resume).
     """
+    if budget.epochs is not None and budget.epochs < evaluator.max_epochs:
+        raise ValueError(f"the budget ({budget.epochs:g} epochs) is less than one run ({evaluator.max_epochs} epochs)")
     executor = executor or InProcessExecutor()
     replay = replay or Replay({}, {})
     k_init, k_ask, k_seed, k_stop_init, k_stop = jax.random.split(key, 5)
     state = strategy.init(k_init, evaluator.space)
     rule_state = stop_rule.init(k_stop_init) if stop_rule else None
-    runs: list[Run] = []
     epochs, seconds, best = 0, 0.0, None
     next_run, batch = 0, 0
     dataset = evaluator.dataset
-    while not budget.spent(epochs, seconds) and (max_runs is None or next_run < max_runs):
+    while (max_runs is None or next_run < max_runs) and budget.fits(epochs, seconds, evaluator.max_epochs):
         encs, state = strategy.ask(state, jax.random.fold_in(k_ask, batch))
-        tasks = []
         should_stop = stop_rule.decide(rule_state, best, evaluator.max_epochs) if stop_rule else None
+        tasks = []
+        # every run of a batch may train to the end: hand out only the whole runs that fit
         for enc in encs:
+            if (max_runs is not None and next_run >= max_runs) or \
+                    not budget.fits(epochs + len(tasks) * evaluator.max_epochs, seconds, evaluator.max_epochs):
+                break
             tasks.append(Task(next_run, enc, _run_seed(k_seed, next_run), should_stop))
             next_run += 1
         for t in tasks:
@@ -229,12 +272,44 @@ def run_search(
             seconds += result.cost_s
             if result.status == "completed" and result.final is not None and (best is None or result.final > best):
                 best = result.final
-            runs.append(run)
             batch_runs.append(run)
-            if on_run is not None:
-                on_run(run, best, epochs)
+            yield Step(run, best, epochs, seconds, not new)
         state = strategy.tell(state, [Observation(r.enc, r.result.value) for r in batch_runs])
         if stop_rule is not None:
             rule_state = stop_rule.update(rule_state, [r.result for r in batch_runs], jax.random.fold_in(k_stop, batch))
         batch += 1
-    return SearchOutcome(runs, epochs, seconds, evaluator.max_epochs, dataset)
+
+
+def run_search(
+    strategy: Strategy,
+    evaluator: Evaluator,
+    budget: Budget,
+    key: jax.Array,
+    *,
+    stop_rule: StopRule | None = None,
+    until: Callable[[Step], bool] | None = None,
+    on_run: Callable[[Run, float | None, int], None] | None = None,
+    executor=None,
+    journal: journal_lib.Journal | None = None,
+    replay: Replay | None = None,
+    max_runs: int | None = None,
+) -> SearchOutcome:
+    """Search until ``budget`` is spent, or until ``until(step)`` is true after a run.
+
+    Consumes :func:`iter_search` (same arguments). ``on_run(run, best_so_far,
+    epochs_spent)`` is called for every run, replayed or new, in order (a progress
+    display); ``until(step)`` ends the search after the run it is true for.
+    """
+    runs: list[Run] = []
+    epochs, seconds = 0, 0.0
+    stream = iter_search(strategy, evaluator, budget, key, executor=executor, journal=journal,
+                         stop_rule=stop_rule, replay=replay, max_runs=max_runs)
+    for step in stream:
+        runs.append(step.run)
+        epochs, seconds = step.epochs, step.seconds
+        if on_run is not None:
+            on_run(step.run, step.best, step.epochs)
+        if until is not None and until(step):
+            stream.close()
+            break
+    return SearchOutcome(runs, epochs, seconds, evaluator.max_epochs, evaluator.dataset)
