@@ -352,3 +352,73 @@ def test_freeze_thaw_bad_input(kwargs, match):
     args = dict(horizon=12, criterion="ei") | {k: v for k, v in kwargs.items() if k in ("horizon", "criterion")}
     with pytest.raises(ValueError, match=match):
         ft.decide(_key(0), kwargs["paused"], kwargs["epochs"], None, incumbent=0.5, **args)
+
+
+def test_scores_to_accuracy_inverts_the_models_normal_scores():
+    from nax.characteristics.spec import normal_scores
+
+    y = np.array([0.61, 0.9, 0.75, 0.8, 0.55])
+    assert np.allclose(ft.scores_to_accuracy(normal_scores(y), y), y)
+    z = np.linspace(-3, 3, 50)
+    acc = ft.scores_to_accuracy(z, y)
+    assert np.all(np.diff(acc) >= 0) and acc[-1] > y.max() and acc[0] < y.min()
+    with pytest.raises(ValueError, match="at least two distinct"):
+        ft.scores_to_accuracy(z, [0.5, 0.5])
+
+
+def _rng(key):
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+
+def _oracle(pool, noise=0.01):
+    """Predictors that know the table's finals up to noise (the best a curve model and a
+    characteristic model could do), as pure functions of their inputs and key."""
+    finals = {int(i): f for i, f in zip(SPACE.index(pool.encs_PxE), pool.curves_PxT[:, -1])}
+    by_prefix = {tuple(np.round(c[:k], 12)): c[-1] for c in pool.curves_PxT for k in range(1, pool.max_epochs + 1)}
+
+    def paused(key, curves, finished):
+        f = np.array([by_prefix[tuple(np.round(c, 12))] for c in curves])
+        return f + noise * _rng(key).standard_normal((100, len(curves)))
+
+    def new(key, encs, finished):
+        f = np.array([finals[int(i)] for i in SPACE.index(encs)])
+        return f + noise * _rng(key).standard_normal((100, len(encs)))
+
+    return paused, new
+
+
+def test_freeze_thaw_strategy_with_oracle_predictors_finds_the_best_quickly():
+    pool = _pool(40, 12)
+    paused, new = _oracle(pool)
+    st = ft.strategy(paused, new, 12, delta=3, space=SPACE, candidates=pool.encs_PxE)
+    tr = rp.replay(st, pool, 200, _key(0))
+    full = rp.replay(mf.full_runs(12, space=SPACE, candidates=pool.encs_PxE), pool, 200, _key(0))
+    assert tr.charged <= 200 and tr.best[-1] >= full.best[-1]
+    # it first explores by 3 epochs, then finishes what its predictions say is best
+    assert tr.trials > tr.full_runs >= 1
+    again = rp.replay(st, pool, 200, _key(0))
+    assert np.array_equal(tr.epochs, again.epochs) and np.array_equal(tr.best, again.best, equal_nan=True)
+
+
+def test_freeze_thaw_strategy_resumes_and_records_the_incumbent():
+    pool = _pool(10, 6)
+    paused, new = _oracle(pool, noise=0.0)
+    st = ft.strategy(paused, new, 6, delta=2, space=SPACE, candidates=pool.encs_PxE)
+    s = st.init(_key(0))
+    job, s = st.ask(s, _key(1))
+    assert (job.trial, job.epochs) == (0, 2)
+    curve = pool.curve(job.enc)
+    s = st.tell(s, [TrialResult(0, tuple(curve[:2]), "completed")])
+    # the paused trial costs 4 more epochs, a fresh one 6: with exact predictions the
+    # choice is the better value per epoch, and continuing asks for epochs 3-4
+    job2, s2 = st.ask(s, _key(2))
+    assert job2.epochs == (4 if job2.trial == 0 else 2)
+    for k in range(3, 40):
+        if job2 is None:
+            break
+        s2 = st.tell(s2, [TrialResult(job2.trial, tuple(pool.curve(job2.enc)[: job2.epochs]), "completed")])
+        job2, s2 = st.ask(s2, _key(k))
+    assert s2.incumbent == max(s2.curves[t][-1] for t in s2.finished)
+    assert s2.trials.base.n_told == len(s2.finished) >= 1
+    with pytest.raises(ValueError, match="max_paused must be"):
+        ft.strategy(paused, new, 6, max_paused=0, space=SPACE)
