@@ -245,7 +245,7 @@ def _fitted(path: Path | None, what: str, fit, save, load, reuse: bool, stage, l
     """Fit (or with ``reuse``, load from ``path``) and save atomically; the search uses the
     saved copy, so a fresh and a resumed search run from the same numbers."""
     if reuse and path is not None and path.is_file():
-        log(f"loaded {what} from {path}")
+        log(f"loaded {what} (saved by an earlier start in {path})")
         return load(path)
     with stage(f"fitting {what}"):
         obj = fit()
