@@ -194,13 +194,14 @@ def strategy(
 ) -> mf.MFStrategy:
     """Freeze-thaw search as a multi-fidelity strategy (:mod:`nax.search.multifidelity`).
 
-    Each ask proposes one fresh architecture (the base strategy; the characteristic
-    model's Thompson sampling with ``transfer.strategy_from_model``) and predicts it and
-    every paused trial not in flight, then :func:`decide` s: resume a paused trial by
-    ``delta`` epochs or start the fresh one for ``delta`` epochs (a fresh proposal not
-    taken is forgotten). ``max_paused``: only the paused trials with the best last
-    accuracy are considered (bounds the curve model's work per ask). A trial that reaches
-    ``horizon`` is finished: it sets the incumbent and is told to the base strategy.
+        Each ask proposes one fresh architecture (the base strategy; the characteristic
+        model's Thompson sampling with ``transfer.strategy_from_model``) and predicts it and
+        every paused trial not in flight (paused first, then the fresh one, so a predictor pair
+    may share what the first call learnt), then :func:`decide` s: resume a paused trial by
+        ``delta`` epochs or start the fresh one for ``delta`` epochs (a fresh proposal not
+        taken is forgotten). ``max_paused``: only the paused trials with the best last
+        accuracy are considered (bounds the curve model's work per ask). A trial that reaches
+        ``horizon`` is finished: it sets the incumbent and is told to the base strategy.
     """
     mf.check_fidelity(delta, horizon, 2)
     if criterion not in CRITERIA:
@@ -226,11 +227,11 @@ def strategy(
             if not paused:
                 return None, state
         finished = [(state.trials.encs[t], state.curves[t][horizon - 1]) for t in state.finished]
-        new_draws = None if t_new is None else predict_new(k_new, trials_new.encs[t_new][None], finished)
         old = [state.curves[t] for t in paused]
         old_draws = (
             predict_paused(k_old, old, [state.curves[t] for t in state.finished]) if paused else np.zeros((1, 0))
         )
+        new_draws = None if t_new is None else predict_new(k_new, trials_new.encs[t_new][None], finished)
         d = decide(
             k_dec,
             old_draws,
