@@ -117,3 +117,42 @@ def test_the_bar_counts_epochs_and_watching_changes_no_result(curve_csv):
     assert "best 0." in screen and len(lines) == len(watched)
     quiet = progress.Progress(lines.append, file=_Terminal(), quiet=True)
     assert not quiet.live and not progress.Progress(lines.append, file=io.StringIO()).live
+
+
+def _loss_table(path):
+    """An architecture table of losses (lower is better, some negative): per dataset the loss
+    falls with the number of 3x3 convolutions, so the sources say which cells are good."""
+    space = __import__("nax").space.nb201
+    encs = space.enumerate()[::97][:60]
+    rng = np.random.default_rng(0)
+    rows = ["arch,dataset,score"]
+    for d in ("alpha", "beta", "gamma"):
+        for e in encs:
+            rows.append(f"{space.to_string(e)},{d},{0.5 - 0.3 * (e == 3).sum() + rng.normal(0, 0.05):.4f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path, {r.split(",")[0]: float(r.split(",")[2]) for r in rows[1:] if ",beta," in r}
+
+
+@pytest.mark.slow  # ~25 s: fits the characteristic model
+def test_lower_is_better_scores_are_minimised_and_transfer_ranks_them_reversed(tmp_path, capsys):
+    csv, beta = _loss_table(tmp_path / "loss.csv")
+    argv = ["search", "--dataset", "beta", "--evaluator", "table", "--table", str(csv), "--lower-is-better",
+            "--epochs-per-run", "10", "--quiet"]
+    # random over every cell: the best is the lowest loss, reported in the table's units
+    assert cli.main(argv + ["--strategy", "random", "--budget-epochs", str(10 * len(beta)),
+                            "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["runs"] == len(beta) and summary["lower_is_better"] is True
+    assert summary["best_score"] == min(beta.values()) and summary["best_arch"] == min(beta, key=beta.get)
+    assert summary["best_accuracy"] is None
+    # transfer: the first cell is one the sources' losses rank well (reversed ranks), within
+    # the best fifth of beta's cells
+    assert cli.main(argv + ["--strategy", "transfer", "--budget-epochs", "30", "--out", str(tmp_path / "t")]) == 0
+    _, events = journal_lib.read(tmp_path / "t" / "journal.jsonl")
+    first = next(e["arch"] for e in events if e["event"] == "end")
+    assert sorted(beta.values()).index(beta[first]) < len(beta) / 5
+    # and a curve table has no scores to reverse
+    assert cli.main(["search", "--dataset", "beta", "--evaluator", "table", "--strategy", "random",
+                     "--table", str(simulated_curve_csv(tmp_path / "c.csv")), "--lower-is-better",
+                     "--out", str(tmp_path / "c")]) == 2
+    assert "--lower-is-better is for an architecture table" in capsys.readouterr().err

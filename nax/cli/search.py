@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--epochs-per-run", type=int, default=None,
                    help="epochs an architecture-table run is charged (default 200, NAS-Bench-201); other "
                         "searches charge what a run trains, and the journal header records it")
+    p.add_argument("--lower-is-better", action="store_true",
+                   help="the architecture table holds scores where lower is better (a loss): the search "
+                        "minimises them and the characteristic model ranks them reversed")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar: one plain line per run (for logs); the bar is off anyway when "
                         "stderr is not a terminal")
@@ -68,7 +71,7 @@ def _config(args):
         transfer_from=tuple(args.transfer_from), budget_epochs=args.budget_epochs,
         budget_minutes=args.budget_minutes, seed=args.seed, evaluator=args.evaluator, tables=tuple(args.table),
         batch=args.batch, preset=args.preset, epochs_per_run=args.epochs_per_run, population=args.population,
-        sample=args.sample, executor=args.executor or "local",
+        sample=args.sample, executor=args.executor or "local", lower_is_better=args.lower_is_better,
     )
 
 

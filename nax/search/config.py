@@ -69,6 +69,9 @@ class SearchConfig:
     sample: int = 5
     space: str = "nb201"
     executor: str = "local"
+    #: the architecture table holds scores where lower is better (losses): the search
+    #: maximises their negation, and the characteristic model ranks them reversed
+    lower_is_better: bool = False
 
     #: fields a resumed search may change: they do not change its results
     RESUMABLE = ("executor",)
@@ -116,7 +119,7 @@ def _table_kind(path: Path) -> str:
         raise FileNotFoundError(f"table {path} not found")
     with open(path, newline="") as fh:
         header = [h.strip() for h in next(csv.reader(fh), [])]
-    if {"arch", "dataset", "accuracy"} <= set(header):
+    if {"arch", "dataset"} <= set(header) and {"accuracy", "score"} & set(header):
         return "arch"
     return "curve"
 
@@ -140,16 +143,24 @@ def load_tables(config: SearchConfig):
     if kinds == {"arch"}:
         if len(paths) != 1:
             raise ValueError("give one architecture table (or curve tables)")
-        return "arch", tables.load_archs(paths[0], space=space_lib.get(config.space))
+        return "arch", tables.load_archs(paths[0], space=space_lib.get(config.space),
+                                         lower_is_better=config.lower_is_better)
+    if config.lower_is_better:
+        raise ValueError("--lower-is-better is for an architecture table of scores (losses); "
+                         "the search maximises the accuracies of curve tables")
     if kinds != {"curve"}:
         raise ValueError("tables must be all curve tables or one architecture table")
     return "curve", tables.concat([tables.load_curves(p) for p in paths])
 
 
 def final_accuracies(kind: str, table, space) -> tables.ArchTable:
-    """An architecture table of final accuracies (a curve table's last observed values)."""
+    """An architecture table of final accuracies (a curve table's last observed values);
+    a table of scores higher-is-better (a loss negated: the model ranks them)."""
     if kind == "arch":
-        return table
+        if table.unit != "score":
+            return table
+        return tables.ArchTable.from_encodings(table.encodings, table.datasets, table.oriented, space=space,
+                                               meta=table.meta, unit="score", source=table.source)
     if "arch" not in table.meta:
         raise ValueError(f"curve table {table.source} has no 'arch' column: cannot transfer selection from it")
     full = table.lengths == table.lengths.max() if len(table.lengths) else np.zeros(0, bool)
@@ -360,10 +371,16 @@ def execute(config: SearchConfig | None, out: str | Path, *, resume: bool = Fals
     finally:
         show.close()
         journal.close()
+    score = setup.kind == "arch" and setup.table.unit == "score"
+    if score:  # the runs' finals are oriented (a loss negated); report the table's own value
+        best = outcome.best
+        extra_score = {"best_accuracy": None, "lower_is_better": config.lower_is_better,
+                       "best_score": None if best is None else (-1 if config.lower_is_better else 1) * best.result.final}
     extra = {"strategy": config.strategy, "early_stop": parts.stop_rule is not None, "seed": config.seed,
              "budget_epochs": parts.budget.epochs, "budget_minutes": parts.budget.minutes, "notes": parts.notes,
-             "accuracy_decimals_from": why}
-    return report.write_outputs(outcome, out, extra, decimals=decimals, budget=parts.budget)
+             "accuracy_decimals_from": why, **(extra_score if score else {})}
+    name = ("negated score (lower is better)" if config.lower_is_better else "score") if score else "validation accuracy"
+    return report.write_outputs(outcome, out, extra, decimals=decimals, budget=parts.budget, value_name=name)
 
 
 def config_of(out: str | Path) -> SearchConfig:

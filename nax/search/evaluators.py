@@ -156,7 +156,8 @@ class ArchTableEvaluator:
 
     A run is charged ``epochs`` epochs (NAS-Bench-201 trains 200) and, when the table
     has ``train_time_s``, that many seconds. Repeated rows of an architecture (seeds)
-    are chosen by the run's seed, in ascending ``seed`` order.
+    are chosen by the run's seed, in ascending ``seed`` order. A table of scores (unit
+    ``"score"``) gives its values higher-is-better (``ArchTable.oriented``: a loss negated).
     """
 
     def __init__(self, table: ArchTable, dataset: str, *, epochs: int = 200):
@@ -167,7 +168,7 @@ class ArchTableEvaluator:
         sel = np.flatnonzero(table.datasets == dataset)
         seeds = table.meta["seed"][sel] if "seed" in table.meta else np.zeros(len(sel))
         sel = sel[np.lexsort((seeds, np.asarray(table.archs, dtype=object)[sel].astype(str)))]
-        acc = table.accuracy_fraction[sel]
+        acc = table.oriented[sel] if table.unit == "score" else table.accuracy_fraction[sel]
         secs = table.meta["train_time_s"][sel].astype(np.float64) if "train_time_s" in table.meta else np.full(len(sel), np.nan)
         self.space, self.dataset, self.max_epochs = table.space, dataset, int(epochs)
         self._rows: dict[str, list[tuple[float, float]]] = {}

@@ -20,7 +20,7 @@ from nax.search.loop import Budget, SearchOutcome
 
 #: most decimals a table's accuracies are shown with
 MAX_DECIMALS = 6
-ACCURACY_KEYS = ("best_accuracy",)
+ACCURACY_KEYS = ("best_accuracy", "best_score")
 
 
 def accuracy_decimals(evaluator) -> tuple[int | None, str]:
@@ -52,11 +52,12 @@ def written_decimals(values) -> int:
 
 
 def write_outputs(outcome: SearchOutcome, out: str | Path, extra: dict | None = None, *,
-                  decimals: int | None = None, budget: Budget | None = None) -> dict:
+                  decimals: int | None = None, budget: Budget | None = None,
+                  value_name: str = "validation accuracy") -> dict:
     """``summary.json``, ``curves.png`` and ``progress.png`` in ``out``; returns the summary.
 
     ``decimals``: round the summary's accuracies so (None: as the table writes them);
-    ``budget``: marked in progress.png."""
+    ``budget``: marked in progress.png; ``value_name``: what the runs' values are."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {**outcome.summary(), **(extra or {})}
@@ -65,8 +66,8 @@ def write_outputs(outcome: SearchOutcome, out: str | Path, extra: dict | None = 
     summary["accuracy_decimals"] = decimals
     summary.update({k: round(float(summary[k]), decimals) for k in ACCURACY_KEYS if summary.get(k) is not None})
     (out / "summary.json").write_text(json.dumps(journal_lib._clean(summary), indent=2) + "\n")
-    plot_curves(outcome, out / "curves.png", decimals=decimals)
-    plot_progress(outcome, out / "progress.png", budget=budget, decimals=decimals)
+    plot_curves(outcome, out / "curves.png", decimals=decimals, value_name=value_name)
+    plot_progress(outcome, out / "progress.png", budget=budget, decimals=decimals, value_name=value_name)
     return summary
 
 
@@ -86,14 +87,18 @@ def _window(values, best) -> tuple[float, float]:
     top = float(max(v.max(), best if best is not None else -np.inf))
     low = float(np.quantile(v, 0.1)) if len(v) >= 5 else float(v.min())
     span = max(top - low, 0.01)
-    return max(0.0, low - 0.35 * span), min(1.0, top + 0.12 * span) if top <= 1 else top + 0.12 * span
+    lo, hi = low - 0.35 * span, top + 0.12 * span
+    if 0 <= v.min() and top <= 1:  # accuracies: stay within [0, 1]
+        lo, hi = max(0.0, lo), min(1.0, hi)
+    return lo, hi
 
 
 def _best_label(best, decimals: int) -> str:
     return f"best: run {best.run}, {best.result.final:.{decimals}f}"
 
 
-def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4) -> None:
+def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4,
+                value_name: str = "validation accuracy") -> None:
     """Completed runs zoomed on the range that matters, the best one highlighted and named;
     beside them the stopped runs with the final accuracy the transferred curve model predicted."""
     runs = outcome.runs
@@ -127,7 +132,7 @@ def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4) 
         ax.legend(loc="lower right", fontsize=8)
     below = sum(f < lo for f in finals)
     ax.set_ylim(lo, hi)
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(value_name)
     ax.set_title(f"{len(done)} completed runs (colour: final accuracy rank)"
                  + (f"; {below} end below the axis" if below else ""), fontsize=10)
     ax.grid(alpha=0.3)
@@ -166,7 +171,7 @@ def _cmap(name):
 
 
 def plot_progress(outcome: SearchOutcome, path: str | Path, *, budget: Budget | None = None,
-                  decimals: int = 4) -> None:
+                  decimals: int = 4, value_name: str = "validation accuracy") -> None:
     """Best final accuracy so far against the budget spent (epochs, or minutes for a time
     budget), every run's result, and the budget marked."""
     minutes = budget is not None and budget.epochs is None
@@ -205,7 +210,7 @@ def plot_progress(outcome: SearchOutcome, path: str | Path, *, budget: Budget | 
     lo, hi = _window([y for _, y in done] + [y for _, y in stopped], best)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("training minutes charged" if minutes else "epochs spent")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(value_name)
     ax.set_title(f"{outcome.dataset}: search progress", fontsize=10)
     ax.grid(alpha=0.3)
     if done or stopped:
