@@ -138,10 +138,23 @@ def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4,
     ax.grid(alpha=0.3)
     if stopped:
         _plot_stopped(axes[1], stopped, best, T, decimals)
-    arch = f"\nbest architecture: {best.result.arch}" if best is not None else ""
-    fig.suptitle(f"{outcome.dataset}: {len(runs)} runs" + ("" if has_curves else " (final accuracies only)") + arch,
-                 fontsize=10)
+    fig.suptitle(f"{outcome.dataset}: {len(runs)} runs" + ("" if has_curves else " (final accuracies only)")
+                 + ("" if best is None else "\nbest architecture: " + _wrap(best.result.arch, 60 if stopped else 45)),
+                 fontsize=9)
     fig.savefig(path, dpi=150)
+
+
+def _wrap(arch: str, width: int) -> str:
+    """A cell string on lines of at most ``width`` characters, broken between its stages."""
+    lines, line = [], ""
+    for part in arch.split("+"):
+        piece = part if not line else "+" + part
+        if line and len(line) + len(piece) > width:
+            lines.append(line + "+")
+            line = part
+        else:
+            line += piece
+    return "\n".join(lines + [line])
 
 
 def _plot_stopped(ax, stopped, best, T: int, decimals: int) -> None:
