@@ -92,6 +92,7 @@ def _arch_table(datasets=("a", "b", "target"), n=120, seed=0):
     return tables.ArchTable.from_encodings(np.concatenate(rows_e), np.array(rows_d), np.concatenate(rows_a))
 
 
+@pytest.mark.slow
 def test_transfer_asks_the_sources_best_first_and_learns_from_the_target():
     from nax.search import transfer
 
@@ -110,3 +111,23 @@ def test_transfer_asks_the_sources_best_first_and_learns_from_the_target():
     assert np.mean(found) > np.quantile(acc, 0.8), (np.mean(found), np.quantile(acc, [0.5, 0.8]))
     assert len({SPACE.to_string(e) for e in target[state.asked_P]}) == 10
     assert len(state.observed) == 10
+
+
+def test_warm_start_tells_earlier_evaluations_first():
+    """Evaluations made before the search count as asked (never proposed again) and, in
+    evolution, seed the population as its random initial members: with a full population
+    told, the very first ask is a one-edge mutation of the tournament winner."""
+    told = [Observation(e, float((e == 3).sum())) for e in _pool(6, 3)]
+    s = strategies.warm_start(strategies.evolution(SPACE, population=6, sample=6), told)  # pool: the space
+    state = s.init(jax.random.key(0), SPACE)
+    assert state.n_random == 6 and len(state.population) == 6 and state.asked_P.sum() == 6
+    (child,), state = s.ask(state, _key(0))
+    # sample = population and values 0..6: the winner is the first of the best values
+    best = max(enumerate(told), key=lambda t: (t[1].value, -t[0]))[1].enc
+    assert (child != best).sum() == 1
+    asked = set(SPACE.index(np.stack([o.enc for o in told])).tolist())
+    for i in range(10):
+        (enc,), state = s.ask(state, _key(i + 1))
+        assert int(SPACE.index(enc[None])[0]) not in asked
+        asked.add(int(SPACE.index(enc[None])[0]))
+        state = s.tell(state, [Observation(enc, float((enc == 3).sum()))])

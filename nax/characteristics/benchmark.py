@@ -38,7 +38,8 @@ import tqdm
 
 from nax import jsonio, tables
 from nax import space as space_lib
-from nax.characteristics import baselines, simulate
+from nax.characteristics import baselines
+from nax.search import simulate  # the simulated searches run through the search driver
 from nax.characteristics import featurize as feats
 from nax.characteristics import model as model_lib
 from nax.provenance import provenance

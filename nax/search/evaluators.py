@@ -9,6 +9,7 @@ returns ``(stop, predicted_final)``; it is how early termination cuts a run.
   exactly what it would save in real training.
 - ``ArchTableEvaluator`` looks final accuracies up in an architecture table (NAS-Bench-201)
   and charges the full training a real run would cost (no curve, so nothing to stop).
+- ``ArrayEvaluator`` reads known values of cells from arrays (simulated searches).
 - ``TrainingEvaluator`` trains for real with ``nax.train.train_architecture``.
 
 Table evaluators pick among repeated rows of one architecture with the run's ``seed``,
@@ -190,6 +191,34 @@ class ArchTableEvaluator:
         acc, secs = rows[seed % len(rows)]
         wall = time.perf_counter() - t0
         return RunResult(arch, "completed", (), acc, None, self.max_epochs, secs if math.isfinite(secs) else wall, wall)
+
+
+class ArrayEvaluator:
+    """Known values of cells, from arrays: a simulated search on a table already in memory.
+
+    ``encodings`` (n, E) of ``space`` and their ``values`` (n,) (any units, higher is
+    better); a run is charged ``epochs`` epochs (default 1: the budget counts evaluations)
+    and no seconds. The values are returned as ``final`` unchanged.
+    """
+
+    def __init__(self, encodings: np.ndarray, values: np.ndarray, space: CellSpace = nb201, *,
+                 dataset: str = "target", epochs: int = 1):
+        encodings = space.validate(encodings).reshape(-1, space.num_edges)
+        values = np.asarray(values, np.float64)
+        if len(values) != len(encodings):
+            raise ValueError(f"{len(encodings)} encodings but {len(values)} values")
+        self.space, self.dataset, self.max_epochs = space, dataset, int(epochs)
+        self._encodings = encodings
+        self._value = dict(zip(space.index(encodings).tolist(), values.tolist()))
+
+    def candidates(self) -> np.ndarray:
+        return self._encodings
+
+    def evaluate(self, enc, seed: int, should_stop: StopFn | None = None) -> RunResult:
+        value = self._value.get(int(self.space.index(np.asarray(enc)[None])[0]))
+        if value is None:
+            raise KeyError(f"architecture {self.space.to_string(enc)} has no value in the arrays")
+        return RunResult(self.space.to_string(enc), "completed", (), value, None, self.max_epochs, 0.0, 0.0)
 
 
 class TrainingEvaluator:

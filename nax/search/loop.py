@@ -172,8 +172,14 @@ def replay_from(events: Sequence[dict]) -> Replay:
 
 
 # ---------------------------------------------------------------------------- the loop
+# jitted: one dispatch per run instead of several (the same numbers; a simulated search
+# on a table spends most of its time here otherwise)
+_fold_in = jax.jit(jax.random.fold_in)
+_seed = jax.jit(lambda key, run: jax.random.randint(jax.random.fold_in(key, run), (), 0, 2**31 - 1))
+
+
 def _run_seed(key: jax.Array, run: int) -> int:
-    return int(jax.random.randint(jax.random.fold_in(key, run), (), 0, 2**31 - 1))
+    return int(_seed(key, run))
 
 
 def progress_line(run: Run, max_epochs: int, best: float | None, epochs_spent: int) -> str:
@@ -238,7 +244,7 @@ def iter_search(
     next_run, batch = 0, 0
     dataset = evaluator.dataset
     while (max_runs is None or next_run < max_runs) and budget.fits(epochs, seconds, evaluator.max_epochs):
-        encs, state = strategy.ask(state, jax.random.fold_in(k_ask, batch))
+        encs, state = strategy.ask(state, _fold_in(k_ask, batch))
         should_stop = stop_rule.decide(rule_state, best, evaluator.max_epochs) if stop_rule else None
         tasks = []
         # every run of a batch may train to the end: hand out only the whole runs that fit
@@ -276,7 +282,7 @@ def iter_search(
             yield Step(run, best, epochs, seconds, not new)
         state = strategy.tell(state, [Observation(r.enc, r.result.value) for r in batch_runs])
         if stop_rule is not None:
-            rule_state = stop_rule.update(rule_state, [r.result for r in batch_runs], jax.random.fold_in(k_stop, batch))
+            rule_state = stop_rule.update(rule_state, [r.result for r in batch_runs], _fold_in(k_stop, batch))
         batch += 1
 
 

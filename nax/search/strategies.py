@@ -197,6 +197,24 @@ def evolution(
         for p, o in zip(pos, observations):
             if p is not None and o.value is not None and np.isfinite(o.value):
                 pop.append((p, float(o.value)))
-        return state._replace(asked_P=_mark(state.asked_P, pos), population=tuple(pop[-population:]))
+        # architectures told without being asked (a warm start) stand for random initial members
+        unasked = len({p for p in pos if p is not None and not state.asked_P[p]})
+        return state._replace(asked_P=_mark(state.asked_P, pos), population=tuple(pop[-population:]),
+                              n_random=state.n_random + unasked)
 
     return Strategy(init, ask, tell)
+
+
+# ---------------------------------------------------------------------------- warm start
+def warm_start(strategy: Strategy, observations: Sequence[Observation]) -> Strategy:
+    """``strategy`` as if ``observations`` (evaluations made before the search) had been
+    told before its first ask: they count as asked (never proposed again), inform what the
+    strategy learns, and in ``evolution`` seed the population as members of its random
+    initial population."""
+    observations = tuple(observations)
+
+    def init(key: jax.Array, space: CellSpace = None) -> Any:
+        state = strategy.init(key, space) if space is not None else strategy.init(key)
+        return strategy.tell(state, observations) if observations else state
+
+    return Strategy(init, strategy.ask, strategy.tell)
