@@ -46,7 +46,7 @@ from nax.provenance import provenance
 
 SYNTHETIC = "synthetic-dissimilar"
 #: the code a result of this benchmark depends on (its provenance's dirty flag)
-CODE = ("nax/characteristics", "nax/tables", "nax/space.py", "nax/jsonio.py", "nax/provenance.py")
+CODE = ("nax/characteristics", "nax/search", "nax/tables", "nax/space.py", "nax/jsonio.py", "nax/provenance.py")
 BASELINES = ("ridge_onehot", "ridge_pairwise", "ridge_characteristics", "gbm")
 METHODS = ("characteristics", "target_only", *BASELINES, "random", "evolution")
 RANKING = ("spearman", "kendall", "top1_precision")
