@@ -7,7 +7,7 @@ import pytest
 
 from nax import characteristics as ch
 from nax import cli, space, tables
-from nax.characteristics import benchmark
+from nax.search import select_benchmark as benchmark
 
 S = space.nb201
 CELLS = S.enumerate()

@@ -64,7 +64,7 @@ def _check(args) -> None:
 
 
 def _benchmark(args) -> int:
-    from nax.characteristics import benchmark
+    from nax.search import select_benchmark as benchmark
 
     _check(args)
     cfg = benchmark.BenchConfig(

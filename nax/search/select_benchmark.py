@@ -1,5 +1,8 @@
 """``nax select benchmark``: transferred architecture selection, leave one dataset out.
 
+It lives in the search layer because it runs simulated searches (``nax.search.simulate``,
+through the search driver) on the characteristic model's rankings.
+
 Protocol (issue 5). For each target dataset, the sources are the other given datasets;
 each source contributes a random sample of ``N`` evaluated architectures; the target starts
 with ``k`` random evaluations. On all cells of the target we report the ranking metrics of
@@ -14,9 +17,10 @@ method proposes. Methods:
   ranking (they are not refitted after each result).
 * ``random`` and ``evolution`` (regularized evolution, no transfer): search only.
 
-``--dissimilar`` (or ``--target synthetic-dissimilar``) adds a synthetic target built from the NAS-Bench-201 cells whose accuracy
-rewards what the sources punish (``synthetic_dissimilar``), with all real datasets as
-sources: the test that a target unlike its sources is not drowned by them.
+``--dissimilar`` (or ``--target synthetic-dissimilar``) adds a synthetic target built from
+the NAS-Bench-201 cells whose accuracy rewards what the sources punish
+(``synthetic_dissimilar``), all real datasets as sources: a target unlike its sources must
+not be drowned by them.
 
 Scores of any sign and direction work (``lower_is_better``: a loss is ranked reversed);
 everything downstream of ``_load`` sees values with higher better. The output carries
@@ -39,10 +43,10 @@ import tqdm
 from nax import jsonio, tables
 from nax import space as space_lib
 from nax.characteristics import baselines
-from nax.search import simulate  # the simulated searches run through the search driver
 from nax.characteristics import featurize as feats
 from nax.characteristics import model as model_lib
 from nax.provenance import provenance
+from nax.search import simulate
 
 SYNTHETIC = "synthetic-dissimilar"
 #: the code a result of this benchmark depends on (its provenance's dirty flag)
@@ -354,13 +358,8 @@ def summary(results: list[dict], metric: str = "spearman", k: int = 0) -> pd.Dat
         index=["target", "samples_per_source"], columns="method", values=metric, aggfunc="first", sort=False
     )
     base = p[[b for b in BASELINES if b in p.columns]]
-    return pd.DataFrame(
-        {
-            "characteristics": p["characteristics"],
-            "best_baseline": base.max(axis=1),
-            "best_baseline_method": base.idxmax(axis=1),
-        }
-    ).round(3)
+    best = {"best_baseline": base.max(axis=1), "best_baseline_method": base.idxmax(axis=1)}
+    return pd.DataFrame({"characteristics": p["characteristics"], **best}).round(3)
 
 
 def format_table(results: list[dict], markdown: bool = False) -> str:
