@@ -12,17 +12,17 @@ import numpy as np
 
 from nax import curves
 from nax.curves import calibration
-from nax.curves.benchmark import AdaptiveReplay, replay
+from nax.curves.bench.early_stop import REPLAY_REFIT, replay
+from nax.curves.inference import InferenceConfig
 from nax.curves.predict import compose_draws
-from nax.curves.stopping import adapt_checkpoints
-from nax.search.evaluators import RunResult
-from nax.search.stopping import rule_from_prior
+from nax.curves.stopping import FinalDraws, Finished, Refit, StopConfig, adapt_checkpoints, stop_rule
 
 from test_curves_calibration import hand_prior  # the same hand-made prior (no prior fit)
 
-TRUE = {"kind": calibration.KIND, "log_a": np.log(0.12), "b": 1.0, "c": 1.0}
+TRUE = calibration.Calibration(np.log(0.12), 1.0, 1.0)
 #: what the sources said: almost no extrapolation noise
-SOURCE = {"kind": calibration.KIND, "log_a": np.log(0.004), "b": 1.0, "c": 1.0}
+SOURCE = calibration.Calibration(np.log(0.004), 1.0, 1.0)
+INF = InferenceConfig(num_steps=200, num_samples=100)
 
 
 def simulated_evidence(runs, per_run=3, seed=0, noise=TRUE, s_draws=64):
@@ -56,20 +56,20 @@ def test_adapted_noise_moves_from_the_sources_to_the_target_as_runs_finish():
     scales = []
     for runs in (2, 10, 200):
         cal = calibration.adapt(SOURCE, simulated_evidence(runs))
-        assert cal["adapted"]["runs"] == runs
-        assert cal["adapted"]["source"]["log_a"] == SOURCE["log_a"]
+        assert cal.adapted["runs"] == runs
+        assert cal.adapted["source"]["log_a"] == SOURCE.log_a
         scales.append(effective(cal))
     assert effective(SOURCE) < scales[0] < scales[1] <= scales[2] * 1.1
     # with many runs the likelihood dominates the prior: the known noise is recovered
     assert abs(scales[2] - truth) / truth < 0.25
     # adapting an adapted calibration starts again from the same sources' values
     again = calibration.adapt(calibration.adapt(SOURCE, simulated_evidence(10)), simulated_evidence(2))
-    assert again["adapted"]["source"]["log_a"] == SOURCE["log_a"]
+    assert again.adapted["source"]["log_a"] == SOURCE.log_a
 
 
 def test_a_target_like_the_sources_leaves_the_calibration_near_them():
-    ev = simulated_evidence(50, noise=SOURCE | {"log_a": np.log(0.12)})
-    src = SOURCE | {"log_a": np.log(0.12)}
+    ev = simulated_evidence(50, noise=SOURCE._replace(log_a=np.log(0.12)))
+    src = SOURCE._replace(log_a=np.log(0.12))
     cal = calibration.adapt(src, ev)
     assert abs(np.log(effective(cal) / effective(src))) < 0.3
 
@@ -80,7 +80,7 @@ def test_each_run_weighs_one_however_many_of_its_prefixes_were_predicted():
         np.concatenate([ev.m, ev.m], 1), np.concatenate([ev.s, ev.s], 1),
         *(np.concatenate([a, a]) for a in (ev.y, ev.gap, ev.head, ev.run)))
     one, two = calibration.adapt(SOURCE, ev), calibration.adapt(SOURCE, doubled)
-    assert abs(one["log_a"] - two["log_a"]) < 1e-3 and abs(one["c"] - two["c"]) < 1e-3
+    assert abs(one.log_a - two.log_a) < 1e-3 and abs(one.c - two.c) < 1e-3
 
 
 H = 10
@@ -97,7 +97,7 @@ def test_compose_draws_reproduces_the_predictive_under_any_calibration():
     rng = np.random.default_rng(0)
     partial = stepped(0.5, 0.0, rng, n=4)
     partial[:, 4:] = np.nan
-    pred = curves.predict(hand_prior(TRUE), partial, horizon=H, num_steps=200, num_samples=100)
+    pred = curves.predict(hand_prior(TRUE), partial, horizon=H, inference=INF)
     y, ext, gap, head = pred.draw_components(pred.horizon[:, None])
     for cal in (TRUE, SOURCE):
         other = dataclasses.replace(pred, calibration=cal)
@@ -105,57 +105,79 @@ def test_compose_draws_reproduces_the_predictive_under_any_calibration():
     raw = dataclasses.replace(pred, calibration=None)
     np.testing.assert_array_equal(compose_draws(y, None, None, None, None, False)[..., 0], raw.samples)
     # predict(calibration=...) is the same fit under the given calibration
-    again = curves.predict(hand_prior(TRUE), partial, horizon=H, num_steps=200, num_samples=100,
-                           calibration=SOURCE)
+    again = curves.predict(hand_prior(TRUE), partial, horizon=H, inference=INF, calibration=SOURCE)
     np.testing.assert_array_equal(again.samples, dataclasses.replace(pred, calibration=SOURCE).samples)
 
 
-def test_search_rule_widens_after_finished_runs_jump_and_keeps_a_late_bloomer():
+def test_rule_widens_after_finished_runs_jump_and_keeps_a_late_bloomer():
     rng = np.random.default_rng(1)
-    kw = {"min_epochs": 4, "num_samples": 200, "num_steps": 300}
-    finished = [RunResult(f"r{i}", "completed", tuple(c), float(c[-1]), cost_epochs=H)
-                for i, c in enumerate(stepped(0.55, 0.3, rng, n=4))]
-    best = max(r.final for r in finished)
-    fixed, adaptive = (rule_from_prior(hand_prior(SOURCE), H, adapt=a, **kw) for a in (False, True))
-    states = []
-    for rule in (fixed, adaptive):
-        state = rule.update(rule.init(jax.random.key(0)), finished, jax.random.key(1))
-        states.append(state)
+    config = StopConfig(min_epochs=4, inference=InferenceConfig(num_samples=200, num_steps=300))
+    curves_ = stepped(0.55, 0.3, rng, n=4)
+    finished = [Finished(c, True) for c in curves_]
+    best = curves_[:, -1].max()
+    fixed, adaptive = (stop_rule(hand_prior(SOURCE), H, config.replace(adapt=a)) for a in (False, True))
+    states = [rule.update(rule.init(jax.random.key(0)), finished, jax.random.key(1)) for rule in (fixed, adaptive)]
     assert states[0].calibration is None and states[0].evidence == ()
+    assert all(s.context.shape == (4, H) for s in states)  # ended runs are the context
     cal = states[1].calibration
     assert len(states[1].evidence) == len(adapt_checkpoints(H, 4)) == 3
-    assert cal["adapted"]["runs"] == 4 and effective(cal) > 5 * effective(SOURCE)
+    assert cal.adapted["runs"] == 4 and effective(cal) > 5 * effective(SOURCE)
+    assert states[1].runs == states[1].fitted_at == 4
     # a run on the same plateau as the best ones, seen before its jump
-    late = tuple(stepped(0.55, 0.3, rng)[0, :6])
-    stop_fixed, _ = fixed.decide(states[0], best, H)(late)
-    stop_adaptive, _ = adaptive.decide(states[1], best, H)(late)
-    assert stop_fixed and not stop_adaptive
+    late = stepped(0.55, 0.3, rng)[:, :6]
+    assert fixed.decide(states[0], late, best).stop.tolist() == [True]
+    assert adaptive.decide(states[1], late, best).stop.tolist() == [False]
+    # a stopped run joins the context, and there is nothing to learn from it
+    again = adaptive.update(states[1], [Finished(late[0], False)], jax.random.key(2))
+    assert again.context.shape == (5, H) and again.runs == 4 and again.calibration is cal
     # no calibration (prior None): nothing to adapt, nothing predicted again
-    plain = rule_from_prior(None, H, **kw)
+    plain = stop_rule(None, H, config)
     assert plain.update(plain.init(jax.random.key(0)), finished, jax.random.key(1)).evidence == ()
 
 
-def test_adaptive_replay_learns_within_a_replay_and_resets_between_them():
+def test_refit_schedule():
+    every = Refit()
+    assert all(every.due(n, n - 1) for n in range(1, 200))
+    # the replay's: each of the first ten, then after growing by a quarter, up to 60
+    last, fits = 0, []
+    for n in range(1, 80):
+        if REPLAY_REFIT.due(n, last):
+            fits.append(n)
+            last = n
+    assert fits == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 17, 22, 28, 35, 44, 55]
+
+
+def test_adaptive_replay_learns_within_a_replay_and_starts_afresh_in_the_next():
     rng = np.random.default_rng(2)
     n = 12
     curves_ = stepped(0.5, 0.25, rng, n=n) + rng.uniform(0, 0.05, (n, 1))
     final = curves_[:, -1]
-    preds = {}
+    draws, evidence = {}, {}
     for e in (4, 6, 8):
         part = np.where(np.arange(H) < e, curves_, np.nan)
-        preds[e] = curves.predict(hand_prior(SOURCE), part, horizon=H, num_steps=300, num_samples=200, seed=e)
-    ad = AdaptiveReplay(preds, final, minimize=False)
+        pred = curves.predict(hand_prior(SOURCE), part, horizon=H,
+                              inference=InferenceConfig(num_steps=300, num_samples=200), seed=e)
+        draws[e] = FinalDraws.from_prediction(pred)
+        evidence[e] = calibration.evidence(pred, final, np.arange(n))
+    base = StopConfig(min_epochs=4, check_every=2, refit=REPLAY_REFIT)
+    adaptive = stop_rule(hand_prior(SOURCE), H, base)
     order = np.arange(n)
-    used, best = replay(final, ad.stop_prob, H, 0.05, order, on_complete=ad.complete)
-    assert ad.done and ad.calibration is not ad.source
-    assert effective(ad.calibration) > effective(SOURCE)
-    ad.reset()
-    assert ad.calibration is ad.source and ad.done == []
+    used, best, stats = replay(adaptive, draws, final, order, evidence=evidence, curves=curves_)
+    assert stats["fits"] >= 1 and stats["calibration"].adapted["runs"] >= 1
+    assert effective(stats["calibration"]) > effective(SOURCE)
+    # the same replay again: the same decisions (a replay starts from the sources' fit)
+    assert replay(adaptive, draws, final, order, evidence=evidence, curves=curves_)[:2] == (used, best)
     # the fixed rule (sources' calibration) stops at least as many epochs, and the
     # adaptive one finds a final at least as good
-    fixed = {e: (lambda p: (lambda run, ref: float(np.mean(p.samples[:, run] > ref))))(p) for e, p in preds.items()}
-    used_fixed, best_fixed = replay(final, fixed, H, 0.05, order)
+    fixed = stop_rule(hand_prior(SOURCE), H, base.replace(adapt=False))
+    used_fixed, best_fixed, stats_fixed = replay(fixed, draws, final, order, curves=curves_)
+    assert stats_fixed["fits"] == 0 and stats_fixed["calibration"] is None
     assert used >= used_fixed and best >= best_fixed
+    # judging cached draws is deciding on the prediction they came from
+    state = fixed.init(jax.random.key(0))
+    d = fixed.judge(state, draws[8], best_fixed)
+    assert np.array_equal(d.prob_better, (pred.samples > best_fixed).mean(0))
+    np.testing.assert_allclose(d.predicted_final, pred.mean, rtol=1e-12)
 
 
 def test_a_shift_shared_by_the_targets_runs_is_learned_as_location_not_noise():
@@ -166,20 +188,20 @@ def test_a_shift_shared_by_the_targets_runs_is_learned_as_location_not_noise():
     ev = simulated_evidence(60, noise=SOURCE)
     ev = ev._replace(y=ev.m.mean(0) + 0.1 + 0.01 * rng.standard_t(5.0, len(ev.y)))
     cal = calibration.adapt(SOURCE, ev)
-    assert cal["d"] > 0
+    assert cal.d > 0
     shifted = ev.m.mean(0) + calibration.ext_shift(cal, ev.gap, ev.head)
     assert abs(np.mean(ev.y - shifted)) < 0.01
     scale = calibration.ext_scale(cal, ev.gap, ev.head)
     assert np.median(scale) < 0.05  # the shift is not absorbed as noise
-    assert cal["adapted"]["source"]["d"] == 0.0
+    assert cal.adapted["source"]["d"] == 0.0
 
 
 def test_prediction_mean_and_density_follow_the_shift():
     rng = np.random.default_rng(0)
     partial = stepped(0.5, 0.0, rng, n=3)
     partial[:, 4:] = np.nan
-    pred = curves.predict(hand_prior(TRUE), partial, horizon=H, num_steps=200, num_samples=100)
-    moved = dataclasses.replace(pred, calibration=TRUE | {"d": 1.5})
+    pred = curves.predict(hand_prior(TRUE), partial, horizon=H, inference=INF)
+    moved = dataclasses.replace(pred, calibration=TRUE._replace(d=1.5))
     shift = 1.5 * calibration.ext_scale(TRUE, 1.0 - pred.t_obs, 1.0 - pred.y_last)
     np.testing.assert_allclose(moved.mean, pred.mean + shift, rtol=1e-9)
     np.testing.assert_allclose(moved.samples, pred.samples + shift, rtol=1e-9)
@@ -187,29 +209,22 @@ def test_prediction_mean_and_density_follow_the_shift():
     assert np.all(moved.log_density(pred.mean + shift) > pred.log_density(pred.mean + shift))
 
 
-def test_training_callback_rule_adapts_from_the_runs_it_was_told_finished():
-    """``nax.curves.stopping.early_stopping`` (init/update/tell) learns the noise from the
-    finished runs ``tell`` reported, at its next ``update``, as the search's rule does."""
+def test_run_check_is_the_rules_decision_on_its_schedule_and_pickles():
+    """The per-run callback (search workers, a training loop) applies the schedule and the
+    rule's decision; it travels to another process."""
+    import pickle
+
     rng = np.random.default_rng(1)
-    kw = {"horizon": H, "min_epochs": 4, "num_samples": 200, "num_steps": 300}
+    rule = stop_rule(hand_prior(SOURCE), H, StopConfig(min_epochs=4, check_every=2,
+                                                       inference=InferenceConfig(num_samples=200, num_steps=300)))
     done = stepped(0.55, 0.3, rng, n=4)
-    late = stepped(0.55, 0.3, rng)[:, :6]  # on the best runs' plateau, before its jump
-    decisions = {}
-    for adapt in (False, True):
-        rule = curves.stopping.early_stopping(hand_prior(SOURCE), adapt=adapt, **kw)
-        state = rule.init()
-        for row in done:
-            state = rule.tell(row, state)
-        assert state.calibration is None and state.learned == 0  # tell only records
-        stop, state = rule.update(late, state)
-        decisions[adapt] = bool(stop[0])
-        if adapt:
-            assert state.learned == 4 and state.calibration["adapted"]["runs"] == 4
-            assert effective(state.calibration) > 5 * effective(SOURCE)
-            # a stopped run told afterwards joins the context; nothing new to learn from it
-            state = rule.tell(late[0], state)
-            _, again = rule.update(late, state)
-            assert again.learned == 5 and again.calibration["adapted"]["runs"] == 4
-        else:
-            assert state.calibration is None and state.evidence == ()
-    assert decisions == {False: True, True: False}
+    state = rule.update(rule.init(jax.random.key(0)), [Finished(c, True) for c in done], jax.random.key(1))
+    assert curves.run_check(rule, state, None) is None  # nothing completed: no best to beat
+    check = pickle.loads(pickle.dumps(curves.run_check(rule, state, 0.99)))
+    bad = tuple(stepped(0.2, 0.0, rng)[0])
+    assert check(bad[:3]) == (False, None)  # before min_epochs
+    assert check(bad[:5]) == (False, None)  # not a check epoch (4, 6, 8)
+    stop, predicted = check(bad[:6])
+    d = rule.decide(state, np.asarray(bad[:6])[None], 0.99)
+    assert stop == bool(d.stop[0]) is True and predicted == float(d.predicted_final[0])
+    assert check(bad) == (False, None)  # the last epoch: nothing left to save

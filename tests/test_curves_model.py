@@ -13,10 +13,13 @@ import pytest
 
 from nax import curves, tables
 from nax.curves import basis
+from nax.curves.fitting import PRIOR_INFERENCE
+from nax.curves.inference import InferenceConfig
 
 T = 20  # epochs of full training
 N = 8  # curves per prediction batch
 STEPS = 400
+INF = InferenceConfig(num_steps=STEPS, num_samples=200)
 MU_POP = np.array([1.0, -1.0, 1.5, 0.3, -4.0, 0.0, 0.0, 0.0])
 SIGMA = np.array([0.5, 0.3, 0.3, 0.2, 0.2, 0.3, 0.3, 0.3])
 
@@ -51,7 +54,7 @@ def prior():
         tables.CurveTable.from_arrays(simulate(10 + g, 16, levels[g])[0], f"src{g}")
         for g in range(3)
     ]
-    return curves.fit_prior(srcs, num_steps=800, num_samples=200, seed=0)
+    return curves.fit_prior(srcs, inference=PRIOR_INFERENCE.replace(num_steps=800, num_samples=200), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,7 @@ def test_hierarchical_recovers_population_mean(prior):
 def test_no_transfer_recovers_curve_parameters():
     values, z, final = simulate(5, N, MU_POP)
     pred = curves.predict(
-        None, values, horizon=T, num_steps=STEPS, num_samples=200, seed=0
+        None, values, horizon=T, inference=INF, seed=0
     )
     assert pred.ok, pred.diagnostics
     # the expected final value and the noise scale of each curve
@@ -87,7 +90,7 @@ def test_no_transfer_recovers_curve_parameters():
 def test_transfer_beats_no_transfer_when_datasets_share_structure(prior, target):
     values, final = target
     seen = truncate(values, 2)  # 10% of training observed
-    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
+    kw = {"horizon": T, "inference": INF, "seed": 0}
     with_prior = curves.predict(prior, seen, **kw)
     without = curves.predict(None, seen, **kw)
     mae_t, mae_n = (
@@ -103,7 +106,7 @@ def test_transfer_beats_no_transfer_when_datasets_share_structure(prior, target)
 def test_context_curves_inform_the_target_level(prior, target):
     values, final = target
     seen = truncate(values, 2)
-    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
+    kw = {"horizon": T, "inference": INF, "seed": 0}
     # 4 runs at 10% of training plus 4 finished runs of the same dataset as context
     # (8 curves in all, the shape of the other tests, so nothing recompiles)
     alone = curves.predict(prior, seen, **kw)
@@ -116,7 +119,7 @@ def test_context_curves_inform_the_target_level(prior, target):
 
 def test_exact_rerun_from_seed(prior, target):
     seen = truncate(target[0], 4)
-    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200}
+    kw = {"horizon": T, "inference": INF}
     a = curves.predict(prior, seen, seed=3, **kw)
     b = curves.predict(prior, seen, seed=3, **kw)
     c = curves.predict(prior, seen, seed=4, **kw)
@@ -129,8 +132,7 @@ def test_predict_at_any_epoch_and_quantiles(prior, target):
         prior,
         truncate(target[0], 4),
         horizon=T,
-        num_steps=STEPS,
-        num_samples=200,
+        inference=INF,
         seed=0,
     )
     at = pred.predict_at([5, 10, T])
@@ -150,7 +152,7 @@ def test_prior_save_load_round_trip(prior, target, tmp_path):
         json.dumps(prior.info)
     )
     seen = truncate(target[0], 4)
-    kw = {"horizon": T, "num_steps": STEPS, "num_samples": 200, "seed": 0}
+    kw = {"horizon": T, "inference": INF, "seed": 0}
     np.testing.assert_array_equal(
         curves.predict(prior, seen, **kw).samples,
         curves.predict(back, seen, **kw).samples,
@@ -180,9 +182,9 @@ def test_nan_inside_observed_part_is_an_error_unless_masked(prior, target):
     values[0, 2] = np.nan
     mask = np.isfinite(target[0]) & (np.arange(T) < 6)
     with pytest.raises(ValueError, match="non-finite value at observed column 2"):
-        curves.predict(prior, values, mask, horizon=T, num_steps=STEPS)
+        curves.predict(prior, values, mask, horizon=T, inference=INF.replace(num_samples=400))
     # documented: without a mask, a gap inside a curve is an unobserved epoch
-    pred = curves.predict(prior, values, horizon=T, num_steps=STEPS, num_samples=200)
+    pred = curves.predict(prior, values, horizon=T, inference=INF)
     assert np.isfinite(pred.samples).all()
 
 
@@ -191,7 +193,7 @@ def test_constant_and_decreasing_curves_give_finite_bounded_predictions(prior, t
     values[0, :6] = 0.1  # a network that never learns
     values[1, :6] = np.linspace(0.6, 0.4, 6)  # overfitting: validation accuracy falls
     pred = curves.predict(
-        prior, values, horizon=T, num_steps=STEPS, num_samples=200, seed=0
+        prior, values, horizon=T, inference=INF, seed=0
     )
     assert pred.ok and np.isfinite(pred.samples).all()
     # documented: a flat curve is predicted to stay near its level; the prior (curves
@@ -205,7 +207,7 @@ def test_constant_and_decreasing_curves_give_finite_bounded_predictions(prior, t
 
 def test_curve_longer_than_training_length_is_an_error(prior, target):
     with pytest.raises(ValueError, match="beyond its training length"):
-        curves.predict(prior, target[0], horizon=T - 5, num_steps=STEPS)
+        curves.predict(prior, target[0], horizon=T - 5, inference=INF.replace(num_samples=400))
 
 
 def test_values_outside_unit_interval_are_an_error(prior, target):
@@ -226,7 +228,7 @@ def test_losses_with_minimize(target):
         np.clip(truncate(target[0], 8), 1e-3, None)
     )  # cross-entropy-like, falling
     pred = curves.predict(
-        None, losses, horizon=T, minimize=True, num_steps=STEPS, num_samples=200, seed=0
+        None, losses, horizon=T, minimize=True, inference=INF, seed=0
     )
     assert (
         pred.minimize
@@ -242,7 +244,7 @@ def test_losses_with_minimize(target):
 
 def test_single_curve_target_dataset(prior, target):
     pred = curves.predict(
-        prior, truncate(target[0][:1], 4), horizon=T, num_steps=STEPS, num_samples=200
+        prior, truncate(target[0][:1], 4), horizon=T, inference=INF
     )
     assert pred.samples.shape == (200, 1) and pred.ok
     assert abs(pred.mean[0] - target[1][0]) < 0.2
@@ -254,9 +256,7 @@ def test_nuts_records_convergence_diagnostics(prior, target):
         prior,
         truncate(target[0][:1], 6),
         horizon=T,
-        method="nuts",
-        num_samples=100,
-        num_warmup=100,
+        inference=InferenceConfig(method="nuts", num_samples=100, num_warmup=100),
         seed=0,
     )
     d = pred.diagnostics

@@ -2,15 +2,19 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from nax import tables
 from nax.cli import main
-from nax.curves import baselines, basis, stopping
+from nax.curves import baselines, basis
+from nax.curves.bench import common
+from nax.curves.fitting import observed_from_tables
+from nax.curves.inference import InferenceConfig
 from nax.curves.predict import Prediction
-from nax.curves.prior import observed_from_tables
+from nax.curves.stopping import FinalDraws, Finished, StopConfig, stop_rule
 
 
 @pytest.mark.parametrize("family", sorted(basis.FAMILIES))
@@ -56,33 +60,38 @@ def _prediction(final, noise=1e-3, n=3, ok=True):
     )
 
 
-def test_should_stop_compares_with_the_best_so_far():
+def test_rule_stops_what_cannot_beat_the_best():
     pred = _prediction(0.5)
-    assert np.all(stopping.prob_better(pred, 0.6) < 0.01)
-    assert stopping.should_stop(pred, 0.6).all()
-    assert not stopping.should_stop(pred, 0.4).any()
-    assert not stopping.should_stop(pred, -np.inf).any()
+    rule = stop_rule(None, 20)
+    state = rule.init(jax.random.key(0))
+    judge = lambda p, best: rule.judge(state, FinalDraws.from_prediction(p), best)
+    assert np.all(judge(pred, 0.6).prob_better < 0.01)
+    assert judge(pred, 0.6).stop.all()
+    assert not judge(pred, 0.4).stop.any()
+    assert not judge(pred, -np.inf).stop.any()
+    np.testing.assert_allclose(judge(pred, 0.6).predicted_final, pred.mean)
     # a failed inference never stops a run
-    assert not stopping.should_stop(_prediction(0.5, ok=False), 0.6).any()
+    assert not judge(_prediction(0.5, ok=False), 0.6).stop.any()
+    # losses: better is lower
+    lower = stop_rule(None, 20, StopConfig(minimize=True))
+    assert not lower.judge(state, FinalDraws.from_prediction(pred), 0.6).stop.any()
 
 
-def test_early_stopping_rule_over_epochs():
-    rule = stopping.early_stopping(
-        None, horizon=10, min_epochs=3, num_steps=300, num_samples=200
-    )
-    state = rule.init()
-    stop, state = rule.update([0.1, 0.1, 0.1, 0.1], state)
-    assert not stop.any()  # nothing finished yet: no best to beat
-    state = rule.tell(np.linspace(0.5, 0.9, 10), state)
-    assert state.best == pytest.approx(0.9) and state.context.shape == (1, 10)
-    stop, state = rule.update([[0.1, 0.1]], state)
-    assert not stop.any()  # before min_epochs
-    stop, state = rule.update(
-        [[0.1, 0.1, 0.1, 0.1, 0.1], [0.7, 0.8, 0.88, 0.93, 0.95]], state
-    )
-    assert stop.tolist() == [True, False]
-    stopped = rule.tell([0.1, 0.1, 0.1], state)  # a stopped run joins the context only
-    assert stopped.best == state.best and stopped.context.shape == (2, 10)
+def test_rule_over_epochs_of_a_target():
+    rule = stop_rule(None, 10, StopConfig(min_epochs=3, inference=InferenceConfig(num_steps=300, num_samples=200)))
+    state = rule.init(jax.random.key(0))
+    d = rule.decide(state, [[0.1, 0.1, 0.1, 0.1]], None)
+    assert not d.stop.any() and np.isnan(d.predicted_final).all()  # no best to beat yet
+    state = rule.update(state, [Finished(np.linspace(0.5, 0.9, 10), True)], jax.random.key(1))
+    assert state.context.shape == (1, 10)
+    assert [e for e in range(12) if rule.schedule.due(e)] == list(range(3, 10))
+    d = rule.decide(state, [[0.1, 0.1, 0.1, 0.1, 0.1], [0.7, 0.8, 0.88, 0.93, 0.95]], 0.9)
+    assert d.stop.tolist() == [True, False]
+    assert d.predicted_final[0] < 0.5 < d.predicted_final[1]
+    stopped = rule.update(state, [Finished([0.1, 0.1, 0.1], False)], jax.random.key(2))
+    assert stopped.context.shape == (2, 10) and stopped.seed != state.seed
+    with pytest.raises(ValueError, match="more than the horizon"):
+        rule.decide(state, np.zeros((1, 11)), 0.9)
 
 
 def test_pow3_least_squares_recovers_a_pow3_curve():
@@ -167,7 +176,7 @@ def _write_table(path, name, seed, n=6, epochs=10):
 
 
 @pytest.mark.slow
-def test_benchmark_commands_write_the_contract_fields(tmp_path):
+def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
     paths = []
     for i, name in enumerate(["a", "b", "c"]):
         paths.append(str(tmp_path / f"{name}.csv"))
@@ -204,7 +213,16 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         )
         == 0
     )
-    rows = json.loads(out.read_text())["results"]
+    record = json.loads(out.read_text())
+    rows = record["results"]
+    # leave one out: the target's prior was fitted on the other datasets only
+    assert list(record["priors"]) == ["b + c"] and record["priors"]["b + c"]["datasets"] == ["b", "c"]
+    assert len(record["meta"]["git_commit"]) == 40 and record["meta"]["config"]["finished"] == [4]
+    printed = capsys.readouterr().out
+    assert "MAE at cutoff 0.2" in printed and "LPD / cov90 at cutoff 0.2" in printed
+    mae_line = next(line for line in printed.splitlines() if line.split()[:1] == ["a"])
+    transfer = next(r for r in rows if r["method"] == "last_value")
+    assert f"{transfer['mae']:.4f}" in mae_line
     assert {r["method"] for r in rows} == {
         "last_value",
         "pow3",
@@ -261,7 +279,13 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path):
         )
         == 0
     )
-    rows = json.loads(out.read_text())["results"]
+    record = json.loads(out.read_text())
+    rows = record["results"]
+    assert list(record["priors"]) == ["b + c"]
+    assert record["meta"]["command"] == "nax curves early-stop" and "git_dirty" in record["meta"]
+    printed = capsys.readouterr().out
+    assert "epochs saved / regret (points) at delta 0.05" in printed
+    assert printed.splitlines()[-1].split()[0] == "mean"
     assert {r["method"] for r in rows} == {
         "transfer",
         "transfer_adaptive",
@@ -310,3 +334,47 @@ def test_benchmark_finished_count_must_be_positive(tmp_path, capsys):
     args = ["curves", "benchmark", "--train", path, "--test", path, "--finished", "0"]
     assert main(args) == 2
     assert "--finished counts finished runs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["benchmark", "early-stop"])
+def test_transfer_without_another_source_dataset_is_a_one_line_error(tmp_path, capsys, command):
+    path = str(tmp_path / "a.csv")
+    _write_table(path, "a", 0)
+    assert main(["curves", command, "--train", path, "--test", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "transfer needs at least one source dataset other than the target" in err and "a has none" in err
+
+
+def test_priors_of_every_benchmark_leave_their_target_out():
+    """The benchmarks' priors (extrapolation and early stop share them) are fitted on
+    every dataset but the target; the SVR baseline's training sets are the same."""
+    tabs = {n: tables.CurveTable.from_arrays(np.linspace(0.3 + 0.1 * i, 0.8, 10)[None].repeat(4, 0), n)
+            for i, n in enumerate("abc")}
+    assert common.sources_for("a", tabs) == ("b", "c")
+    assert common.sources_for("z", tabs) == ("a", "b", "c")
+    priors = common.Priors(tabs, seed=0, max_curves=None, calibrate=False, log=lambda m: None,
+                           inference=InferenceConfig(num_steps=20, num_samples=10, lr=0.03))
+    for target in "abc":
+        prior = priors.for_target(target)
+        assert prior.info["datasets"] == [n for n in "abc" if n != target]
+    assert priors.for_target("a") is priors.for_target("a")  # fitted once per set of sources
+    common.require_sources(tabs, {"a": tabs["a"]})
+    with pytest.raises(ValueError, match="transfer needs at least one source"):
+        common.require_sources({"a": tabs["a"]}, {"a": tabs["a"]})
+
+
+def test_printed_tables_have_a_column_per_method_and_a_row_per_dataset():
+    from nax.curves.bench.report import early_stop_tables, extrapolation_tables
+
+    rows = [{"dataset": d, "cutoff": 0.1, "epochs_observed": 2, "method": m, "mae": mae,
+             "lpd": None if m == "last_value" else 1.5, "cov90": None if m == "last_value" else 0.9}
+            for d, m, mae in (("x", "last_value", 0.12345), ("x", "transfer", 0.05), ("y", "transfer", 0.07))]
+    text = extrapolation_tables(rows).splitlines()
+    assert text[0] == "MAE at cutoff 0.1" and text[1].split() == ["dataset", "epochs", "last_value", "transfer"]
+    assert text[3].split() == ["x", "2", "0.1235", "0.0500"] and text[4].split() == ["y", "2", "0.0700"]
+    assert "1.50 / 0.90" in extrapolation_tables(rows)
+    stop = [{"dataset": d, "threshold": 0.05, "method": "transfer", "epochs_saved": s, "regret": g}
+            for d, s, g in (("x", 0.5, 0.01), ("y", 0.7, 0.03))]
+    text = early_stop_tables(stop).splitlines()
+    assert text[-1].split() == ["mean", "0.600", "/", "2.00"]

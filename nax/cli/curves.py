@@ -1,4 +1,8 @@
-"""``nax curves benchmark`` and ``nax curves early-stop`` (contracts in DESIGN.md)."""
+"""``nax curves benchmark``, ``early-stop`` and ``speed`` (contracts in docs/design.md).
+
+Each prints its results as tables (stdout; progress goes to stderr) and writes the full
+record, with provenance, to ``--json``.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="OUT",
-        help="write {'results': [...]} here",
+        help="also write the full record {'results', 'priors', 'meta'} here as JSON",
     )
 
 
@@ -129,6 +133,19 @@ def register(subparsers) -> None:
     )
     e.set_defaults(func=_early_stop)
     e.set_defaults(max_curves=300)
+    s = sub.add_parser("speed", help="seconds to extrapolate many partial curves (SVI, NUTS)")
+    s.add_argument("--train", nargs="+", required=True, metavar="CSV", help="source curve tables")
+    s.add_argument("--test", required=True, metavar="CSV", help="the target curve table (one dataset)")
+    s.add_argument("--prefix", default="acc_", help="prefix of the per-epoch value columns")
+    s.add_argument("--dataset-column", default="training_dataset", help="column naming each run's dataset")
+    s.add_argument("--cutoff", type=float, default=0.2, help="fraction of the epochs observed")
+    s.add_argument("--curves", type=int, default=1000, help="curves predicted in one SVI call")
+    s.add_argument("--nuts-curves", type=int, nargs="*", default=[1, 8], help="NUTS batch sizes")
+    s.add_argument("--max-train-curves", type=int, default=100, help="seeded subsample per source dataset")
+    s.add_argument("--prior-steps", type=int, default=1000, help="SVI steps of the prior fit")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the record here")
+    s.set_defaults(func=_speed)
 
 
 def _check_inputs(args) -> None:
@@ -148,66 +165,107 @@ def _log(msg: str) -> None:
 
 
 def _write(out: dict, path: Path | None) -> None:
-    text = json.dumps(out, indent=1)
-    if path is None:
-        print(text)
-    else:
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(json.dumps(out, indent=1))
+        _log(f"wrote {path}")
+
+
+def _inference(args):
+    from nax.curves.fitting import PRIOR_INFERENCE
+    from nax.curves.inference import InferenceConfig
+
+    return InferenceConfig(num_steps=args.steps), PRIOR_INFERENCE.replace(num_steps=args.prior_steps)
+
+
+def _load(args) -> dict:
+    return {"prefix": args.prefix, "dataset_column": args.dataset_column, "minimize": args.minimize}
 
 
 def _benchmark(args) -> int:
-    from nax.curves.benchmark import extrapolation_benchmark
+    from nax.curves.bench import extrapolation_benchmark
+    from nax.curves.bench.report import extrapolation_tables
 
     _check_inputs(args)
+    inference, prior_inference = _inference(args)
     out = extrapolation_benchmark(
         args.train,
         args.test,
         cutoffs=args.cutoffs,
-        prefix=args.prefix,
-        dataset_column=args.dataset_column,
-        minimize=args.minimize,
+        **_load(args),
         max_curves=args.max_curves,
         max_train_curves=args.max_train_curves,
         nuts_curves=args.nuts_curves,
-        num_steps=args.steps,
-        prior_steps=args.prior_steps,
+        inference=inference,
+        prior_inference=prior_inference,
         calibrate=args.calibrate,
         finished=args.finished,
         prior_cache=args.prior_cache,
         seed=args.seed,
         log=_log,
     )
+    print(extrapolation_tables(out["results"]))
     _write(out, args.json)
     return 0
 
 
 def _early_stop(args) -> int:
-    from nax.curves.benchmark import early_stop_benchmark
+    from nax.curves.bench import early_stop_benchmark
+    from nax.curves.bench.report import early_stop_tables
 
     _check_inputs(args)
     for t in args.threshold:
         if not 0 < t < 1:
             raise ValueError(f"--threshold is a probability in (0, 1), got {t}")
+    inference, prior_inference = _inference(args)
     out = early_stop_benchmark(
         args.train,
         args.test,
         thresholds=args.threshold,
-        prefix=args.prefix,
-        dataset_column=args.dataset_column,
-        minimize=args.minimize,
+        **_load(args),
         max_curves=args.max_curves,
         max_train_curves=args.max_train_curves,
         repeats=args.repeats,
         min_fraction=args.min_fraction,
         check_every=args.check_every,
-        num_steps=args.steps,
-        prior_steps=args.prior_steps,
+        inference=inference,
+        prior_inference=prior_inference,
         calibrate=args.calibrate,
         adapt=args.adapt,
         prior_cache=args.prior_cache,
         seed=args.seed,
         log=_log,
     )
+    print(early_stop_tables(out["results"]))
+    _write(out, args.json)
+    return 0
+
+
+def _speed(args) -> int:
+    from nax import tables
+    from nax.curves.bench import speed_benchmark
+    from nax.curves.bench.common import load_datasets, meta, require_sources
+    from nax.curves.fitting import PRIOR_INFERENCE, fit_prior
+
+    for path in [*args.train, args.test]:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no such curve table: {path}")
+    load = {"prefix": args.prefix, "dataset_column": args.dataset_column}
+    train, test = load_datasets(args.train, **load), load_datasets([args.test], **load)
+    if len(test) != 1:
+        raise ValueError(f"--test holds {len(test)} datasets; speed takes one")
+    require_sources(train, test)
+    (target, table), = test.items()
+    sources = [t for n, t in sorted(train.items()) if n != target]
+    prior = fit_prior(tables.concat(sources), inference=PRIOR_INFERENCE.replace(num_steps=args.prior_steps),
+                      max_curves=args.max_train_curves, seed=args.seed)
+    out = speed_benchmark(prior, table, cutoff=args.cutoff, n_curves=args.curves,
+                          nuts_curves=tuple(args.nuts_curves), seed=args.seed, log=_log)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    out["meta"] = meta("nax curves speed", {**config, "target": target,
+                                            "sources": sorted(n for n in train if n != target)})
+    rows = [f"{r['inference']:>5} {r['call']:>5} {r['n_curves']:5d} curves  {r['seconds']:7.2f} s"
+            f"  ok {r['ok']}" for r in out["results"]]
+    print("\n".join(["inference call  curves  seconds", *rows]))
     _write(out, args.json)
     return 0

@@ -19,14 +19,15 @@ runs, not noise that would blur which run is better. The sources' fit keeps ``d 
 fitted by maximum likelihood of the *known* final values of the source datasets' runs
 given their prefixes at several cutoffs, each prefix predicted exactly as a target would
 be (the ``transfer`` model with the source prior, the dataset's level learned from the
-prefixes). Only source curves are used, and the result is stored in the
-:class:`~nax.curves.prior.CurvePrior`, so every prediction with that prior is calibrated.
+prefixes; :func:`nax.curves.fitting.fit_calibration`). Only source curves are used, and the
+result, a :class:`Calibration`, is stored in the :class:`~nax.curves.prior.CurvePrior`, so
+every prediction with that prior is calibrated. This module is the maths only: it imports
+no prediction and no prior.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ import scipy.stats
 from jax.scipy.special import logsumexp
 
 from nax.curves import models
+from nax.curves.observations import to_model_scale
 
 KIND = "extrapolation_noise"
 #: fractions of training observed in the source prefixes the calibration is fitted on
@@ -55,20 +57,65 @@ ADAPT_SCALE = (1.0, 1.0, 1.0, 2.0)
 SHIFT_BOUNDS = (-8.0, 8.0)
 
 
-def ext_scale(calibration: dict, gap, headroom):
+class Calibration(NamedTuple):
+    """The extrapolation noise ``sigma_ext * (d + e_ext)``, ``sigma_ext = a gap^b head^c``.
+
+    ``fit``: summary of the maximum-likelihood fit on the sources (None when made by
+    hand); ``adapted``: what :func:`adapt` learned it from (runs, predictions, prior scale
+    and the sources' ``source`` values), None for the sources' own fit. Stored in a prior's
+    JSON as :meth:`to_dict` (the format of the untyped dict of earlier versions, which
+    :meth:`from_dict` reads).
+    """
+
+    log_a: float
+    b: float
+    c: float
+    d: float = 0.0
+    df: float = models.NOISE_DF
+    fit: dict | None = None
+    adapted: dict | None = None
+
+    @property
+    def source(self) -> "Calibration":
+        """The sources' calibration this one was adapted from (itself if not adapted)."""
+        if self.adapted is None:
+            return self
+        src = self.adapted["source"]
+        return Calibration(src["log_a"], src["b"], src["c"], src.get("d", 0.0), self.df, self.fit)
+
+    def to_dict(self) -> dict:
+        out = {"kind": KIND, "log_a": self.log_a, "b": self.b, "c": self.c, "df": self.df}
+        if self.fit is not None:
+            out["fit"] = self.fit
+        if self.adapted is not None or self.d != 0.0:
+            out["d"] = self.d
+        if self.adapted is not None:
+            out["adapted"] = self.adapted
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "calibration") -> "Calibration":
+        missing = {"kind", "log_a", "b", "c"} - set(d)
+        if missing or d["kind"] != KIND:
+            raise ValueError(f"{where}: calibration is not a {KIND!r} record (missing {sorted(missing)})")
+        return cls(float(d["log_a"]), float(d["b"]), float(d["c"]), float(d.get("d", 0.0)),
+                   float(d.get("df", models.NOISE_DF)), d.get("fit"), d.get("adapted"))
+
+
+def ext_scale(calibration: Calibration, gap, headroom):
     """``sigma_ext`` (model scale) for normalised time past the last observation ``gap``
     and ``headroom = 1 - last observed value``, arrays broadcasting together; 0 where
     ``gap <= 0`` (an observed epoch has nothing to extrapolate, even when ``b = 0``)."""
-    a = np.exp(calibration["log_a"])
+    a = np.exp(calibration.log_a)
     gap = np.asarray(gap, np.float64)
     head = np.clip(np.asarray(headroom, np.float64), 1e-6, 1.0)
-    scale = a * np.clip(gap, 1e-12, None) ** calibration["b"] * head ** calibration["c"]
+    scale = a * np.clip(gap, 1e-12, None) ** calibration.b * head**calibration.c
     return np.where(gap > 0, scale, 0.0)
 
 
-def ext_shift(calibration: dict, gap, headroom):
+def ext_shift(calibration: Calibration, gap, headroom):
     """Location ``d * sigma_ext`` of the extrapolation term (0 without a learned ``d``)."""
-    d = calibration.get("d", 0.0)
+    d = calibration.d
     if d == 0.0:
         return np.zeros(np.broadcast_shapes(np.shape(gap), np.shape(headroom)))
     return d * ext_scale(calibration, gap, headroom)
@@ -93,7 +140,7 @@ def _log_density(m, s, e, y, nodes: int = NODES):
     return logsumexp(lp, axis=(0, 2, 3)) - jnp.log(m.shape[0] * nodes * nodes)
 
 
-def log_density(calibration, m, s, y, gap, headroom, nodes: int = NODES) -> np.ndarray:
+def log_density(calibration: Calibration, m, s, y, gap, headroom, nodes: int = NODES) -> np.ndarray:
     """Log density [N] of model-scale values ``y`` [N] under curve means ``m`` [S, N] with
     observation noise ``s`` [S, N] plus extrapolation noise (``gap``, ``headroom`` [N])."""
     e = ext_scale(calibration, gap, headroom)
@@ -108,7 +155,7 @@ def log_density(calibration, m, s, y, gap, headroom, nodes: int = NODES) -> np.n
     return np.asarray(out, np.float64)
 
 
-def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[dict, float]:
+def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[Calibration, float]:
     """Maximum-likelihood ``(log_a, b, c)`` for predictive draws ``m``, ``s`` [S, N] of the
     final values ``y`` [N] seen ``gap`` [N] before the end; ``weight`` [N] sums to 1.
 
@@ -142,11 +189,7 @@ def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[dict,
         f, np.asarray(start), jac=True, method="L-BFGS-B", bounds=BOUNDS
     )
     theta = res.x
-    return {
-        "log_a": float(theta[0]),
-        "b": float(theta[1]),
-        "c": float(theta[2]),
-    }, float(res.fun)
+    return Calibration(float(theta[0]), float(theta[1]), float(theta[2])), float(res.fun)
 
 
 class Evidence(NamedTuple):
@@ -179,8 +222,6 @@ class Evidence(NamedTuple):
 def evidence(pred, final_values, rows, run_ids=None) -> Evidence:
     """The :class:`Evidence` of the runs ``rows`` of ``pred`` whose final values (table
     units, [len(rows)]) are now known."""
-    from nax.curves.observations import to_model_scale
-
     rows = np.asarray(rows, int)
     m, s = pred.final_mean_scale()
     return Evidence(
@@ -204,13 +245,13 @@ _map_grad = jax.jit(jax.value_and_grad(_map_loss), static_argnames=("nodes",))
 
 
 def adapt(
-    calibration: dict,
+    calibration: Calibration,
     ev: Evidence | Sequence[Evidence],
     *,
     scale: Sequence[float] = ADAPT_SCALE,
     nodes: int = 8,
     max_draws: int = 64,
-) -> dict:
+) -> Calibration:
     """The calibration learned *within* the target: the maximum a posteriori ``(log a,
     b, c, d)`` given the target's finished runs (``ev``), with a normal prior of standard
     deviations ``scale`` centred on the sources' ``calibration`` (and ``d = 0``).
@@ -221,17 +262,17 @@ def adapt(
     ``d`` takes what its runs share (all gain more than foretold), the scale what they do
     not.
     Each finished run weighs one, however many of its prefixes were predicted; with no
-    evidence the sources' calibration is returned unchanged. The result is a calibration
-    dict (usable as ``Prediction.calibration``) with ``adapted`` saying from what.
+    evidence the sources' calibration is returned unchanged. The result (usable as
+    ``Prediction.calibration``) says in ``adapted`` from what it was learned.
     ``max_draws``: evenly spaced posterior draws used (three parameters need few, and
     the cost grows with draws x predictions).
     """
     if not isinstance(ev, Evidence):
         ev = Evidence.concat(list(ev)) if len(ev) else None
-    source = calibration.get("adapted", {}).get("source", calibration)
-    theta0 = np.array([source["log_a"], source["b"], source["c"], 0.0], np.float64)
+    source = calibration.source
+    theta0 = np.array([source.log_a, source.b, source.c, 0.0], np.float64)
     if ev is None or len(ev.y) == 0:
-        return dict(calibration)
+        return calibration
     if ev.m.shape[0] > max_draws:
         keep = np.linspace(0, ev.m.shape[0] - 1, max_draws).round().astype(int)
         ev = ev._replace(m=ev.m[keep], s=ev.s[keep])
@@ -266,152 +307,28 @@ def adapt(
     ]
     start = min(starts, key=lambda th: f(th)[0])
     res = scipy.optimize.minimize(f, start, jac=True, method="L-BFGS-B", bounds=bounds)
-    out = {k: v for k, v in calibration.items() if k != "adapted"}
-    out.update(log_a=float(res.x[0]), b=float(res.x[1]), c=float(res.x[2]), d=float(res.x[3]))
-    out["adapted"] = {
-        "runs": int(len(counts)),
-        "predictions": int(k),
-        "scale": [float(v) for v in scale],
-        "source": {"log_a": float(theta0[0]), "b": float(theta0[1]), "c": float(theta0[2]),
-                   "d": float(source.get("d", 0.0))},
-    }
-    return out
-
-
-def _truncate(values, mask, epochs, cutoff):
-    horizon = int(epochs[-1])
-    k = max(1, int(np.searchsorted(epochs, round(cutoff * horizon), side="right")))
-    mask = mask.copy()
-    mask[:, k:] = False
-    return np.where(mask, values, np.nan), mask
-
-
-def fit_calibration(
-    prior,
-    sources: Sequence,
-    *,
-    cutoffs: Sequence[float] = CUTOFFS,
-    num_steps: int = 1000,
-    num_samples: int = 200,
-    max_curves: int | None = 100,
-    seed: int = 0,
-) -> dict | None:
-    """Fit the extrapolation noise of ``prior`` on source curves.
-
-    ``sources``: (name, ``CurveTable``) pairs, the (subsampled) source datasets the prior
-    was fitted on; only their runs observed to the last epoch are used, at most
-    ``max_curves`` per dataset (seeded subsample; three parameters need few curves, and
-    every prefix is one SVI fit). Every dataset and cutoff weighs equally. Returns the
-    ``calibration`` dict of the prior (parameters, fit summary, and the 90% interval
-    coverage on the sources before and after), or None when no source has two complete
-    runs.
-    """
-    from nax.curves.observations import from_model_scale, to_model_scale
-    from nax.curves.predict import predict
-
-    start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    groups, problems = [], []
-    for name, table in sources:
-        table = table.subset(table.mask[:, -1])
-        if max_curves is not None and table.n_runs > max_curves:
-            table = table.subset(
-                np.sort(rng.choice(table.n_runs, max_curves, replace=False))
-            )
-        if table.n_runs < 2:
-            continue
-        horizon = int(table.epochs[-1])
-        final = to_model_scale(table.values[:, -1], table.minimize)
-        for cutoff in cutoffs:
-            values, mask = _truncate(table.values, table.mask, table.epochs, cutoff)
-            if mask[:, -1].any():
-                continue  # nothing left to extrapolate at this cutoff
-            pred = predict(
-                prior,
-                values,
-                mask,
-                horizon,
-                epochs=table.epochs,
-                minimize=table.minimize,
-                num_steps=num_steps,
-                num_samples=num_samples,
-                seed=seed,
-            )
-            if not pred.ok:
-                problems.append(
-                    f"{name}@{cutoff}: {'; '.join(pred.diagnostics['problems'])}"
-                )
-                continue
-            m, s = pred.final_mean_scale()
-            groups.append(
-                {
-                    "name": name,
-                    "cutoff": float(cutoff),
-                    "m": m,
-                    "s": s,
-                    "y": final,
-                    "gap": 1.0 - pred.t_obs,
-                    "head": 1.0 - pred.y_last,
-                    "samples": pred.samples,
-                    "truth": table.values[:, -1],
-                    "minimize": table.minimize,
-                }
-            )
-    if not groups:
-        return None
-    cat = lambda k: np.concatenate([g[k] for g in groups], axis=-1)
-    weight = np.concatenate([np.full(len(g["y"]), 1.0 / len(g["y"])) for g in groups])
-    params, nll = fit_params(
-        cat("m"), cat("s"), cat("y"), cat("gap"), cat("head"), weight / weight.sum()
+    return calibration._replace(
+        log_a=float(res.x[0]), b=float(res.x[1]), c=float(res.x[2]), d=float(res.x[3]),
+        adapted={
+            "runs": int(len(counts)),
+            "predictions": int(k),
+            "scale": [float(v) for v in scale],
+            "source": {"log_a": float(theta0[0]), "b": float(theta0[1]), "c": float(theta0[2]),
+                       "d": float(source.d)},
+        },
     )
-    calibration = {"kind": KIND, **params, "df": models.NOISE_DF}
-    coverage = []
-    for g in groups:
-        # the uncalibrated draws plus extrapolation noise: the calibrated predictive
-        e = ext_scale(calibration, g["gap"], g["head"])
-        y = to_model_scale(g["samples"], g["minimize"]) + e * rng.standard_t(
-            models.NOISE_DF, g["samples"].shape
-        )
-        if g["minimize"]:
-            y = np.clip(y, 1e-12, 1.0)
-        after = from_model_scale(y, g["minimize"])
-        cov = []
-        for draws in (g["samples"], after):
-            lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
-            cov.append(float(np.mean((g["truth"] >= lo) & (g["truth"] <= hi))))
-        coverage.append(
-            {
-                "dataset": g["name"],
-                "cutoff": g["cutoff"],
-                "cov90_before": cov[0],
-                "cov90_after": cov[1],
-            }
-        )
-    calibration["fit"] = {
-        "cutoffs": [float(c) for c in cutoffs],
-        "datasets": sorted({g["name"] for g in groups}),
-        "curves": int(sum(len(g["y"]) for g in groups)),
-        "mean_nll": nll,
-        "num_steps": num_steps,
-        "num_samples": num_samples,
-        "max_curves": max_curves,
-        "seconds": time.perf_counter() - start,
-        "problems": problems,
-        "source_coverage": coverage,
-    }
-    return calibration
 
 
 __all__ = [
     "ADAPT_SCALE",
     "CUTOFFS",
+    "Calibration",
     "Evidence",
     "adapt",
     "evidence",
     "ext_shift",
     "KIND",
     "ext_scale",
-    "fit_calibration",
     "fit_params",
     "log_density",
 ]

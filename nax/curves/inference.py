@@ -27,6 +27,32 @@ RHAT_MAX = 1.1
 ESS_MIN = 50.0
 
 
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """How a curve model is fitted: ``method`` "svi" (fast) or "nuts"; SVI runs
+    ``num_steps`` Adam steps from learning rate ``lr`` and draws ``num_samples`` from the
+    guide; NUTS runs ``num_chains`` chains of ``num_warmup`` + ``num_samples / num_chains``
+    iterations. One value travels from the caller (a benchmark, a stopping rule) to
+    :func:`fit`, instead of loose keywords through every layer."""
+
+    method: str = "svi"
+    num_samples: int = 400
+    num_steps: int = 1000
+    num_warmup: int = 400
+    lr: float = 0.05
+    num_chains: int = 2
+
+    def __post_init__(self):
+        if self.method not in ("svi", "nuts"):
+            raise ValueError(f"unknown inference method {self.method!r}; use 'svi' or 'nuts'")
+
+    def replace(self, **changes) -> "InferenceConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass
 class Fit:
     """Result of :func:`fit`: ``latents`` maps site name -> array [S, ...]."""
@@ -77,22 +103,19 @@ def fit(
     model: str,
     args: tuple,
     kwargs: dict,
+    config: InferenceConfig = InferenceConfig(),
     *,
-    method: str = "svi",
     seed: int = 0,
-    num_steps: int = 1500,
-    lr: float = 0.03,
-    num_samples: int = 400,
-    num_warmup: int = 400,
-    num_chains: int = 2,
 ) -> Fit:
-    """Fit ``models.MODELS[model](*args, **kwargs)`` by ``method`` ("svi" or "nuts").
+    """Fit ``models.MODELS[model](*args, **kwargs)`` as ``config`` says.
 
     SVI: ``num_steps`` Adam steps (cosine-decayed from ``lr``) on the ELBO with the model's
     structured guide, then ``num_samples`` draws from the guide. NUTS: ``num_chains``
     vectorised chains of ``num_warmup`` + ``num_samples`` iterations; samples of all
     chains are pooled.
     """
+    method, num_steps, lr = config.method, config.num_steps, config.lr
+    num_samples, num_warmup, num_chains = config.num_samples, config.num_warmup, config.num_chains
     key = jax.random.key(seed)
     fn = models.MODELS[model]
     start = time.perf_counter()

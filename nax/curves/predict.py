@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from nax.curves import basis, inference, models
+from nax.curves import basis, models
 from nax.curves import calibration as calib
+from nax.curves import inference as inference_lib
+from nax.curves.calibration import Calibration
+from nax.curves.inference import InferenceConfig
 from nax.curves.observations import from_model_scale, prepare, to_model_scale
 from nax.curves.prior import CurvePrior
 
@@ -46,7 +49,7 @@ class Prediction:
     seconds: float
     t_obs: np.ndarray | None = None
     y_last: np.ndarray | None = None
-    calibration: dict | None = None
+    calibration: Calibration | None = None
     samples: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -158,7 +161,7 @@ def compose_draws(y, ext, gap, headroom, calibration, minimize: bool) -> np.ndar
     """Predictive draws in table units from the parts of
     :meth:`Prediction.draw_components` under ``calibration`` (None: uncalibrated)."""
     if calibration is not None:
-        y = y + calib.ext_scale(calibration, gap, headroom) * (calibration.get("d", 0.0) + ext)
+        y = y + calib.ext_scale(calibration, gap, headroom) * (calibration.d + ext)
     # exp(-loss) is at most 1: a noise draw above it would be a negative loss
     return from_model_scale(np.clip(y, 1e-12, 1.0) if minimize else y, minimize)
 
@@ -184,13 +187,9 @@ def predict(
     context_horizon=None,
     epochs=None,
     minimize: bool | None = None,
-    method: str = "svi",
-    num_samples: int = 400,
-    num_steps: int = 1000,
-    num_warmup: int = 400,
-    lr: float = 0.05,
+    inference: InferenceConfig = InferenceConfig(),
     seed: int = 0,
-    calibration: dict | None = None,
+    calibration: Calibration | None = None,
 ) -> Prediction:
     """Predict where ``N`` partially observed runs of one target dataset will end.
 
@@ -200,7 +199,8 @@ def predict(
     ``context``: [M, Tc] other curves of the target dataset (complete or partial, NaN
     padded, epochs 1..Tc, horizon ``context_horizon`` defaulting to ``horizon``) that
     inform the dataset's level jointly. ``prior=None`` fits ``no_transfer`` instead.
-    ``method``: "svi" (fast) or "nuts". Inference problems are in ``diagnostics``.
+    ``inference``: how (SVI, fast, or NUTS; steps, draws). Inference problems are in
+    ``diagnostics``; ``seed`` seeds the fit and the predictive's noise draws.
     ``calibration``: the extrapolation noise to use instead of the prior's (one adapted to
     the target, :func:`nax.curves.calibration.adapt`); ignored for ``no_transfer``.
 
@@ -227,6 +227,7 @@ def predict(
     # pad the batch with unobserved rows to a bucketed size: a search calls this with a
     # growing context, and every new batch shape would compile a new program (SVI only:
     # for NUTS the extra rows would be extra dimensions to sample)
+    method = inference.method
     rows = _bucket(len(y)) - len(y) if method == "svi" else 0
     if rows:
         y, t = (
@@ -238,17 +239,7 @@ def predict(
     data = (jnp.asarray(y), jnp.asarray(m), jnp.asarray(t))
     model = "no_transfer" if prior is None else "transfer"
     args = data if prior is None else data + (prior.model_prior(),)
-    result = inference.fit(
-        model,
-        args,
-        {"families": families},
-        method=method,
-        seed=seed,
-        num_steps=num_steps,
-        num_samples=num_samples,
-        num_warmup=num_warmup,
-        lr=lr,
-    )
+    result = inference_lib.fit(model, args, {"families": families}, inference, seed=seed)
     z = models.curve_params(
         model, result.latents, prior=None if prior is None else prior.model_prior()
     )[:, :n]
@@ -266,7 +257,9 @@ def predict(
     return Prediction(
         t_obs=query.t[rows_n, last].astype(np.float64),
         y_last=query.y[rows_n, last].astype(np.float64),
-        calibration=None if prior is None else (calibration or prior.calibration),
+        calibration=None
+        if prior is None
+        else (calibration if calibration is not None else prior.calibration),
         z=z,
         horizon=query.horizon,
         families=families,

@@ -1,45 +1,201 @@
-"""Early termination: stop a run that will probably not beat the best run so far.
+"""Early termination: one stopping rule, in optax's shape, for every caller.
 
-The rule is pure: a run is stopped when ``P(final value better than best so far) < delta``
-under the posterior predictive, and only after ``min_epochs`` observed epochs. "Better"
-is higher for accuracies and lower for losses (``Prediction.minimize``).
+A running curve is stopped when ``P(final value better than best) < delta`` under the
+posterior predictive (:func:`nax.curves.predict.predict`, with the target's ended runs as
+context), where ``best`` is the best final of a run trained to the end; "better" is higher
+for accuracies and lower for losses (``StopConfig.minimize``). A rule is pure functions of
+an explicit state:
+
+    rule = stop_rule(prior, horizon, StopConfig())
+    state = rule.init(key)
+    decision = rule.decide(state, curves, best)          # curves [N, e] running
+    state = rule.update(state, [Finished(curve, completed=True)], key)   # runs that ended
+
+``rule.schedule`` says after which epochs a run is checked (``min_epochs``, then every
+``check_every``); :func:`run_check` packs ``decide`` and the schedule into the per-run
+callback a training loop or an evaluator calls after each epoch. ``nax search``, the
+``nax curves early-stop`` replay, the acceleration experiment and a training callback all
+use this one rule.
+
+Within-target adaptation (``adapt``, with a calibrated prior): a run that completed is
+predicted again from its own prefixes at ``adapt_checks`` epochs (one joint fit per epoch
+for the runs of one update, the context as it was before them), and the extrapolation
+noise is refitted on these predictions and the finals they should have foreseen
+(:func:`nax.curves.calibration.adapt`) when ``StopConfig.refit`` says so (default: at
+every update that brought completed runs). A replay that already holds these predictions
+passes them as ``Finished.evidence``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
-from nax.curves import calibration
-from nax.curves.predict import Prediction, predict
+from nax.curves import calibration as calib
+from nax.curves.calibration import Calibration, Evidence
+from nax.curves.inference import InferenceConfig
+from nax.curves.predict import Prediction, compose_draws, predict
 from nax.curves.prior import CurvePrior
 
 
-def prob_better(pred: Prediction, best_so_far) -> np.ndarray:
-    """P(final value of each run beats ``best_so_far``) from the predictive draws, [N]."""
-    best = np.asarray(best_so_far, np.float64)
-    if pred.minimize:
-        return (pred.samples < best).mean(0)
-    return (pred.samples > best).mean(0)
+class Schedule(NamedTuple):
+    """Epochs after which a run of ``horizon`` epochs is checked: ``min_epochs``,
+    ``min_epochs + check_every``, ... (never the last: a run that ends has nothing left)."""
+
+    min_epochs: int
+    check_every: int
+    horizon: int
+
+    def due(self, epoch: int) -> bool:
+        return (
+            self.min_epochs <= epoch < self.horizon
+            and (epoch - self.min_epochs) % self.check_every == 0
+        )
+
+    def epochs(self) -> np.ndarray:
+        return np.arange(self.min_epochs, self.horizon, self.check_every)
 
 
-def should_stop(pred: Prediction, best_so_far, *, delta: float = 0.05) -> np.ndarray:
-    """Bool [N]: stop the runs whose probability of beating ``best_so_far`` is below ``delta``.
+@dataclasses.dataclass(frozen=True)
+class Refit:
+    """When the adapted calibration is refitted, given ``runs`` completed runs learned from
+    and ``last`` at the previous refit: always while ``runs <= first`` (``first`` None:
+    always), then whenever their number has grown by ``growth``, never past ``max_runs``
+    (None: no limit)."""
 
-    A prediction whose inference failed (``pred.ok`` False) never stops a run: a failed
-    fit must not end a search's candidates.
-    """
-    stop = prob_better(pred, best_so_far) < delta
-    if not pred.ok:
-        stop = np.zeros_like(stop)
-    return stop
+    first: int | None = None
+    growth: float = 1.25
+    max_runs: int | None = None
+
+    def due(self, runs: int, last: int) -> bool:
+        if self.max_runs is not None and runs > self.max_runs:
+            return False
+        return self.first is None or runs <= self.first or runs >= self.growth * last
+
+
+#: the prediction each check makes (also each adaptation prefix): SVI, fewer steps and
+#: draws than an extrapolation benchmark, since it runs after every checked epoch
+STOP_INFERENCE = InferenceConfig(num_samples=300, num_steps=800)
+
+
+@dataclasses.dataclass(frozen=True)
+class StopConfig:
+    """``delta``: stop when P(better than best) < delta; ``min_epochs``, ``check_every``:
+    the check :class:`Schedule`; ``adapt``: learn the extrapolation noise within the target
+    from its completed runs, each predicted again at ``adapt_checks`` epochs, refitted as
+    ``refit`` says; ``minimize``: values are losses; ``inference``: every prediction's."""
+
+    delta: float = 0.05
+    min_epochs: int = 3
+    check_every: int = 1
+    adapt: bool = True
+    adapt_checks: int = 3
+    refit: Refit = Refit()
+    minimize: bool = False
+    inference: InferenceConfig = STOP_INFERENCE
+
+    def __post_init__(self):
+        if not 0 < self.delta < 1:
+            raise ValueError(f"delta is a probability in (0, 1), got {self.delta}")
+        if self.min_epochs < 1 or self.check_every < 1:
+            raise ValueError("min_epochs and check_every are at least 1")
+
+    def replace(self, **changes) -> "StopConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Finished(NamedTuple):
+    """A run of the target that ended: ``curve`` [e] its observed values (table units);
+    ``completed``: trained to the horizon, so its last value is a final. ``evidence``: its
+    :class:`~nax.curves.calibration.Evidence` when the caller already holds predictions of
+    it from its prefixes (a replay); None: the rule predicts it again."""
+
+    curve: np.ndarray
+    completed: bool
+    evidence: tuple[Evidence, ...] | None = None
+
+
+class Decision(NamedTuple):
+    """``stop`` bool [N]; ``prob_better`` [N]: P(final better than best); ``predicted_final``
+    [N]: the predictive mean of the final value (NaN where nothing was predicted)."""
+
+    stop: np.ndarray
+    prob_better: np.ndarray
+    predicted_final: np.ndarray
+
+
+class StopState(NamedTuple):
+    """``context`` [M, horizon]: the target's ended runs (NaN padded); ``seed``: seeds the
+    predictions until the next update; ``calibration``: adapted to the target (None: the
+    prior's); ``evidence``: of the completed runs; ``runs``: completed runs learned from,
+    ``fitted_at``: their number at the last refit."""
+
+    context: np.ndarray
+    seed: int
+    calibration: Calibration | None = None
+    evidence: tuple = ()
+    runs: int = 0
+    fitted_at: int = 0
+
+
+class FinalDraws(NamedTuple):
+    """What a decision needs of the predictive of ``N`` final values, recomposable under
+    any calibration (:func:`nax.curves.predict.compose_draws`): ``y``, ``ext`` [S, N]
+    model-scale draws without the extrapolation term and its standard Student-t draws,
+    ``gap``, ``head`` [N], ``mean`` [S, N] the expected final value per posterior draw
+    (model scale), ``ok``: the fit succeeded."""
+
+    y: np.ndarray
+    ext: np.ndarray | None
+    gap: np.ndarray | None
+    head: np.ndarray | None
+    mean: np.ndarray
+    ok: bool
+    minimize: bool
+
+    @classmethod
+    def from_prediction(cls, pred: Prediction) -> "FinalDraws":
+        y, ext, gap, head = pred.draw_components(pred.horizon[:, None])
+        last = lambda a: None if a is None else a[..., 0]
+        return cls(last(y), last(ext), last(gap), last(head), pred.final_mean_scale()[0],
+                   pred.ok, pred.minimize)
+
+    def take(self, rows) -> "FinalDraws":
+        """The draws of runs ``rows`` (an index array or slice)."""
+        col = lambda a: None if a is None else a[..., rows]
+        return FinalDraws(col(self.y), col(self.ext), col(self.gap), col(self.head),
+                          col(self.mean), self.ok, self.minimize)
+
+
+class StopRule(NamedTuple):
+    """``init(key) -> state``; ``update(state, finished, key) -> state`` with the runs that
+    ended (:class:`Finished`); ``decide(state, curves, best) -> Decision`` for running
+    curves [N, e] (no decision, never a stop, while ``best`` is None); ``judge(state,
+    draws, best) -> Decision``: the threshold on :class:`FinalDraws` under the state's
+    calibration (what ``decide`` applies to its prediction); ``schedule``: when a run is
+    checked; ``prior``, ``horizon``, ``config``: what the rule was built with."""
+
+    init: Callable
+    update: Callable
+    decide: Callable
+    judge: Callable
+    schedule: Schedule
+    prior: CurvePrior | None
+    horizon: int
+    config: StopConfig
 
 
 def adapt_checkpoints(horizon: int, min_epochs: int, n: int = 3) -> np.ndarray:
     """Up to ``n`` epochs, from ``min_epochs`` to the one before the last, at which a
-    finished run is predicted again to adapt the calibration to the target."""
+    completed run is predicted again to adapt the calibration to the target."""
     if min_epochs >= horizon:
         return np.zeros(0, int)
     return np.unique(np.round(np.linspace(min_epochs, horizon - 1, n)).astype(int))
@@ -53,14 +209,13 @@ def finished_evidence(
     *,
     first_id: int = 0,
     minimize: bool = False,
-    num_samples: int = 300,
-    num_steps: int = 800,
+    inference: InferenceConfig = STOP_INFERENCE,
     seed: int = 0,
-) -> list:
-    """:class:`~nax.curves.calibration.Evidence` of finished runs ``finished`` [M, horizon]:
-    each predicted from its prefix at every epoch of ``checks`` (one joint fit per epoch),
-    with ``context`` (the target's curves before these runs) as context; run ids from
-    ``first_id``. Failed fits give no evidence."""
+) -> list[Evidence]:
+    """:class:`~nax.curves.calibration.Evidence` of completed runs ``finished`` [M,
+    horizon]: each predicted from its prefix at every epoch of ``checks`` (one joint fit
+    per epoch), with ``context`` (the target's curves before these runs) as context; run
+    ids from ``first_id``. Failed fits give no evidence."""
     horizon = finished.shape[1]
     ids = first_id + np.arange(len(finished))
     out = []
@@ -72,138 +227,157 @@ def finished_evidence(
             horizon=horizon,
             context=context if context is not None and len(context) else None,
             minimize=minimize,
-            num_samples=num_samples,
-            num_steps=num_steps,
+            inference=inference,
             seed=seed + 7919 * int(e),
         )
         if pred.ok:
-            out.append(
-                calibration.evidence(pred, finished[:, -1], np.arange(len(finished)), run_ids=ids)
-            )
+            out.append(calib.evidence(pred, finished[:, -1], np.arange(len(finished)), run_ids=ids))
     return out
 
 
-class StoppingState(NamedTuple):
-    """State of :func:`early_stopping`: the best final value so far (table units), the
-    finished curves of the dataset ([M, horizon], NaN padded) used as context, and the
-    extrapolation noise adapted to the finished runs among them (``calibration``, None: the
-    prior's; ``evidence``; ``learned``: context rows already learned from)."""
-
-    best: float
-    context: np.ndarray
-    step: int
-    calibration: dict | None = None
-    evidence: tuple = ()
-    learned: int = 0
+def _init(horizon: int, key: jax.Array) -> StopState:
+    return StopState(np.zeros((0, horizon)), int(jax.random.randint(key, (), 0, 2**30)))
 
 
-class EarlyStopping(NamedTuple):
-    """A pure early-stopping rule in the style of an optax transformation.
-
-    ``init(best=None) -> state``; ``update(curves, state) -> (stop bool [N], state)`` with
-    ``curves`` [N, e] (or [e]) the values observed so far; ``tell(curve, state) -> state``
-    records a finished (or stopped) run: its curve joins the context and its last value
-    may become the best.
-    """
-
-    init: Callable
-    update: Callable
-    tell: Callable
+def _calibration(prior: CurvePrior | None, state: StopState) -> Calibration | None:
+    if prior is None:
+        return None
+    return state.calibration if state.calibration is not None else prior.calibration
 
 
-def early_stopping(
-    prior: CurvePrior | None,
-    *,
-    horizon: int,
-    delta: float = 0.05,
-    min_epochs: int = 3,
-    minimize: bool = False,
-    method: str = "svi",
-    num_samples: int = 300,
-    num_steps: int = 800,
-    seed: int = 0,
-    adapt: bool = True,
-    adapt_checks: int = 3,
-) -> EarlyStopping:
-    """Build the per-epoch stopping rule for runs of ``horizon`` epochs on one dataset.
+def _judge(prior, config: StopConfig, state: StopState, draws: FinalDraws, best) -> Decision:
+    cal = _calibration(prior, state) if draws.ext is not None else None
+    if cal is None:
+        samples = compose_draws(draws.y, None, None, None, None, draws.minimize)
+    else:
+        samples = compose_draws(draws.y, draws.ext, draws.gap, draws.head, cal, draws.minimize)
+    best = np.asarray(best, np.float64)
+    prob = (samples < best).mean(0) if config.minimize else (samples > best).mean(0)
+    # a failed fit never stops a run: it must not end a search's candidates
+    stop = prob < config.delta if draws.ok else np.zeros(prob.shape, bool)
+    if draws.minimize:
+        final = samples.mean(0)
+    else:  # the expected final value (no Monte Carlo noise from the noise draws)
+        final = draws.mean.mean(0)
+        if cal is not None:
+            final = final + calib.ext_shift(cal, draws.gap, draws.head)
+    return Decision(stop, prob, final)
 
-    ``prior``: the transferred :class:`CurvePrior` (None: no transfer). ``delta``: the
-    probability threshold; ``min_epochs``: never stop before this many observed epochs.
-    ``adapt`` (with a calibrated prior): before its next prediction, the rule learns the
-    extrapolation noise from the runs ``tell`` reported finished
-    (:func:`nax.curves.calibration.adapt`), each predicted again at ``adapt_checks``
-    epochs, as the search's rule does.
-    """
-    worst = np.inf if minimize else -np.inf
-    adapting = adapt and prior is not None and prior.calibration is not None
-    checks = adapt_checkpoints(horizon, min_epochs, adapt_checks)
 
-    def learn(state: StoppingState) -> StoppingState:
-        new = state.context[state.learned :]
-        done = new[np.isfinite(new[:, -1])]
-        if not adapting or not len(done) or not len(checks):
-            return state._replace(learned=len(state.context))
-        ev = finished_evidence(
-            prior,
-            done,
-            state.context[: state.learned],
-            checks,
-            first_id=state.learned,
-            minimize=minimize,
-            num_samples=num_samples,
-            num_steps=num_steps,
-            seed=seed + 104729 * state.learned,
-        )
-        evidence = state.evidence + tuple(ev)
-        return state._replace(
-            evidence=evidence,
-            calibration=calibration.adapt(prior.calibration, list(evidence)),
-            learned=len(state.context),
-        )
+def _decide(prior, horizon: int, config: StopConfig, state: StopState, curves, best) -> Decision:
+    curves = np.atleast_2d(np.asarray(curves, np.float64))
+    n, e = curves.shape
+    if e > horizon:
+        raise ValueError(f"curves have {e} epochs, more than the horizon of {horizon}")
+    if best is None:
+        return Decision(np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))
+    # always [n, horizon] wide, so every epoch reuses one compiled program
+    padded = np.pad(curves, ((0, 0), (0, horizon - e)), constant_values=np.nan)
+    pred = predict(
+        prior,
+        padded,
+        horizon=horizon,
+        context=state.context if len(state.context) else None,
+        minimize=config.minimize,
+        inference=config.inference,
+        seed=state.seed + e,
+        calibration=state.calibration,
+    )
+    return _judge(prior, config, state, FinalDraws.from_prediction(pred), best)
 
-    def init(best: float | None = None) -> StoppingState:
-        return StoppingState(
-            best=worst if best is None else float(best),
-            context=np.zeros((0, horizon)),
-            step=0,
-        )
 
-    def update(curves, state: StoppingState):
-        curves = np.atleast_2d(np.asarray(curves, np.float64))
-        n, e = curves.shape
-        if e > horizon:
-            raise ValueError(
-                f"curves have {e} epochs, more than the horizon of {horizon}"
+def _update(prior, horizon: int, config: StopConfig, state: StopState,
+            finished: Sequence[Finished], key: jax.Array) -> StopState:
+    adapting = config.adapt and prior is not None and prior.calibration is not None
+    checks = adapt_checkpoints(horizon, config.min_epochs, config.adapt_checks)
+    rows, again, given, completed = [], [], [], 0
+    for f in finished:
+        c = np.asarray(f.curve, np.float64)[:horizon]
+        finite = bool(len(c)) and bool(np.all(np.isfinite(c)))
+        if finite:
+            row = np.full(horizon, np.nan)
+            row[: len(c)] = c
+            rows.append(row)
+        if not f.completed:
+            continue
+        if f.evidence is not None:
+            given.extend(f.evidence)
+            completed += 1
+        elif finite and len(c) == horizon:
+            again.append(row)
+            completed += 1
+    if adapting and completed and (given or len(checks)):
+        ev = []
+        if again and len(checks):
+            # run ids continue past the context, so each run weighs one in the refit
+            ev = finished_evidence(prior, np.array(again), state.context, checks,
+                                   first_id=len(state.context), minimize=config.minimize,
+                                   inference=config.inference, seed=state.seed)
+        runs = state.runs + completed
+        state = state._replace(evidence=state.evidence + tuple(ev) + tuple(given), runs=runs)
+        if config.refit.due(runs, state.fitted_at):
+            state = state._replace(
+                calibration=calib.adapt(prior.calibration, list(state.evidence)), fitted_at=runs
             )
-        # always [n, horizon] wide, so every epoch reuses one compiled program
-        curves = np.pad(curves, ((0, 0), (0, horizon - e)), constant_values=np.nan)
-        state = state._replace(step=state.step + 1)
-        if e < min_epochs or not np.isfinite(state.best):
-            return np.zeros(n, bool), state
-        state = learn(state)
-        pred = predict(
-            prior,
-            curves,
-            horizon=horizon,
-            context=state.context if len(state.context) else None,
-            minimize=minimize,
-            method=method,
-            num_samples=num_samples,
-            num_steps=num_steps,
-            seed=seed + state.step,
-            calibration=state.calibration,
-        )
-        return should_stop(pred, state.best, delta=delta), state
+    context = np.concatenate([state.context, np.array(rows).reshape(-1, horizon)])
+    return state._replace(context=context, seed=int(jax.random.randint(key, (), 0, 2**30)))
 
-    def tell(curve, state: StoppingState) -> StoppingState:
-        curve = np.asarray(curve, np.float64).ravel()[:horizon]
-        row = np.full((1, horizon), np.nan)
-        row[0, : curve.size] = curve
-        finite = curve[np.isfinite(curve)]
-        best = state.best
-        # only a run trained to the end has a final value that counts as "found"
-        if finite.size and np.isfinite(curve[-1]) and curve.size == horizon:
-            best = min(best, finite[-1]) if minimize else max(best, finite[-1])
-        return state._replace(best=best, context=np.concatenate([state.context, row]))
 
-    return EarlyStopping(init, update, tell)
+def stop_rule(prior: CurvePrior | None, horizon: int, config: StopConfig = StopConfig()) -> StopRule:
+    """The stopping rule for runs of ``horizon`` epochs of one target dataset.
+
+    ``prior``: the transferred :class:`~nax.curves.prior.CurvePrior` (None: no transfer,
+    the ``no_transfer`` model). Every function is a module-level function bound to
+    (``prior``, ``horizon``, ``config``), so the rule and its state pickle (a Ray worker
+    receives :func:`run_check`'s test).
+    """
+    return StopRule(
+        init=functools.partial(_init, horizon),
+        update=functools.partial(_update, prior, horizon, config),
+        decide=functools.partial(_decide, prior, horizon, config),
+        judge=functools.partial(_judge, prior, config),
+        schedule=Schedule(config.min_epochs, config.check_every, horizon),
+        prior=prior,
+        horizon=horizon,
+        config=config,
+    )
+
+
+class RunCheck:
+    """``check(curve) -> (stop, predicted_final or None)`` for one run, after each epoch:
+    checks only when ``rule.schedule`` is due and the curve so far is finite."""
+
+    def __init__(self, rule: StopRule, state: StopState, best: float):
+        self.rule, self.state, self.best = rule, state, best
+
+    def __call__(self, curve: Sequence[float]) -> tuple[bool, float | None]:
+        e = len(curve)
+        if not self.rule.schedule.due(e) or not np.all(np.isfinite(curve)):
+            return False, None
+        d = self.rule.decide(self.state, np.asarray(curve, np.float64)[None], self.best)
+        stop = bool(d.stop[0])
+        return stop, (float(d.predicted_final[0]) if stop else None)
+
+
+def run_check(rule: StopRule, state: StopState, best: float | None) -> RunCheck | None:
+    """The per-run test of a batch of runs started now (None while nothing completed:
+    there is no best to beat). Picklable."""
+    return None if best is None else RunCheck(rule, state, best)
+
+
+__all__ = [
+    "Decision",
+    "FinalDraws",
+    "Finished",
+    "Refit",
+    "RunCheck",
+    "STOP_INFERENCE",
+    "Schedule",
+    "StopConfig",
+    "StopRule",
+    "StopState",
+    "adapt_checkpoints",
+    "finished_evidence",
+    "run_check",
+    "stop_rule",
+]

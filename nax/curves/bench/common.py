@@ -1,0 +1,152 @@
+"""What the curve benchmarks share: curve tables per dataset, truncation, the
+leave-one-dataset-out priors (a target is never among its prior's sources) and the
+record every benchmark JSON carries (configuration and ``nax.provenance``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nax import tables as tables_lib
+from nax.curves import calibration
+from nax.curves import prior as prior_lib
+from nax.curves.fitting import PRIOR_INFERENCE, fit_prior
+from nax.curves.inference import InferenceConfig
+from nax.curves.prior import CurvePrior
+from nax.provenance import provenance
+
+
+def load_datasets(
+    paths: Sequence[str],
+    *,
+    prefix="acc_",
+    dataset_column="training_dataset",
+    minimize=False,
+) -> dict:
+    """Curve tables of every dataset in ``paths``: name -> trimmed ``CurveTable``."""
+    out = {}
+    for path in paths:
+        table = tables_lib.load_curves(
+            path, prefix=prefix, dataset_column=dataset_column, minimize=minimize
+        )
+        for name, sub in table.by_dataset().items():
+            if name in out:
+                raise ValueError(
+                    f"dataset {name!r} appears in more than one file ({path})"
+                )
+            out[name] = sub
+    return out
+
+
+def complete_runs(table) -> tables_lib.CurveTable:
+    """Runs observed up to the table's last epoch (only they have a true final value)."""
+    return table.subset(table.mask[:, -1])
+
+
+def truncate(table, cutoff: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep the epochs ``<= cutoff * horizon`` (at least the first one): values, mask [N, T], columns kept."""
+    horizon = int(table.epochs[-1])
+    k = max(
+        1, int(np.searchsorted(table.epochs, round(cutoff * horizon), side="right"))
+    )
+    mask = table.mask.copy()
+    mask[:, k:] = False
+    return np.where(mask, table.values, np.nan), mask, k
+
+
+def subsample(table, max_curves: int | None, seed: int):
+    if max_curves is None or table.n_runs <= max_curves:
+        return table
+    rng = np.random.default_rng(seed)
+    return table.subset(np.sort(rng.choice(table.n_runs, max_curves, replace=False)))
+
+
+def sources_for(target: str, names) -> tuple[str, ...]:
+    """The source datasets of ``target``: every other dataset (leave one out)."""
+    return tuple(sorted(n for n in names if n != target))
+
+
+def require_sources(train: dict, test: dict) -> None:
+    """Refuse a run in which some target would have no other source dataset: its
+    transfer rows would silently be missing."""
+    alone = [name for name in test if not sources_for(name, train)]
+    if alone:
+        raise ValueError(
+            f"transfer needs at least one source dataset other than the target; "
+            f"{', '.join(alone)} has none among --train ({', '.join(sorted(train)) or 'empty'})"
+        )
+
+
+class Priors:
+    """Leave-one-dataset-out priors, fitted once per set of source datasets.
+
+    ``cache_dir``: priors are also saved there (JSON) and reused by a later command with
+    the same sources, fit settings and prior format version (both benchmarks need the
+    same priors, and a fit takes minutes on a loaded machine).
+    """
+
+    def __init__(self, train: dict, *, seed: int, max_curves: int | None, calibrate: bool,
+                 inference: InferenceConfig = PRIOR_INFERENCE, log=print, cache_dir=None):
+        self.train, self.log, self.cache = train, log, {}
+        self.seed, self.max_curves, self.calibrate, self.inference = seed, max_curves, calibrate, inference
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+
+    def _path(self, sources) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        settings = {"cutoffs": calibration.CUTOFFS, "bounds": calibration.BOUNDS}
+        fit = {"seed": self.seed, "num_steps": self.inference.num_steps,
+               "max_curves": self.max_curves, "calibrate": self.calibrate}
+        if self.inference != PRIOR_INFERENCE.replace(num_steps=self.inference.num_steps):
+            fit["inference"] = self.inference.to_dict()
+        key = json.dumps(
+            {"sources": sources, "version": prior_lib.VERSION, "calibration": settings, **fit},
+            sort_keys=True,
+        )
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        return self.cache_dir / f"prior_{'+'.join(sources)}_{digest}.json"
+
+    def for_target(self, target: str) -> CurvePrior | None:
+        sources = sources_for(target, self.train)
+        if not sources:
+            return None
+        if sources not in self.cache:
+            path = self._path(sources)
+            if path is not None and path.exists():
+                self.log(f"prior on {', '.join(sources)} from {path}")
+                self.cache[sources] = CurvePrior.load(path)
+                return self.cache[sources]
+            self.log(f"fitting prior on {', '.join(sources)}")
+            prior = fit_prior([self.train[n] for n in sources], seed=self.seed, inference=self.inference,
+                              max_curves=self.max_curves, calibrate=self.calibrate)
+            self.log(f"  {prior.info['seconds']:.1f}s  {prior.info['diagnostics']}")
+            cal = prior.calibration
+            if cal is not None:
+                self.log(
+                    f"  calibration log_a {cal.log_a:.3f} b {cal.b:.3f} c {cal.c:.3f} "
+                    f"({cal.fit['seconds']:.0f}s)"
+                )
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                prior.save(path)
+            self.cache[sources] = prior
+        return self.cache[sources]
+
+    def info(self) -> dict:
+        return {
+            " + ".join(k): {
+                **v.info,
+                "calibration": None if v.calibration is None else v.calibration.to_dict(),
+            }
+            for k, v in self.cache.items()
+        }
+
+
+def meta(command: str, config: dict) -> dict:
+    """The record of a benchmark run: the command, its configuration and provenance."""
+    return {"command": command, "config": config, **provenance(paths=["nax"])}
