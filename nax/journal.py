@@ -44,7 +44,7 @@ class Journal:
         self._fh = fh
 
     @classmethod
-    def create(cls, path: str | os.PathLike, header: Mapping[str, Any], *, exists_hint: str = "") -> "Journal":
+    def create(cls, path: str | os.PathLike, header: Mapping[str, Any], *, exists_hint: str = "") -> Journal:
         """A new journal at ``path`` starting with ``header``; refuses a non-empty file
         (``exists_hint`` is added to that error, e.g. how to resume instead)."""
         path = Path(path)
@@ -56,7 +56,7 @@ class Journal:
         return j
 
     @classmethod
-    def reopen(cls, path: str | os.PathLike) -> "Journal":
+    def reopen(cls, path: str | os.PathLike) -> Journal:
         """Open an existing journal for appending, cutting a torn last line first."""
         path = Path(path)
         valid = path.read_bytes().rfind(b"\n") + 1

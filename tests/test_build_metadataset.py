@@ -5,8 +5,8 @@ import json
 import sys
 
 import pytest
-
 from conftest import REPO
+
 from nax import tables
 
 

@@ -138,7 +138,7 @@ def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch, tmp_path):
     from nax import curves
     from nax.cli import search as search_cli
     from nax.search import config as config_lib
-    from nax.search import stopping
+    from nax.curves import stopping
 
     parser = cli.build_parser()
     base = ["search", "--dataset", "mnist5k"]
@@ -151,8 +151,9 @@ def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch, tmp_path):
     # a hand-made prior stands in for fitting one (minutes on two cores); the rule is the real one
     monkeypatch.setattr(curves, "fit_prior", lambda *a, **kw: hand_prior())
     seen = {}
-    real = stopping.rule_from_prior
-    monkeypatch.setattr(stopping, "rule_from_prior", lambda prior, horizon, **kw: seen.update(kw) or real(prior, horizon, **kw))
+    real = stopping.stop_rule
+    monkeypatch.setattr(stopping, "stop_rule",
+                        lambda prior, horizon, config: seen.update(adapt=config.adapt) or real(prior, horizon, config))
     csv = simulated_curve_csv(tmp_path / "sim.csv")
     parts = config_lib.build(config_lib.SearchConfig(dataset="beta", strategy="random", evaluator="table",
                                                      tables=(str(csv),), stop_adapt=False))

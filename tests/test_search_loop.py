@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 
 import jax
 import numpy as np
 import pytest
+from test_search_support import EPOCHS, margin_rule, simulated_curve_csv
 
 from nax import tables
 from nax.search import journal as journal_lib
 from nax.search import loop, strategies
 from nax.search.config import SearchConfig, build, execute
 from nax.search.evaluators import CurveTableEvaluator
-
-from test_search_support import EPOCHS, margin_rule, simulated_curve_csv
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def _runs(outcome):
 @pytest.mark.slow
 def test_same_seed_same_journal(evaluator, tmp_path):
     a = _run(evaluator, tmp_path / "a")
-    b = _run(evaluator, tmp_path / "b")
+    _run(evaluator, tmp_path / "b")
     ja, jb = _events(tmp_path / "a" / "journal.jsonl"), _events(tmp_path / "b" / "journal.jsonl")
     assert journal_lib.strip_clock(ja) == journal_lib.strip_clock(jb)
     # the search really used early stopping and spent its budget

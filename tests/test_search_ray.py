@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import jax
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'nax[ray]')")
@@ -16,13 +15,13 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'nax[
 # ray.init starts its processes with fork+exec, which JAX's fork warning cannot tell apart
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 
+from test_search_support import EPOCHS, margin_rule, simulated_curve_csv  # noqa: E402
+
 from nax import tables  # noqa: E402
 from nax.search import journal as journal_lib  # noqa: E402
 from nax.search import loop, strategies  # noqa: E402
 from nax.search.evaluators import CurveTableEvaluator  # noqa: E402
 from nax.search.executors import InProcessExecutor, RayExecutor, Task  # noqa: E402
-
-from test_search_support import EPOCHS, margin_rule, simulated_curve_csv  # noqa: E402
 
 
 @pytest.fixture(scope="module")

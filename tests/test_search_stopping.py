@@ -1,12 +1,14 @@
-"""The curves stopping rule inside the search (``nax.search.stopping``)."""
+"""The curves stopping rule inside the search: what the loop tells it and the per-run test it hands out."""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
 
+from nax.curves.inference import InferenceConfig
+from nax.curves.stopping import StopConfig, run_check, stop_rule
+from nax.search import loop
 from nax.search.evaluators import RunResult
-from nax.search.stopping import rule_from_prior
 
 H = 8
 
@@ -16,15 +18,17 @@ def _curve(final, t=np.arange(1, H + 1)):
 
 
 def test_hopeless_run_is_stopped_a_promising_one_is_not():
-    rule = rule_from_prior(None, H, min_epochs=3, num_samples=200, num_steps=300)
+    rule = stop_rule(None, H, StopConfig(min_epochs=3, inference=InferenceConfig(num_samples=200, num_steps=300)))
     state = rule.init(jax.random.key(0))
     done = [RunResult("a", "completed", tuple(_curve(f)), _curve(f)[-1], cost_epochs=H) for f in (0.8, 0.82, 0.85, 0.83)]
     failed = RunResult("b", "failed", (), error="x")
-    state = rule.update(state, done + [failed], jax.random.key(1))
-    assert state.context.shape == (4, H)  # finished curves are context; the failed run is not
+    told = loop.finished(done + [failed])
+    assert len(told) == 4 and all(f.completed for f in told)  # a failed run has no curve to learn from
+    state = rule.update(state, told, jax.random.key(1))
+    assert state.context.shape == (4, H)
     best = max(r.final for r in done)
-    assert rule.decide(state, None, H) is None  # nothing to compare with before a run completes
-    test = rule.decide(state, best, H)
+    assert run_check(rule, state, None) is None  # nothing to compare with before a run completes
+    test = run_check(rule, state, best)
     bad = tuple(_curve(0.4)[:4])
     assert test(bad[:2]) == (False, None)  # never before min_epochs
     stop, predicted = test(bad)

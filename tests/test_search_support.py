@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from nax import space as space_lib
-from nax.search.loop import StopRule
+from nax.curves.stopping import Decision, Schedule, StopConfig, StopRule
 
 EPOCHS = 8
 
@@ -31,27 +32,25 @@ def simulated_curve_csv(path: Path, datasets=("alpha", "beta", "gamma"), n_archs
     return path
 
 
-def margin_rule(margin: float = 0.1, min_epochs: int = 2) -> StopRule:
-    """Stop once a run is ``margin`` below the best final accuracy so far; predicts its last value."""
-
-    def init(key):
-        return 0
-
-    def update(state, results, key):
-        return state + len(results)
-
-    def decide(state, best, max_epochs):
-        if best is None:
-            return None
-        return _MarginTest(best, margin, min_epochs)
-
-    return StopRule(init, update, decide)
+def _no_state(key):
+    return 0
 
 
-class _MarginTest:
-    def __init__(self, best, margin, min_epochs):
-        self.best, self.margin, self.min_epochs = best, margin, min_epochs
+def _count(state, finished, key):
+    return state + len(finished)
 
-    def __call__(self, curve):
-        stop = len(curve) >= self.min_epochs and curve[-1] < self.best - self.margin
-        return stop, (curve[-1] if stop else None)
+
+def _margin_decide(margin, state, curves, best) -> Decision:
+    last = np.atleast_2d(np.asarray(curves, np.float64))[:, -1]
+    if best is None:
+        return Decision(np.zeros(len(last), bool), np.full(len(last), np.nan), np.full(len(last), np.nan))
+    stop = last < best - margin
+    return Decision(stop, np.where(stop, 0.0, 1.0), last)
+
+
+def margin_rule(margin: float = 0.1, min_epochs: int = 2, horizon: int = EPOCHS) -> StopRule:
+    """A ``nax.curves.stopping.StopRule`` without a model: stop once a run is ``margin`` below
+    the best final accuracy so far (checked every epoch from ``min_epochs``); predicts its last value."""
+    return StopRule(init=_no_state, update=_count, decide=functools.partial(_margin_decide, margin), judge=None,
+                    schedule=Schedule(min_epochs, 1, horizon), prior=None, horizon=horizon,
+                    config=StopConfig(min_epochs=min_epochs))

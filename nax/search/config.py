@@ -298,13 +298,13 @@ def fit_parts(setup: Setup, out: Path | None = None, *, reuse: bool = False, sta
             notes.append("early stopping off: an architecture table has no learning curves to learn from")
         else:
             from nax import curves
-            from nax.search import stopping
+            from nax.curves import stopping
 
             curve_sources = table.subset(np.isin(table.datasets, sources))
             prior = _fitted(out and out / PRIOR_FILE, f"the curve prior on {', '.join(sources)}",
                             lambda: curves.fit_prior(curve_sources, seed=config.seed, max_curves=200),
                             lambda pr, p: pr.save(p), curves.CurvePrior.load, reuse, stage, log)
-            stop_rule = stopping.rule_from_prior(prior, setup.evaluator.max_epochs, adapt=config.stop_adapt)
+            stop_rule = stopping.stop_rule(prior, setup.evaluator.max_epochs, stopping.StopConfig(adapt=config.stop_adapt))
     max_runs = None if setup.candidates is None else len(setup.candidates)
     return Parts(strategy, setup.evaluator, setup.budget, stop_rule, notes, max_runs)
 

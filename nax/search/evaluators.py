@@ -22,7 +22,8 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 

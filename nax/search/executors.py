@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -21,8 +21,9 @@ written as ``null``); a run without its end line is redone on resume.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import nax
 from nax import journal as jsonl
@@ -55,7 +56,7 @@ class Journal(jsonl.Journal):
     """An open search journal (``nax.journal.Journal`` with the search's header)."""
 
     @classmethod
-    def create(cls, path: str | os.PathLike, config: Mapping[str, Any], seed: int) -> "Journal":
+    def create(cls, path: str | os.PathLike, config: Mapping[str, Any], seed: int) -> Journal:
         """Start a new journal at ``path``; refuses to overwrite a non-empty file."""
         return super().create(path, header(config, seed),
                               exists_hint=f"resume it with --resume {Path(path).parent} or choose another --out")

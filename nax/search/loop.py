@@ -9,6 +9,10 @@ resume included); :func:`run_search` consumes that stream into a :class:`SearchO
 and ends early the first time ``until(step)`` is true. Progress displays, the acceleration
 experiment and the characteristic benchmark's simulated searches all read this one stream.
 
+Early stopping: ``stop_rule`` is the curves rule (:func:`nax.curves.stopping.stop_rule`):
+each batch's runs get its per-run test (:func:`nax.curves.stopping.run_check`, against
+the best completed run so far), and the runs that ended are told to it after the batch.
+
 Everything random derives from one key: the strategy's asks use ``fold_in(k_ask, batch)``,
 each run's seed ``fold_in(k_seed, run)``, the stopping rule ``fold_in(k_stop, batch)``.
 Resuming replays the journal through the same code: each batch is asked again, runs the
@@ -33,30 +37,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
+from nax.curves.stopping import Finished, StopRule, run_check
 from nax.search import journal as journal_lib
-from nax.search.evaluators import Evaluator, RunResult, StopFn
+from nax.search.evaluators import Evaluator, RunResult
 from nax.search.executors import InProcessExecutor, Task
 from nax.search.strategies import Observation, Strategy
 
 
-class StopRule(NamedTuple):
-    """Early termination as pure functions (the curves rule plugs in through this).
-
-    ``init(key) -> state``; ``update(state, results, key) -> state`` learns from the
-    target's newest runs; ``decide(state, best_so_far, max_epochs) -> should_stop`` gives
-    the (picklable) test a run applies after each epoch: ``should_stop(curve) -> (stop,
-    predicted_final)``. ``best_so_far`` is the best final accuracy of a completed run of
-    this search, None before the first.
-    """
-
-    init: Callable[[jax.Array], Any]
-    update: Callable[[Any, Sequence[RunResult], jax.Array], Any]
-    decide: Callable[[Any, float | None, int], StopFn | None]
+def finished(results: Sequence[RunResult]) -> list[Finished]:
+    """What the stopping rule learns from a batch: the runs that ended with a curve
+    (completed, or stopped by the rule; not failed or diverged)."""
+    return [Finished(np.asarray(r.curve, np.float64), r.status == "completed") for r in results
+            if r.status in ("completed", "stopped")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +243,7 @@ def iter_search(
     dataset = evaluator.dataset
     while (max_runs is None or next_run < max_runs) and budget.fits(epochs, seconds, evaluator.max_epochs):
         encs, state = strategy.ask(state, _fold_in(k_ask, batch))
-        should_stop = stop_rule.decide(rule_state, best, evaluator.max_epochs) if stop_rule else None
+        should_stop = run_check(stop_rule, rule_state, best) if stop_rule else None
         tasks = []
         # every run of a batch may train to the end: hand out only the whole runs that fit
         for enc in encs:
@@ -282,7 +280,7 @@ def iter_search(
             yield Step(run, best, epochs, seconds, not new)
         state = strategy.tell(state, [Observation(r.enc, r.result.value) for r in batch_runs])
         if stop_rule is not None:
-            rule_state = stop_rule.update(rule_state, [r.result for r in batch_runs], _fold_in(k_stop, batch))
+            rule_state = stop_rule.update(rule_state, finished([r.result for r in batch_runs]), _fold_in(k_stop, batch))
         batch += 1
 
 

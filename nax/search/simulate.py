@@ -13,7 +13,8 @@ evaluation, the ``k`` evaluations told to the strategy first) with the strategie
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np

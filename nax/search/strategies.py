@@ -20,7 +20,8 @@ failed run: the architecture counts as evaluated but informs nothing else.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np

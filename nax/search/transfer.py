@@ -10,15 +10,25 @@ posterior spread providing exploration.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from nax import characteristics as ch
+from nax.search.strategies import (
+    Observation,
+    Pool,
+    Strategy,
+    _check_space,
+    _draw_unasked,
+    _mark,
+    _positions,
+    _rng,
+    make_pool,
+)
 from nax.space import CellSpace
-from nax.search.strategies import Observation, Pool, Strategy, _check_space, _draw_unasked, _mark, _positions, _rng
-from nax.search.strategies import make_pool
 
 
 class TransferState(NamedTuple):
