@@ -18,6 +18,7 @@ def _module():
     return mod
 
 
+@pytest.mark.slow
 def test_quick_build_resumes_without_loss_or_repeats(tmp_path, monkeypatch):
     mod = _module()
     cfg = mod.CONFIGS["quick"]
@@ -52,6 +53,7 @@ def test_quick_build_resumes_without_loss_or_repeats(tmp_path, monkeypatch):
         mod.run(other, out, progress=False)
 
 
+@pytest.mark.slow
 def test_rerun_from_seed_is_identical(tmp_path):
     mod = _module()
     cfg = mod.CONFIGS["quick"]

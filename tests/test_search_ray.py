@@ -13,7 +13,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'nax[ray]')")
 
 # ray.init starts its processes with fork+exec, which JAX's fork warning cannot tell apart
-pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+# Ray starts worker processes: tens of seconds per test on two cores
+pytestmark = [pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning"), pytest.mark.slow]
 
 from test_search_support import EPOCHS, margin_rule, simulated_curve_csv  # noqa: E402
 

@@ -62,6 +62,7 @@ def model():
     return model_lib.fit(table, ["a", "b"], seed=0, space=SPACE)
 
 
+@pytest.mark.slow
 def test_model_guided_is_the_greedy_posterior_mean_search(model):
     """Each proposal is the unevaluated cell of highest posterior mean given every value
     seen before it (the definition, recomputed here step by step), and a model transferred
