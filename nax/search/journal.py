@@ -39,9 +39,6 @@ REQUIRED = {"header": ("format", "nax_version", "seed", "config"), "start": ("ru
 #: fields that hold wall-clock measurements (left out when comparing two journals)
 CLOCK_FIELDS = ("time", "wall_s")
 
-#: the old name of ``nax.jsonio.clean``, until nax/search/report.py imports it from there
-_clean = jsonio.clean
-
 __all__ = ["CLOCK_FIELDS", "EVENTS", "FORMAT", "Journal", "JournalWarning", "check_header", "header", "read",
            "strip_clock"]
 

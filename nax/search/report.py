@@ -8,14 +8,13 @@ sits beside any user's matplotlib set-up.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from nax import jsonio
 from nax.search import evaluators as ev_lib
-from nax.search import journal as journal_lib
 from nax.search.loop import Budget, SearchOutcome
 
 #: most decimals a table's accuracies are shown with
@@ -65,7 +64,7 @@ def write_outputs(outcome: SearchOutcome, out: str | Path, extra: dict | None = 
         decimals = written_decimals(r.result.final for r in outcome.runs)
     summary["accuracy_decimals"] = decimals
     summary.update({k: round(float(summary[k]), decimals) for k in ACCURACY_KEYS if summary.get(k) is not None})
-    (out / "summary.json").write_text(json.dumps(journal_lib._clean(summary), indent=2) + "\n")
+    (out / "summary.json").write_text(jsonio.dumps(summary, indent=2) + "\n")
     plot_curves(outcome, out / "curves.png", decimals=decimals, value_name=value_name)
     plot_progress(outcome, out / "progress.png", budget=budget, decimals=decimals, value_name=value_name)
     return summary
