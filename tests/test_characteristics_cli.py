@@ -177,3 +177,20 @@ def test_loss_table_with_lower_is_better_benchmarks_like_its_accuracies(tmp_path
             assert a[m] == b[m], (a["method"], m)
         # regret in the table's units: a loss of acc / 8 has 1/8 the regret
         assert b["regret_at_50"] == pytest.approx(a["regret_at_50"] / 8, abs=1e-9)
+
+
+def test_cli_methods_restate_the_benchmark_and_a_subset_reruns_its_rows(tmp_path, capsys):
+    from nax.cli import select
+
+    assert select._METHODS == benchmark.METHODS
+    p = _table(tmp_path)
+    args = ["--table", str(p), "--source", "d0", "d1", "--target", "d1", "--samples-per-source", "30",
+            "--target-evals", "0", "5", "--repeats", "1", "--search-steps", "5"]
+    rows = {}
+    for name, extra in (("all", ["--methods", "random", "ridge_onehot", "evolution"]), ("one", ["--methods", "evolution"])):
+        code, out = _run(capsys, "benchmark", *args, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert code == 0, out.err
+        rows[name] = json.loads((tmp_path / f"{name}.json").read_text())["raw"]
+    assert {r["method"] for r in rows["all"]} == {"random", "ridge_onehot", "evolution"}
+    # evolution alone gives the rows it gives beside the others (its key follows the random order's draws)
+    assert [r for r in rows["all"] if r["method"] == "evolution"] == rows["one"]

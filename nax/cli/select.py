@@ -5,6 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+#: restated from nax.search.select_benchmark.METHODS (checked by a test): no library import for --help
+_METHODS = (
+    "characteristics",
+    "target_only",
+    "ridge_onehot",
+    "ridge_pairwise",
+    "ridge_characteristics",
+    "gbm",
+    "random",
+    "evolution",
+)
 _LOWER = "the table's values are losses (any finite real; the best is the lowest): ranked reversed"
 
 
@@ -33,6 +44,14 @@ def register(subparsers) -> None:
     b.add_argument("--timings", action="store_true", help="also time fit (all sources x 1000), scoring and updates")
     b.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     b.add_argument("--lower-is-better", action="store_true", help=_LOWER)
+    b.add_argument(
+        "--methods",
+        nargs="+",
+        choices=_METHODS,
+        default=_METHODS,
+        metavar="METHOD",
+        help="run only these methods (each has its own seeds: their rows equal the full run's); default all",
+    )
     b.add_argument("--json", type=Path, default=None, metavar="OUT", help="write {'results': [...]} here")
     b.set_defaults(func=_benchmark)
 
@@ -79,6 +98,7 @@ def _benchmark(args) -> int:
         dissimilar=args.dissimilar,
         figure=str(args.figure) if args.figure else None,
         lower_is_better=args.lower_is_better,
+        methods=tuple(args.methods),
     )
     out = benchmark.run(cfg)
     if args.timings:

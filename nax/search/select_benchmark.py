@@ -43,12 +43,11 @@ import tqdm
 from nax import jsonio, tables
 from nax import space as space_lib
 from nax.characteristics import baselines
-from nax.characteristics import featurize as feats
 from nax.characteristics import model as model_lib
+from nax.characteristics.synthetic import SYNTHETIC, synthetic_dissimilar
 from nax.provenance import provenance
 from nax.search import simulate
 
-SYNTHETIC = "synthetic-dissimilar"
 #: the code a result of this benchmark depends on (its provenance's dirty flag)
 CODE = ("nax/characteristics", "nax/search", "nax/tables", "nax/space.py", "nax/jsonio.py", "nax/provenance.py")
 BASELINES = ("ridge_onehot", "ridge_pairwise", "ridge_characteristics", "gbm")
@@ -70,24 +69,7 @@ class BenchConfig:
     dissimilar: bool = False
     figure: str | None = None
     lower_is_better: bool = False  # the table holds losses: ranked reversed
-
-
-def synthetic_dissimilar(space: space_lib.CellSpace = space_lib.nb201, seed: int = 0) -> np.ndarray:
-    """Accuracy (percent-like) of every cell of ``space`` for a target unlike NAS-Bench-201's.
-
-    It rewards pooling and skip connections and punishes 3x3 convolutions (the sources
-    do the opposite), plus random pairwise edge-operation effects (sd 0.3, from ``seed``)
-    and noise (sd 0.3): ``acc = 60 + 5 z``, ``z = count(avg_pool) + 0.5 count(skip)
-    - 0.7 count(conv3x3) + pairs . w + noise``. Returns ``(space.size,)`` in enumerate order.
-    """
-    X, names = feats.all_features(space)
-    col = {n: i for i, n in enumerate(names)}
-    rng = np.random.default_rng(seed)
-    # the raw edge pairs only (not the live ones added later): the target stays the same
-    pair = np.array([n.startswith("edge ") and " & " in n for n in names])
-    z = X[:, col["count avg_pool_3x3"]] + 0.5 * X[:, col["count skip_connect"]] - 0.7 * X[:, col["count nor_conv_3x3"]]
-    z = z + X[:, pair] @ rng.normal(0.0, 0.3, pair.sum()) + rng.normal(0.0, 0.3, len(X))
-    return 60.0 + 5.0 * z
+    methods: tuple[str, ...] = METHODS  # a subset reruns only those rows (each method has its own seeds)
 
 
 def _load(cfg: BenchConfig):
@@ -122,8 +104,13 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
         s_ds.append(np.full(len(e), s))
     s_enc, s_acc, s_ds = np.concatenate(s_enc), np.concatenate(s_acc), np.concatenate(s_ds)
     fit_table = tables.ArchTable.from_encodings(s_enc, s_ds, s_acc, unit="score")  # the model only ranks
+    run = set(cfg.methods)
     t0 = time.perf_counter()
-    model = model_lib.fit(fit_table, sources, seed=rep, space=space)
+    model = (
+        model_lib.fit(fit_table, sources, seed=rep, space=space)
+        if model_out is not None or run & set(METHODS[:2])
+        else None
+    )
     fit_s = time.perf_counter() - t0
     if model_out is not None:
         model_out.append(model)
@@ -138,7 +125,7 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
         base = dict(target=target, samples_per_source=N, target_evals=k, repeat=rep)
         # the hierarchical model, with and without the sources
         for method, transfer in (("characteristics", True), ("target_only", False)):
-            if not transfer and k == 0:
+            if (not transfer and k == 0) or method not in run:
                 continue
             t1 = time.perf_counter()
             post = model_lib.update(model, obs, transfer=transfer)
@@ -162,7 +149,7 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
         # pooled baselines: the sources' rows plus the target's own
         p_enc = np.concatenate([s_enc_sorted, t_enc[init]]) if k else s_enc_sorted
         p_y = np.concatenate([s_scores, model_lib.normal_scores(t_acc[init])]) if k else s_scores
-        for name in baselines.BASELINES:
+        for name in [b for b in BASELINES if b in run]:
             t1 = time.perf_counter()
             pred = baselines.fit_pooled(name, p_enc, p_y, seed=rep, space=space)(t_enc)
             fit_b = time.perf_counter() - t1
@@ -177,32 +164,18 @@ def _one_setting(cfg, space, target, t_enc, t_acc, src_data, N, rep, ti, model_o
                 )
             )
         srng = np.random.default_rng([cfg.seed, ti, rep, k, 7])
-        # a random order is free to extend: no cap, so evals_to_top1 is never censored
-        prop = simulate.random_order(srng, len(t_enc), init)
-        rows.append(
-            dict(
-                base,
-                method="random",
-                spearman=None,
-                kendall=None,
-                top1_precision=None,
-                **simulate.search_metrics(prop, init, t_acc),
+        # a random order is free to extend: no cap, so evals_to_top1 is never censored; drawn even when
+        # only evolution runs, whose key comes next from the same stream
+        orders = {"random": simulate.random_order(srng, len(t_enc), init)}
+        if len(t_enc) == space.size and "evolution" in run:
+            cap, min_steps = max(3000, cfg.search_steps), min(50, cfg.search_steps)
+            orders["evolution"] = simulate.regularized_evolution(
+                srng, t_enc, t_acc, init, cap, space=space, min_steps=min_steps
             )
-        )
-        if len(t_enc) == space.size:
-            prop = simulate.regularized_evolution(
-                srng, t_enc, t_acc, init, max(3000, cfg.search_steps), space=space, min_steps=min(50, cfg.search_steps)
-            )
-            rows.append(
-                dict(
-                    base,
-                    method="evolution",
-                    spearman=None,
-                    kendall=None,
-                    top1_precision=None,
-                    **simulate.search_metrics(prop, init, t_acc),
-                )
-            )
+        for method, prop in orders.items():
+            if method in run:
+                none = dict(spearman=None, kendall=None, top1_precision=None)
+                rows.append(dict(base, method=method, **none, **simulate.search_metrics(prop, init, t_acc)))
     return rows
 
 
@@ -357,18 +330,20 @@ def summary(results: list[dict], metric: str = "spearman", k: int = 0) -> pd.Dat
     p = df.pivot_table(
         index=["target", "samples_per_source"], columns="method", values=metric, aggfunc="first", sort=False
     )
+    out = {m: p[m] for m in ("characteristics",) if m in p.columns}  # a --methods subset may lack either
     base = p[[b for b in BASELINES if b in p.columns]]
-    best = {"best_baseline": base.max(axis=1), "best_baseline_method": base.idxmax(axis=1)}
-    return pd.DataFrame({"characteristics": p["characteristics"], **best}).round(3)
+    if base.shape[1]:
+        out.update(best_baseline=base.max(axis=1), best_baseline_method=base.idxmax(axis=1))
+    return pd.DataFrame(out, index=p.index).round(3)
 
 
 def format_table(results: list[dict], markdown: bool = False) -> str:
     """The model against the best baseline (zero-shot Spearman), then Spearman, top-1% precision,
     evaluations to the top 1% and regret per target, N, k (rows) and method (columns)."""
     df = pd.DataFrame(results)
-    out = [
-        _render(summary(results).reset_index(), markdown, "zero-shot spearman, the model and the best pooled baseline")
-    ]
+    best = summary(results)
+    title = "zero-shot spearman, the model and the best pooled baseline"
+    out = [_render(best.reset_index(), markdown, title)] if best.shape[1] else []
     for metric in ("spearman", "top1_precision", "evals_to_top1", "regret_at_50"):
         p = df.pivot_table(
             index=["target", "samples_per_source", "target_evals"],
@@ -378,6 +353,8 @@ def format_table(results: list[dict], markdown: bool = False) -> str:
             sort=False,
         )
         p = p[[m for m in METHODS if m in p.columns]].round(3)
+        if p.empty:  # no method of this run reports the metric
+            continue
         out.append(_render(p.rename_axis(index=["target", "N", "k"]).reset_index(), markdown, metric))
     return "\n\n".join(out)
 
