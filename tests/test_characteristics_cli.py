@@ -179,6 +179,7 @@ def test_loss_table_with_lower_is_better_benchmarks_like_its_accuracies(tmp_path
         assert b["regret_at_50"] == pytest.approx(a["regret_at_50"] / 8, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_cli_methods_restate_the_benchmark_and_a_subset_reruns_its_rows(tmp_path, capsys):
     from nax.cli import select
 
