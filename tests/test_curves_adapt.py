@@ -9,6 +9,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from nax import curves
 from nax.curves import calibration
@@ -93,6 +94,7 @@ def stepped(plateau, jump, rng, n=1):
     return np.clip(v + 0.003 * rng.normal(size=(n, H)), 0, 1)
 
 
+@pytest.mark.slow
 def test_compose_draws_reproduces_the_predictive_under_any_calibration():
     rng = np.random.default_rng(0)
     partial = stepped(0.5, 0.0, rng, n=4)
@@ -109,6 +111,7 @@ def test_compose_draws_reproduces_the_predictive_under_any_calibration():
     np.testing.assert_array_equal(again.samples, dataclasses.replace(pred, calibration=SOURCE).samples)
 
 
+@pytest.mark.slow
 def test_rule_widens_after_finished_runs_jump_and_keeps_a_late_bloomer():
     rng = np.random.default_rng(1)
     config = StopConfig(min_epochs=4, inference=InferenceConfig(num_samples=200, num_steps=300))
@@ -147,6 +150,7 @@ def test_refit_schedule():
     assert fits == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 17, 22, 28, 35, 44, 55]
 
 
+@pytest.mark.slow
 def test_adaptive_replay_learns_within_a_replay_and_starts_afresh_in_the_next():
     rng = np.random.default_rng(2)
     n = 12

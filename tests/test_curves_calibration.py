@@ -112,6 +112,7 @@ def partial():
     return values
 
 
+@pytest.mark.slow
 def test_calibrated_prediction_widens_only_the_unobserved_part(partial):
     kw = {"horizon": T, "inference": INF, "seed": 0}
     cal = curves.predict(hand_prior(TRUE), partial, **kw)

@@ -336,7 +336,7 @@ def test_benchmark_finished_count_must_be_positive(tmp_path, capsys):
     assert "--finished counts finished runs" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["benchmark", "early-stop"])
+@pytest.mark.parametrize("command", ["benchmark", "early-stop", "speed"])
 def test_transfer_without_another_source_dataset_is_a_one_line_error(tmp_path, capsys, command):
     path = str(tmp_path / "a.csv")
     _write_table(path, "a", 0)

@@ -22,11 +22,13 @@ from nax.curves.calibration import CUTOFFS, Calibration, ext_scale, fit_params
 from nax.curves.inference import InferenceConfig
 from nax.curves.observations import Observed, from_model_scale, prepare, to_model_scale
 from nax.curves.predict import predict
-from nax.curves.prior import LOG_SIGMA_SCALE_MIN, CurvePrior
+from nax.curves.prior import CurvePrior
 
 #: the prior's hierarchical fit: SVI with more steps and a smaller learning rate than a
 #: prediction (the population model has many more latents)
 PRIOR_INFERENCE = InferenceConfig(num_steps=2000, lr=0.03)
+#: the spread of a new dataset's curves may differ from the sources'; keep it learnable
+LOG_SIGMA_SCALE_MIN = 0.25
 #: each source prefix of the calibration fit: a prediction, with fewer draws (three
 #: parameters need few)
 CALIBRATION_INFERENCE = InferenceConfig(num_steps=1000, num_samples=200)

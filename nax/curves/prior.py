@@ -27,8 +27,6 @@ FORMAT = "nax.curves.CurvePrior"
 #: version is refused
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-#: the spread of a new dataset's curves may differ from the sources'; keep it learnable
-LOG_SIGMA_SCALE_MIN = 0.25
 
 
 @dataclasses.dataclass(frozen=True)

@@ -113,8 +113,9 @@ class StopConfig:
 
 
 class Finished(NamedTuple):
-    """A run of the target that ended: ``curve`` [e] its observed values (table units);
-    ``completed``: trained to the horizon, so its last value is a final. ``evidence``: its
+    """A run of the target that ended (completed, or stopped by the rule; a failed run has
+    nothing to teach): ``curve`` [e] its observed values (table units), which join the
+    context when finite; ``completed``: trained to the horizon, so its last value is a final. ``evidence``: its
     :class:`~nax.curves.calibration.Evidence` when the caller already holds predictions of
     it from its prefixes (a replay); None: the rule predicts it again."""
 
