@@ -13,7 +13,7 @@ import pytest
 from nax import space as space_lib
 from nax import train
 from nax.search import journal as journal_lib
-from nax.search import loop, strategies
+from nax.search import loop, progress, report, strategies
 from nax.search.evaluators import TrainingEvaluator
 
 CFG = train.TrainConfig(epochs=2, channels=4, cells_per_stage=1, batch_size=128, evaluate_test=False,
@@ -39,12 +39,23 @@ def test_training_stops_early_and_a_diverged_run_is_recorded(digits_splits, tmp_
     assert full.curve[0] == r.curve[0]  # same seed, same first epoch
     assert [m["val_acc"] for m in full.epoch_metrics] == list(full.curve)
 
+    # watched by the search's progress display, the same run trains the same curve, and the
+    # display sees its epochs (all but the last, which ends the run); 128 validation images:
+    # accuracies resolve to 3 decimals
+    seen = []
+    show = progress.Progress(lambda s: None, quiet=True)
+    show.epoch = seen.append
+    watched = show.watch(ev).evaluate(CONV, 0, lambda curve: (False, None))
+    assert watched.curve == full.curve and watched.status == "completed" and seen == [1]
+    assert report.accuracy_decimals(ev) == (3, "validation set of 128 examples")
+
     # a learning rate of 1e30 makes the training loss non-finite in the first epoch: every run
     # diverges; the search records them and goes on (this compiles a second program)
     hot = TrainingEvaluator(_small(digits_splits), CFG.replace(learning_rate=1e30))
     strat = strategies.random(SPACE, candidates=np.stack([CONV, POOL]))
     j = journal_lib.Journal.create(tmp_path / "journal.jsonl", {}, 0)
-    out = loop.run_search(strat, hot, loop.Budget(epochs=3), jax.random.key(0), journal=j)
+    # two runs: a run starts only if a whole run (2 epochs) fits into the budget left
+    out = loop.run_search(strat, hot, loop.Budget(epochs=4), jax.random.key(0), journal=j)
     j.close()
     assert len(out.runs) >= 2 and {r.result.status for r in out.runs} == {"diverged"} and out.best is None
     assert all(r.result.value is None and "non-finite" in r.result.error for r in out.runs)
