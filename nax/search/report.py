@@ -171,7 +171,7 @@ def _plot_stopped(ax, stopped, best, T: int, decimals: int) -> None:
     ax.plot([], [], ":o", color="tab:red", mfc="white", lw=0.8, label="predicted final (transferred curve model)")
     ax.set_xlim(1, T + 0.5)
     ax.set_xlabel("epoch")
-    ax.set_title(f"{len(stopped)} runs stopped early", fontsize=10)
+    ax.set_title(f"{len(stopped)} run{'s' if len(stopped) != 1 else ''} stopped early", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
 
@@ -204,8 +204,16 @@ def plot_progress(outcome: SearchOutcome, path: str | Path, *, budget: Budget | 
     ax = fig.subplots()
     if done:
         ax.plot(*zip(*done), ".", color="tab:blue", ms=7, alpha=0.7, label="completed run (final accuracy)")
-    if stopped:
-        ax.plot(*zip(*stopped), "x", color="tab:red", alpha=0.7, label="stopped run (last accuracy)")
+    lo, hi = _window([y for _, y in done], best)
+    if predicted:  # the transferred predictions stay in view
+        lo = min(lo, min(y for _, y in predicted) - 0.08 * (hi - lo))
+    shown = [(x, y) for x, y in stopped if y >= lo]
+    under = [(x, lo) for x, y in stopped if y < lo]  # drawn on the lower edge, pointing down
+    if shown:
+        ax.plot(*zip(*shown), "x", color="tab:red", alpha=0.7, label="stopped run (last accuracy)")
+    if under:
+        ax.plot(*zip(*under), "v", color="tab:red", alpha=0.7, clip_on=False,
+                label=f"stopped run, last accuracy below the axis ({len(under)})")
     if predicted:
         ax.plot(*zip(*predicted), "o", mfc="none", color="tab:red", ms=4, alpha=0.6, label="stopped run (predicted final)")
     steps = [(x, y) for x, y in zip(xs, ys) if y is not None]
@@ -219,12 +227,11 @@ def plot_progress(outcome: SearchOutcome, path: str | Path, *, budget: Budget | 
         ax.annotate(f"budget {limit:g} {'min' if minutes else 'epochs'}", (limit, 1), xycoords=("data", "axes fraction"),
                     xytext=(-4, -4), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
         ax.set_xlim(0, max(limit, spent) * 1.03)
-    lo, hi = _window([y for _, y in done] + [y for _, y in stopped], best)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("training minutes charged" if minutes else "epochs spent")
     ax.set_ylabel(value_name)
     ax.set_title(f"{outcome.dataset}: search progress", fontsize=10)
     ax.grid(alpha=0.3)
     if done or stopped:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.savefig(path, dpi=150)
