@@ -82,6 +82,8 @@ class Progress:
         self._replayed = frozenset(replayed)
         self._resume_told = not self._replayed
         self._t0 = time.perf_counter()
+        if self._replayed:  # the strategy and stopping rule relearn them: seconds to minutes
+            self._emit(f"replaying {len(self._replayed)} finished runs from the journal ...")
         if self.live:
             epochs = budget.epochs is not None
             self._bar = tqdm(total=budget.epochs if epochs else 60.0 * budget.minutes, unit="epoch" if epochs else "s",
