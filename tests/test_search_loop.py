@@ -72,6 +72,7 @@ def _resume(evaluator, cut_bytes, out, **kw):
     return _run(evaluator, out, replay=loop.replay_from(events), journal=journal, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3])
 def test_resume_after_kill_at_any_point_continues_exactly(evaluator, tmp_path, batch):
     full = _run(evaluator, tmp_path / "full", batch=batch, budget=10 * EPOCHS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 from nax.curves.inference import InferenceConfig
 from nax.curves.stopping import StopConfig, run_check, stop_rule
@@ -17,6 +18,7 @@ def _curve(final, t=np.arange(1, H + 1)):
     return final - 0.25 * t**-1.0
 
 
+@pytest.mark.slow  # SVI fits: over a minute on two shared cores
 def test_hopeless_run_is_stopped_a_promising_one_is_not():
     rule = stop_rule(None, H, StopConfig(min_epochs=3, inference=InferenceConfig(num_samples=200, num_steps=300)))
     state = rule.init(jax.random.key(0))
