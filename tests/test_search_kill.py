@@ -92,7 +92,6 @@ def test_kill_during_the_fit_and_between_runs_then_resume(tmp_path):
     assert _comparable(journal) == want and summary["runs"] == RUNS
 
 
-@pytest.mark.slow  # ~16 s on a loaded 2-core machine
 def test_resume_loads_the_saved_curve_prior_instead_of_refitting(tmp_path, monkeypatch):
     from nax import curves
 
