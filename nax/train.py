@@ -3,34 +3,37 @@
 Reads top to bottom like big_vision's ``train.py``:
 
 1. config (``TrainConfig``, frozen; presets for CPU work),
-2. a ``Trainer``: the jitted init / train-step / eval-step for one network shape, data
-   parallel over all local devices (batch split over a ``data`` mesh axis, parameters
-   replicated). With ``form="supernet"`` the encoding is an *argument* of the compiled
-   step, so one ``Trainer`` serves every architecture of the space (compile once),
+2. a ``Trainer``: the pure init / train-step / eval-step functions of ``nax.steps`` (explicit
+   state in, new state and metrics out), jitted for one network shape, data parallel over
+   all local devices (batch split over a ``data`` mesh axis, parameters replicated). With
+   ``form="supernet"`` the encoding is an *argument* of the compiled step, so one
+   ``Trainer`` serves every architecture of the space (compile once),
 3. ``train_architecture``: the epoch loop; per epoch train loss, validation accuracy
    and loss, wall time; a callback may stop the run; a non-finite loss ends it as
    ``diverged`` with its partial curve.
 
-Results are ``RunRecord``s: small, immutable, JSON-serialisable.
+Results are ``RunRecord``s (``nax.records``): small, immutable, JSON-serialisable.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from nax import jsonio, models
+from nax import models
 from nax import space as space_lib
+from nax.records import EpochMetrics, RunRecord
+from nax.steps import make_steps
 
 # ============================================================================ config
 
@@ -76,7 +79,7 @@ class TrainConfig:
         if self.image_size is not None:
             object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
 
-    def replace(self, **kw) -> "TrainConfig":
+    def replace(self, **kw) -> TrainConfig:
         return dataclasses.replace(self, **kw)
 
     def to_dict(self) -> dict:
@@ -90,9 +93,18 @@ PRESETS: dict[str, TrainConfig] = {
     "nb201": TrainConfig(epochs=200, channels=16, cells_per_stage=5, batch_size=256, learning_rate=0.1),
     # how the shipped meta-dataset (nax/metadata) was trained: a search that transfers from it
     # should train the same way, so its curves and accuracies are on the prior's scale
-    "metadata": TrainConfig(epochs=12, channels=4, cells_per_stage=1, batch_size=128, learning_rate=0.1,
-                            image_size=(8, 8), train_limit=1280, val_limit=500, evaluate_test=True,
-                            eval_batch_size=500),
+    "metadata": TrainConfig(
+        epochs=12,
+        channels=4,
+        cells_per_stage=1,
+        batch_size=128,
+        learning_rate=0.1,
+        image_size=(8, 8),
+        train_limit=1280,
+        val_limit=500,
+        evaluate_test=True,
+        eval_batch_size=500,
+    ),
 }
 
 
@@ -101,64 +113,6 @@ def preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown training preset {name!r}; accepted: {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides)
-
-
-# ============================================================================ records
-
-
-class EpochMetrics(NamedTuple):
-    epoch: int  # 1-based
-    train_loss: float
-    val_accuracy: float  # fraction in [0, 1]
-    val_loss: float
-    epoch_s: float  # wall seconds of this epoch (train + validation)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunRecord:
-    """One training run. ``status`` is completed, stopped (by the callback) or diverged."""
-
-    arch: str
-    dataset: str
-    seed: int
-    status: str
-    epochs_planned: int
-    curve: tuple[EpochMetrics, ...]
-    test_accuracy: float | None = None
-    num_params: int | None = None
-    wall_s: float = 0.0
-    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def epochs_done(self) -> int:
-        return len(self.curve)
-
-    @property
-    def val_accuracies(self) -> np.ndarray:
-        return np.array([m.val_accuracy for m in self.curve], np.float64)
-
-    @property
-    def final_val_accuracy(self) -> float:
-        return float(self.curve[-1].val_accuracy) if self.curve else float("nan")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["curve"] = [m._asdict() for m in self.curve]
-        d["config"] = dict(self.config)
-        return d
-
-    def to_json(self) -> str:
-        return jsonio.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "RunRecord":
-        d = dict(d)
-        d["curve"] = tuple(EpochMetrics(**m) for m in d["curve"])
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, s: str) -> "RunRecord":
-        return cls.from_dict(json.loads(s))
 
 
 # ============================================================================ trainer
@@ -170,16 +124,19 @@ def data_mesh() -> Mesh:
 
 
 class Trainer:
-    """Jitted init / train / eval for one network shape and optimiser.
+    """The jitted ``Steps`` of one network shape and optimiser, data parallel over local devices.
 
-    For ``form="supernet"`` every method takes the encoding as an argument; compiled
-    programs are shared by all encodings (``trace_counts`` lets tests check that).
+    For ``form="supernet"`` every step takes the encoding as an argument; compiled programs
+    are shared by all encodings. ``wrap`` is applied to each pure step before it is jitted
+    (tests pass ``chex.assert_max_traces(n=1)``).
     """
 
-    def __init__(self, num_classes: int, cfg: TrainConfig, encoding=None):
+    def __init__(self, num_classes: int, cfg: TrainConfig, encoding=None, *, wrap: Callable | None = None):
         self.cfg = cfg
         self.num_classes = num_classes
         self.supernet = cfg.form == "supernet"
+        #: the one architecture a specialised trainer runs (None: any, for the supernet)
+        self.encoding = None if self.supernet else tuple(int(v) for v in encoding)
         if self.supernet:
             self.model = models.build_supernet(num_classes, cfg.channels, cfg.cells_per_stage)
         else:
@@ -189,56 +146,26 @@ class Trainer:
         self.n_devices = self.mesh.size
         self.repl = NamedSharding(self.mesh, P())
         self.batch = NamedSharding(self.mesh, P("data"))
-        self.trace_counts = {"init": 0, "train": 0, "eval": 0}
 
-        self._init = jax.jit(self._init_fn, out_shardings=self.repl, static_argnums=(2,))
+        steps = make_steps(self.model, self.tx, self.supernet)
+        wrap = wrap or (lambda f: f)
+        self._init = jax.jit(wrap(steps.init), out_shardings=self.repl, static_argnums=(2,))
         self._train = jax.jit(
-            self._train_fn,
+            wrap(steps.train),
             in_shardings=(self.repl, self.batch, self.batch, self.repl, self.repl),
             out_shardings=(self.repl, self.repl),
-            donate_argnums=(0,),
+            donate_argnums=(0,),  # the old state is never read again
         )
         self._eval = jax.jit(
-            self._eval_fn,
+            wrap(steps.eval),
             in_shardings=(self.repl, self.batch, self.batch, self.batch, self.repl),
             out_shardings=self.repl,
         )
 
-    # -- pure functions -----------------------------------------------------------
-    def _apply(self, variables, x, enc, train):
-        if self.supernet:
-            return self.model.apply(variables, x, enc, train=train, mutable=["batch_stats"] if train else False)
-        return self.model.apply(variables, x, train=train, mutable=["batch_stats"] if train else False)
-
-    def _init_fn(self, key, enc, image_shape):
-        self.trace_counts["init"] += 1
-        x = jnp.zeros((1, *image_shape), jnp.float32)
-        variables = self.model.init(key, x, enc, train=False) if self.supernet else self.model.init(key, x, train=False)
-        params = variables["params"]
-        return {"params": params, "batch_stats": variables["batch_stats"], "opt": self.tx.init(params)}
-
-    def _train_fn(self, state, x_BxHxWxC, y_B, enc, lr):
-        self.trace_counts["train"] += 1
-
-        def loss_fn(params):
-            logits, new_vars = self._apply({"params": params, "batch_stats": state["batch_stats"]}, x_BxHxWxC, enc, True)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B).mean()
-            return loss, new_vars["batch_stats"]
-
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        # the learning rate is an input, so one program serves every schedule and length
-        decay_state, inject_state = state["opt"]
-        opt = (decay_state, inject_state._replace(hyperparams={**inject_state.hyperparams, "learning_rate": lr}))
-        updates, opt = self.tx.update(grads, opt, state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "batch_stats": batch_stats, "opt": opt}, {"loss": loss}
-
-    def _eval_fn(self, state, x_BxHxWxC, y_B, w_B, enc):
-        self.trace_counts["eval"] += 1
-        logits = self._apply({"params": state["params"], "batch_stats": state["batch_stats"]}, x_BxHxWxC, enc, False)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B)
-        correct = (jnp.argmax(logits, -1) == y_B).astype(jnp.float32)
-        return {"loss_sum": jnp.sum(loss * w_B), "correct": jnp.sum(correct * w_B), "count": jnp.sum(w_B)}
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """Programs compiled so far per step (jit's cache; read outside any trace)."""
+        return {"init": self._init._cache_size(), "train": self._train._cache_size(), "eval": self._eval._cache_size()}
 
     # -- host-side wrappers ---------------------------------------------------------
     def init(self, key, enc, image_shape):
@@ -286,8 +213,9 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     host-side schedule, so the compiled program does not depend on it.
     """
     if cfg.optimizer == "sgd":
-        opt = optax.inject_hyperparams(optax.sgd)(learning_rate=cfg.learning_rate, momentum=cfg.momentum,
-                                                   nesterov=cfg.nesterov)
+        opt = optax.inject_hyperparams(optax.sgd)(
+            learning_rate=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov
+        )
     else:
         opt = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate)
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
@@ -305,9 +233,19 @@ def program_key(cfg: TrainConfig) -> TrainConfig:
     executable each inside the same ``Trainer``.
     """
     base = TrainConfig()
-    return cfg.replace(seed=0, epochs=base.epochs, learning_rate=base.learning_rate, schedule=base.schedule,
-                       warmup_epochs=0, evaluate_test=True, train_limit=None, val_limit=None,
-                       eval_batch_size=base.eval_batch_size, batch_size=base.batch_size, image_size=None)
+    return cfg.replace(
+        seed=0,
+        epochs=base.epochs,
+        learning_rate=base.learning_rate,
+        schedule=base.schedule,
+        warmup_epochs=0,
+        evaluate_test=True,
+        train_limit=None,
+        val_limit=None,
+        eval_batch_size=base.eval_batch_size,
+        batch_size=base.batch_size,
+        image_size=None,
+    )
 
 
 def get_trainer(num_classes: int, cfg: TrainConfig, encoding=None) -> Trainer:
@@ -343,8 +281,9 @@ def load_splits(dataset: str, cfg: TrainConfig, data_dir=None) -> Splits:
     te = data.load(dataset, "test", data_dir=data_dir) if cfg.evaluate_test else None
 
     def whole(arrays):
-        (x, y), = data.batches(arrays, len(arrays.labels), seed=0, shuffle=False,
-                               image_size=cfg.image_size, drop_remainder=False)
+        ((x, y),) = data.batches(
+            arrays, len(arrays.labels), seed=0, shuffle=False, image_size=cfg.image_size, drop_remainder=False
+        )
         return np.asarray(x, np.float32), np.asarray(y, np.int32)
 
     xtr, ytr = whole(tr)
@@ -369,12 +308,14 @@ def train_architecture(
     data_dir=None,
     progress: bool = False,
     space: space_lib.CellSpace = space_lib.nb201,
+    trainer: Trainer | None = None,
 ) -> RunRecord:
     """Train ``enc`` on ``dataset`` for ``cfg.epochs`` epochs and return its record.
 
     ``callback(record_so_far)`` runs after every epoch; returning True stops the run
     (status ``stopped``). A non-finite training loss ends the run as ``diverged``; the
-    partial curve is kept and no exception escapes.
+    partial curve is kept and no exception escapes. ``trainer`` defaults to
+    ``get_trainer``'s; one given must compile the same programs as ``cfg`` (``program_key``).
     """
     enc = space.validate(enc)
     arch = space.to_string(enc)
@@ -385,19 +326,35 @@ def train_architecture(
     if bs < 1:
         raise ValueError(f"batch size {cfg.batch_size} with {n_train} examples leaves no batch for {n_dev} devices")
     steps = n_train // bs
-    trainer = get_trainer(splits.num_classes, cfg, enc)
+    if trainer is None:
+        trainer = get_trainer(splits.num_classes, cfg, enc)
+    elif (program_key(trainer.cfg), trainer.num_classes) != (program_key(cfg), splits.num_classes) or (
+        trainer.encoding is not None and trainer.encoding != tuple(int(v) for v in enc)
+    ):
+        raise ValueError("the trainer given was built for another network or optimiser than cfg")
     schedule = make_schedule(cfg, steps)
 
     # ---------------------------------------------------------------- init
     t_start = time.perf_counter()
     key = jax.random.key(cfg.seed)
     state = trainer.init(jax.random.fold_in(key, 0), enc, splits.train_images.shape[1:])
-    num_params = models.analytic_size(enc, splits.num_classes, cfg.channels, cfg.cells_per_stage,
-                                      splits.train_images.shape[1:])[0]
+    num_params = models.analytic_size(
+        enc, splits.num_classes, cfg.channels, cfg.cells_per_stage, splits.train_images.shape[1:]
+    )[0]
 
     def record(curve, status, test_acc=None):
-        return RunRecord(arch, splits.name, cfg.seed, status, cfg.epochs, tuple(curve), test_acc,
-                         int(num_params), time.perf_counter() - t_start, cfg.to_dict())
+        return RunRecord(
+            arch,
+            splits.name,
+            cfg.seed,
+            status,
+            cfg.epochs,
+            tuple(curve),
+            test_acc,
+            int(num_params),
+            time.perf_counter() - t_start,
+            cfg.to_dict(),
+        )
 
     curve: list[EpochMetrics] = []
     bar = _progress_bar(cfg.epochs, f"{splits.name} {arch}") if progress else None
@@ -410,8 +367,9 @@ def train_architecture(
         losses = []
         for b in range(steps):
             idx = order[b * bs : (b + 1) * bs]
-            state, meas = trainer.train_step(state, splits.train_images[idx], splits.train_labels[idx], enc,
-                                             float(schedule(step)))
+            state, meas = trainer.train_step(
+                state, splits.train_images[idx], splits.train_labels[idx], enc, float(schedule(step))
+            )
             losses.append(meas["loss"])
             step += 1
         train_loss = float(jnp.mean(jnp.stack(losses)))

@@ -1,10 +1,12 @@
 import json
 
+import chex
 import jax
 import numpy as np
 import pytest
 
-from nax import space, train
+from nax import models, space, train
+from nax import steps as steps_lib
 
 S = space.nb201
 CONV = S.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
@@ -29,6 +31,7 @@ def test_learns_and_records_a_curve(digits_splits):
     assert rec.num_params > 0 and all(m.epoch_s > 0 for m in rec.curve)
 
 
+@pytest.mark.slow  # three 3-epoch runs: > 15 s on the 2-core machine
 def test_same_seed_same_curve_other_seed_differs(digits_splits):
     a = train.train_architecture(CONV, digits_splits, FAST)
     b = train.train_architecture(CONV, digits_splits, FAST)
@@ -38,21 +41,64 @@ def test_same_seed_same_curve_other_seed_differs(digits_splits):
     assert strip(a) != strip(c)
 
 
+@pytest.mark.slow  # 21 runs: > 15 s on the 2-core machine
 def test_compile_once_for_twenty_architectures(digits_splits):
-    cfg = FAST.replace(epochs=1, batch_size=96, evaluate_test=False)  # a batch shape no other test uses
+    """One trace of each step serves 20 architectures, other seeds, lengths and learning rates."""
+    chex.clear_trace_counter()
+    cfg = FAST.replace(epochs=1, batch_size=96, evaluate_test=False)
+    tr = train.Trainer(10, cfg, wrap=chex.assert_max_traces(n=1))  # a second trace raises
     encs = S.sample(jax.random.key(7), 20)
     assert len({tuple(e) for e in encs}) == 20
+    recs = train.train_many(encs, digits_splits, cfg, trainer=tr)
+    assert len({r.arch for r in recs}) == 20
+    train.train_architecture(encs[0], digits_splits, cfg.replace(seed=3, epochs=2, learning_rate=0.05), trainer=tr)
+    assert tr.trace_counts == {"init": 1, "train": 1, "eval": 1}
+
+
+def test_shared_trainer_compiles_once_per_program(digits_splits):
+    cfg = FAST.replace(epochs=1, batch_size=80, evaluate_test=False)  # a batch shape no other test uses
     tr = train.get_trainer(10, cfg)
-    before = dict(tr.trace_counts)
-    recs = train.train_many(encs, digits_splits, cfg)
+    assert train.get_trainer(10, cfg.replace(seed=5, learning_rate=0.3, epochs=4)) is tr
+    before = tr.trace_counts
+    train.train_many(S.sample(jax.random.key(8), 3), digits_splits, cfg)
     traced = {k: tr.trace_counts[k] - before[k] for k in before}
     assert traced["train"] == 1 and traced["init"] <= 1 and traced["eval"] <= 1, traced
-    assert len({r.arch for r in recs}) == 20
-    # other seeds, lengths and learning rates reuse the same programs
-    train.train_architecture(encs[0], digits_splits, cfg.replace(seed=3, epochs=2, learning_rate=0.05))
+    train.train_architecture(CONV, digits_splits, cfg.replace(seed=2, epochs=2, learning_rate=0.05))
     assert {k: tr.trace_counts[k] - before[k] for k in before} == traced
 
 
+def test_steps_are_pure_functions_of_their_arguments(digits_splits):
+    """Same state and batch in, same state and loss out, whatever ran in between."""
+    cfg = FAST
+    tx = train.make_optimizer(cfg)
+    model = models.build_supernet(10, cfg.channels, cfg.cells_per_stage)
+    steps = steps_lib.make_steps(model, tx, supernet=True)
+    enc = jax.numpy.asarray(CONV, jax.numpy.int32)
+    state = jax.jit(steps.init, static_argnums=2)(jax.random.key(0), enc, (8, 8, 1))
+    x, y = digits_splits.train_images[:64], digits_splits.train_labels[:64]
+    step = jax.jit(steps.train)
+    a, ma = step(state, x, y, enc, 0.1)
+    step(a, x[::-1], y[::-1], enc, 0.5)  # an unrelated step in between
+    b, mb = step(state, x, y, enc, 0.1)
+    chex.assert_trees_all_equal((a, ma), (b, mb))
+    assert float(ma["loss"]) > 0
+    with pytest.raises(AssertionError):  # and the state did move
+        chex.assert_trees_all_equal(a["params"], state["params"])
+
+
+def test_a_trainer_for_another_program_is_refused(digits_splits):
+    tr = train.Trainer(10, FAST.replace(channels=8))
+    with pytest.raises(ValueError, match="another network or optimiser"):
+        train.train_architecture(CONV, digits_splits, FAST, trainer=tr)
+    spec = train.Trainer(10, FAST.replace(form="specialised"), CONV)
+    other = S.from_string(
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+    )
+    with pytest.raises(ValueError, match="another network or optimiser"):
+        train.train_architecture(other, digits_splits, FAST.replace(form="specialised"), trainer=spec)
+
+
+@pytest.mark.slow  # compiles a specialised network: > 15 s on the 2-core machine
 def test_specialised_form_matches_supernet_form(digits_splits):
     """Same names → same initialisation; the two forms learn the same curve (up to float noise)."""
     sup = train.train_architecture(CONV, digits_splits, FAST.replace(epochs=2))
@@ -85,12 +131,15 @@ def test_record_json_round_trip(digits_splits):
     assert json.loads(rec.to_json())["curve"][0]["epoch"] == 1
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(epochs=0), "epochs must be >= 1"),
-    (dict(optimizer="rmsprop"), "unknown optimizer"),
-    (dict(schedule="step"), "unknown schedule"),
-    (dict(form="dense"), "unknown form"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(optimizer="rmsprop"), "unknown optimizer"),
+        (dict(schedule="step"), "unknown schedule"),
+        (dict(form="dense"), "unknown form"),
+    ],
+)
 def test_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
         train.TrainConfig(**kw)

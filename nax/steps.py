@@ -1,0 +1,67 @@
+"""The pure train / eval step functions of one network and optimiser (big_vision style).
+
+Each is a function of explicit state: ``train(state, batch..., lr) -> (state, metrics)``.
+They close over the (immutable) Flax module and optax transformation only, so ``jax.jit``
+can trace them once per argument shape and no Python state changes while tracing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class Steps(NamedTuple):
+    """The pure functions of one network shape and optimiser (jitted by ``Trainer``).
+
+    ``init(key, enc, image_shape) -> state``; ``train(state, x, y, enc, lr) -> (state,
+    {"loss"})``; ``eval(state, x, y, w, enc) -> {"loss_sum", "correct", "count"}``. The
+    state is a dict of ``params``, ``batch_stats`` and ``opt``; nothing else is read or
+    written, so a step's result depends on its arguments only.
+    """
+
+    init: Callable
+    train: Callable
+    eval: Callable
+
+
+def make_steps(model, tx: optax.GradientTransformation, supernet: bool) -> Steps:
+    """The init / train / eval functions of ``model`` (a supernet takes the encoding as input)."""
+
+    def apply(variables, x, enc, train):
+        mutable = ["batch_stats"] if train else False
+        if supernet:
+            return model.apply(variables, x, enc, train=train, mutable=mutable)
+        return model.apply(variables, x, train=train, mutable=mutable)
+
+    def init(key, enc, image_shape):
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        variables = model.init(key, x, enc, train=False) if supernet else model.init(key, x, train=False)
+        params = variables["params"]
+        return {"params": params, "batch_stats": variables["batch_stats"], "opt": tx.init(params)}
+
+    def train_step(state, x_BxHxWxC, y_B, enc, lr):
+        def loss_fn(params):
+            logits, new_vars = apply({"params": params, "batch_stats": state["batch_stats"]}, x_BxHxWxC, enc, True)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B).mean()
+            return loss, new_vars["batch_stats"]
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        # the learning rate is an input, so one program serves every schedule and length
+        decay_state, inject_state = state["opt"]
+        opt = (decay_state, inject_state._replace(hyperparams={**inject_state.hyperparams, "learning_rate": lr}))
+        updates, opt = tx.update(grads, opt, state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "batch_stats": batch_stats, "opt": opt}, {"loss": loss}
+
+    def eval_step(state, x_BxHxWxC, y_B, w_B, enc):
+        logits = apply({"params": state["params"], "batch_stats": state["batch_stats"]}, x_BxHxWxC, enc, False)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B)
+        correct = (jnp.argmax(logits, -1) == y_B).astype(jnp.float32)
+        return {"loss_sum": jnp.sum(loss * w_B), "correct": jnp.sum(correct * w_B), "count": jnp.sum(w_B)}
+
+    return Steps(init, train_step, eval_step)
