@@ -238,7 +238,7 @@ def main(argv=None) -> int:
              "runs": stats["runs_total"], "sessions": len(sessions)}
     path.write_text(jsonio.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict(), "command": cfg.command,
                                   "seed": cfg.arch_seed, "train_seed": cfg.train.seed}, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in stats.items() if k != "provenance"}, indent=1))
+    print(jsonio.dumps({k: v for k, v in stats.items() if k != "provenance"}, indent=1))
     return 0
 
 
