@@ -343,7 +343,7 @@ def format_table(results: list[dict], markdown: bool = False) -> str:
     df = pd.DataFrame(results)
     best = summary(results)
     title = "zero-shot spearman, the model and the best pooled baseline"
-    out = [_render(best.reset_index(), markdown, title)] if best.shape[1] else []
+    out = [_render(best.rename_axis(index=["target", "N"]).reset_index(), markdown, title)] if best.shape[1] else []
     for metric in ("spearman", "top1_precision", "evals_to_top1", "regret_at_50"):
         p = df.pivot_table(
             index=["target", "samples_per_source", "target_evals"],
