@@ -62,24 +62,38 @@ def main(argv=None) -> int:
     rows = []
     for path in command_paths():
         times = time_help(path, args.repeats)
-        rows.append({"command": " ".join(("nax", *path, "--help")), "median_s": round(statistics.median(times), 3),
-                     "max_s": round(max(times), 3), "times_s": [round(t, 3) for t in times]})
+        rows.append(
+            {
+                "command": " ".join(("nax", *path, "--help")),
+                "median_s": round(statistics.median(times), 3),
+                "max_s": round(max(times), 3),
+                "times_s": [round(t, 3) for t in times],
+            }
+        )
     wall = time.perf_counter() - t0
 
     width = max(len(r["command"]) for r in rows)
     print(f"{'command':<{width}}  {'median s':>8}  {'max s':>6}  under {TARGET_S:g} s")
     for r in rows:
-        print(f"{r['command']:<{width}}  {r['median_s']:>8.3f}  {r['max_s']:>6.3f}  "
-              f"{'yes' if r['median_s'] < TARGET_S else 'NO'}")
+        print(
+            f"{r['command']:<{width}}  {r['median_s']:>8.3f}  {r['max_s']:>6.3f}  "
+            f"{'yes' if r['median_s'] < TARGET_S else 'NO'}"
+        )
     worst = max(r["median_s"] for r in rows)
     print(f"\n{len(rows)} commands, worst median {worst:.3f} s; load average {load_before:.1f} at the start")
 
     from nax.provenance import provenance
 
-    out = {"benchmark": "cli_startup", "command": "python benchmarks/bench_cli.py " + " ".join(argv or sys.argv[1:]),
-           "target_s": TARGET_S, "repeats": args.repeats, "load_average_1min": round(load_before, 2),
-           "wall_s": round(wall, 1), "results": rows,
-           **provenance(paths=["nax/cli", "nax/__init__.py", "benchmarks/bench_cli.py"])}
+    out = {
+        "benchmark": "cli_startup",
+        "command": "python benchmarks/bench_cli.py " + " ".join(argv or sys.argv[1:]),
+        "target_s": TARGET_S,
+        "repeats": args.repeats,
+        "load_average_1min": round(load_before, 2),
+        "wall_s": round(wall, 1),
+        "results": rows,
+        **provenance(paths=["nax/cli", "nax/__init__.py", "benchmarks/bench_cli.py"]),
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.json}")

@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             t_load = time.perf_counter() - t0
             print(f"{name:14s} {t_prep:9.2f} {t_load:12.2f} {len(loaded[name]):12,d}")
             results.append(
-                {"kind": "prepare", "dataset": name, "prepare_s": t_prep, "load_train_s": t_load, "train_examples": len(loaded[name])}
+                {
+                    "kind": "prepare",
+                    "dataset": name,
+                    "prepare_s": t_prep,
+                    "load_train_s": t_load,
+                    "train_examples": len(loaded[name]),
+                }
             )
 
         print(f"\n{'dataset':14s} {'image':>7s} {'fit':>6s} {'batches/s':>10s} {'images/s':>10s} {'epoch s':>8s}")

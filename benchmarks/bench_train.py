@@ -26,7 +26,6 @@ ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 
 def worker(datasets: list[str], steps: int, twenty: bool) -> list[dict]:
     import jax
-    import numpy as np
 
     from nax import space, train
 
@@ -51,8 +50,16 @@ def worker(datasets: list[str], steps: int, twenty: bool) -> list[dict]:
                 st, m = tr.train_step(st, x[b], y[b], enc, 0.1)
             jax.block_until_ready(m)
             dt = time.perf_counter() - t0
-            out.append({"dataset": ds, "form": form, "devices": jax.local_device_count(), "image": list(x.shape[1:]),
-                        "compile_s": round(compile_s, 2), "images_per_s": round(steps * 128 / dt, 1)})
+            out.append(
+                {
+                    "dataset": ds,
+                    "form": form,
+                    "devices": jax.local_device_count(),
+                    "image": list(x.shape[1:]),
+                    "compile_s": round(compile_s, 2),
+                    "images_per_s": round(steps * 128 / dt, 1),
+                }
+            )
             print(json.dumps(out[-1]), file=sys.stderr)
     if twenty:
         cfg = train.preset("cpu", epochs=1, train_limit=1280, val_limit=256, evaluate_test=False)
@@ -63,8 +70,14 @@ def worker(datasets: list[str], steps: int, twenty: bool) -> list[dict]:
             t0 = time.perf_counter()
             for e in encs:
                 train.train_architecture(e, splits, cfg.replace(form=form))
-            out.append({"dataset": "mnist5k", "form": form, "devices": jax.local_device_count(),
-                        "twenty_archs_one_epoch_s": round(time.perf_counter() - t0, 1)})
+            out.append(
+                {
+                    "dataset": "mnist5k",
+                    "form": form,
+                    "devices": jax.local_device_count(),
+                    "twenty_archs_one_epoch_s": round(time.perf_counter() - t0, 1),
+                }
+            )
             print(json.dumps(out[-1]), file=sys.stderr)
     return out
 
@@ -96,11 +109,15 @@ def main(argv=None) -> int:
     print(f"\n{'dataset':<14}{'form':<13}{'devices':>8}{'compile s':>11}{'images/s':>10}")
     for r in results:
         if "images_per_s" in r:
-            print(f"{r['dataset']:<14}{r['form']:<13}{r['devices']:>8}{r['compile_s']:>11.2f}{r['images_per_s']:>10.0f}")
+            print(
+                f"{r['dataset']:<14}{r['form']:<13}{r['devices']:>8}{r['compile_s']:>11.2f}{r['images_per_s']:>10.0f}"
+            )
     tw = {r["form"]: r["twenty_archs_one_epoch_s"] for r in results if "twenty_archs_one_epoch_s" in r}
     if tw:
-        print(f"\n20 architectures x 1 epoch (mnist5k, 1,280 images): specialised {tw['specialised']:.1f} s, "
-              f"supernet {tw['supernet']:.1f} s, ratio {tw['specialised'] / tw['supernet']:.1f}x")
+        print(
+            f"\n20 architectures x 1 epoch (mnist5k, 1,280 images): specialised {tw['specialised']:.1f} s, "
+            f"supernet {tw['supernet']:.1f} s, ratio {tw['specialised'] / tw['supernet']:.1f}x"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"results": results, "cpus": os.cpu_count()}, indent=1) + "\n")
     return 0

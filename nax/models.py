@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -251,8 +252,9 @@ def _conv_cost(ops: Sequence[str], c: int) -> tuple[int, int]:
     return params, macs
 
 
-def analytic_size(enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5,
-                  image_shape: Sequence[int] = (32, 32, 3)) -> tuple[int, int]:
+def analytic_size(
+    enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5, image_shape: Sequence[int] = (32, 32, 3)
+) -> tuple[int, int]:
     """(parameters, multiply-accumulates of one forward pass) in closed form.
 
     Equal to ``param_count(build(...))`` (tested); fast enough for all 15,625 cells.
@@ -281,8 +283,9 @@ def analytic_size(enc, num_classes: int, channels: int = 16, cells_per_stage: in
     return params, macs
 
 
-def analytic_sizes(encs, num_classes: int, channels: int = 16, cells_per_stage: int = 5,
-                   image_shape: Sequence[int] = (32, 32, 3)) -> tuple[np.ndarray, np.ndarray]:
+def analytic_sizes(
+    encs, num_classes: int, channels: int = 16, cells_per_stage: int = 5, image_shape: Sequence[int] = (32, 32, 3)
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised ``analytic_size`` over a batch ``(n, 6)``: (params, MACs), each ``(n,)``."""
     encs = np.atleast_2d(_SPACE.validate(encs))
     base_p, base_m = analytic_size(np.zeros(6, np.int32), num_classes, channels, cells_per_stage, image_shape)

@@ -16,8 +16,21 @@ import pytest
 from nax import cli
 
 #: what `nax X --help` must not import: each costs from 0.1 s (numpy) to seconds (jax, TFDS)
-HEAVY = ("jax", "numpy", "scipy", "pandas", "matplotlib", "flax", "optax", "numpyro", "tensorflow_datasets",
-         "tensorflow", "keras", "sklearn", "arviz")
+HEAVY = (
+    "jax",
+    "numpy",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "flax",
+    "optax",
+    "numpyro",
+    "tensorflow_datasets",
+    "tensorflow",
+    "keras",
+    "sklearn",
+    "arviz",
+)
 
 
 def _command_paths(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, ...]]:
@@ -91,9 +104,22 @@ def _nan_table(path):
 def test_program_prints_a_warning_as_one_line(tmp_path):
     table = _nan_table(tmp_path / "t.csv")
     r = subprocess.run(
-        [sys.executable, "-m", "nax.cli", "select", "fit", "--table", str(table), "--source", "a",
-         "--out", str(tmp_path / "m.npz")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "nax.cli",
+            "select",
+            "fit",
+            "--table",
+            str(table),
+            "--source",
+            "a",
+            "--out",
+            str(tmp_path / "m.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     lines = [l for l in r.stderr.splitlines() if "skipped" in l]

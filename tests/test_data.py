@@ -322,7 +322,8 @@ def test_fetch_refuses_a_wheel_that_is_not_the_published_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a wheel"):
         data.fetch_source("animal_mnist", tmp_path / "dd", file=tmp_path / "not.whl")
     assert not (tmp_path / "dd" / "sources" / "animal_mnist").exists() or not any(
-        (tmp_path / "dd" / "sources" / "animal_mnist").iterdir()), "a refused wheel left files behind"
+        (tmp_path / "dd" / "sources" / "animal_mnist").iterdir()
+    ), "a refused wheel left files behind"
 
 
 def test_animal_mnist_reader_unpickles_arrays_only(tmp_path):

@@ -32,6 +32,7 @@ def _sample_cells():
     return single_op + list(S.enumerate()[idx])
 
 
+@pytest.mark.slow  # builds ~300 full-size NAS-Bench-201 networks: > 15 s on the 2-core machine
 def test_param_count_matches_nas_bench_201(nb201_params):
     """The built network (C=16, N=5), counted from shapes, equals NAS-Bench-201's params_mb.
 
@@ -51,7 +52,9 @@ def test_param_count_matches_nas_bench_201(nb201_params):
 def test_known_extreme_counts():
     # all-none cell: only stem, reductions and head (the smallest NB201 network)
     assert models.param_count(models.build(np.zeros(6, np.int32), 10)) == 73_306
-    all_conv3 = S.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    all_conv3 = S.from_string(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
     assert models.param_count(models.build(all_conv3, 10)) == 1_531_546
 
 
@@ -77,10 +80,13 @@ def test_supernet_equals_specialised_network():
         v = sup.init(jax.random.key(0), x, enc, train=False)
         spec = models.build(np.asarray(enc), 10, channels=4, cells_per_stage=1)
         sv = models.specialise_params(v, np.asarray(enc))
-        ref_shapes = jax.eval_shape(lambda k: spec.init(k, x, train=False), jax.random.key(0))
+        ref_shapes = jax.eval_shape(lambda k, spec=spec: spec.init(k, x, train=False), jax.random.key(0))
         assert jax.tree.structure(jax.tree.map(lambda a: a.shape, sv)) == jax.tree.structure(
-            jax.tree.map(lambda a: a.shape, ref_shapes))
-        np.testing.assert_allclose(sup.apply(v, x, enc, train=False), spec.apply(sv, x, train=False), rtol=1e-5, atol=1e-6)
+            jax.tree.map(lambda a: a.shape, ref_shapes)
+        )
+        np.testing.assert_allclose(
+            sup.apply(v, x, enc, train=False), spec.apply(sv, x, train=False), rtol=1e-5, atol=1e-6
+        )
         # same parameter names → identical initialisation in both forms
         v_spec = spec.init(jax.random.key(0), x, train=False)
         for a, b in zip(jax.tree.leaves(v_spec), jax.tree.leaves(sv)):
@@ -89,7 +95,9 @@ def test_supernet_equals_specialised_network():
 
 def test_avg_pool_excludes_padding_like_pytorch():
     x = jax.random.normal(jax.random.key(3), (2, 5, 7, 3))
-    ref = __import__("flax").linen.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+    ref = __import__("flax").linen.avg_pool(
+        x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False
+    )
     np.testing.assert_allclose(models._avg_pool(x), ref, rtol=1e-6, atol=1e-6)
     # a corner averages its 4 in-image neighbours, not 9
     np.testing.assert_allclose(models._avg_pool(jnp.ones((1, 4, 4, 1)))[0, 0, 0, 0], 1.0)
@@ -105,11 +113,14 @@ def test_output_shapes_and_batchnorm_state():
     assert logits.shape == (3, 7) and "batch_stats" in upd
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(num_classes=0), "num_classes must be a positive integer"),
-    (dict(num_classes=10, channels=-1), "channels must be a positive integer"),
-    (dict(num_classes=10, cells_per_stage=1.5), "cells_per_stage must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(num_classes=0), "num_classes must be a positive integer"),
+        (dict(num_classes=10, channels=-1), "channels must be a positive integer"),
+        (dict(num_classes=10, cells_per_stage=1.5), "cells_per_stage must be a positive integer"),
+    ],
+)
 def test_bad_sizes(kw, match):
     with pytest.raises(ValueError, match=match):
         models.build(np.zeros(6, np.int32), **kw)

@@ -86,4 +86,3 @@ def run() -> None:
     """The ``nax`` program: one-line warnings, then ``main`` on the command line."""
     one_line_warnings()
     sys.exit(main())
-

@@ -14,8 +14,11 @@ PRESET_NAMES = ("tiny", "cpu", "nb201", "metadata")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one architecture and record its learning curve",
-                       description="Train one NAS-Bench-201 cell on a bundled dataset; print the curve and write it as JSON.")
+    p = sub.add_parser(
+        "train",
+        help="train one architecture and record its learning curve",
+        description="Train one NAS-Bench-201 cell on a bundled dataset; print the curve and write it as JSON.",
+    )
     p.add_argument("--arch", default=DEFAULT_ARCH, help="NAS-Bench-201 string (default: a strong conv cell)")
     p.add_argument("--dataset", default="digits", help="bundled dataset name (see `nax data list`)")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESET_NAMES), help="network size and schedule")
@@ -24,11 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     p.add_argument("--train-limit", type=int, default=None, help="stratified subset of the training split")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
-    p.add_argument("--form", choices=("supernet", "specialised"), default=None,
-                   help="compile-once supernet (default) or a network specialised to the architecture")
+    p.add_argument(
+        "--form",
+        choices=("supernet", "specialised"),
+        default=None,
+        help="compile-once supernet (default) or a network specialised to the architecture",
+    )
     p.add_argument("--data-dir", type=pathlib.Path, default=None)
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/train"),
-                   help="directory for record.json (default runs/train)")
+    p.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("runs/train"),
+        help="directory for record.json (default runs/train)",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
     enc = space.nb201.from_string(args.arch)
     overrides = {"seed": args.seed}
-    for field, value in (("epochs", args.epochs), ("learning_rate", args.lr), ("train_limit", args.train_limit),
-                         ("image_size", tuple(args.image_size) if args.image_size else None), ("form", args.form)):
+    for field, value in (
+        ("epochs", args.epochs),
+        ("learning_rate", args.lr),
+        ("train_limit", args.train_limit),
+        ("image_size", tuple(args.image_size) if args.image_size else None),
+        ("form", args.form),
+    ):
         if value is not None:
             overrides[field] = value
     cfg = train.preset(args.preset, **overrides)

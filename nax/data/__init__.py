@@ -183,7 +183,9 @@ def load(
     return arrays if limit is None else arrays.subset(limit, seed)
 
 
-def fetch_source(name: str, data_dir: str | os.PathLike | None = None, file: str | os.PathLike | None = None) -> pathlib.Path:
+def fetch_source(
+    name: str, data_dir: str | os.PathLike | None = None, file: str | os.PathLike | None = None
+) -> pathlib.Path:
     """Put a downloadable source under ``<data_dir>/sources/<name>``.
 
     The Debian-packaged sources (fashion_mnist, opencv_digits) come from ``apt-get download``,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class Arrays:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, limit: int, seed: int) -> "Arrays":
+    def subset(self, limit: int, seed: int) -> Arrays:
         """A stratified, seeded subset of ``limit`` examples (kept in stored order)."""
         if limit <= 0:
             raise ValueError(f"limit must be a positive number of examples, got {limit}")

@@ -15,7 +15,7 @@ import io
 import json
 import pathlib
 import shutil
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -217,7 +217,9 @@ def read_split(name: str, root: pathlib.Path, split: str) -> tuple[np.ndarray, n
         src = tfds.data_source(tfds_name(name), split=split, data_dir=str(root), download=False)
         records = src.__getitems__(list(range(len(src))))
     except Exception as e:  # array_record raises RuntimeError on damaged files
-        raise corrupt(name, version_dir(name, root), f"reading split {split!r} failed ({type(e).__name__}: {e})") from None
+        raise corrupt(
+            name, version_dir(name, root), f"reading split {split!r} failed ({type(e).__name__}: {e})"
+        ) from None
     images = np.stack([r["image"] for r in records]) if records else np.zeros((0,), np.uint8)
     labels = np.fromiter((r["label"] for r in records), np.int32, len(records))
     index = np.fromiter((r["source_index"] for r in records), np.int64, len(records))

