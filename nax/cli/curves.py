@@ -257,13 +257,14 @@ def _speed(args) -> int:
     require_sources(train, test)
     (target, table), = test.items()
     sources = [t for n, t in sorted(train.items()) if n != target]
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    record = meta("nax curves speed", {**config, "target": target,
+                                       "sources": sorted(n for n in train if n != target)})
     prior = fit_prior(tables.concat(sources), inference=PRIOR_INFERENCE.replace(num_steps=args.prior_steps),
                       max_curves=args.max_train_curves, seed=args.seed)
     out = speed_benchmark(prior, table, cutoff=args.cutoff, n_curves=args.curves,
                           nuts_curves=tuple(args.nuts_curves), seed=args.seed, log=_log)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    out["meta"] = meta("nax curves speed", {**config, "target": target,
-                                            "sources": sorted(n for n in train if n != target)})
+    out["meta"] = record
     rows = [f"{r['inference']:>5} {r['call']:>5} {r['n_curves']:5d} curves  {r['seconds']:7.2f} s"
             f"  ok {r['ok']}" for r in out["results"]]
     print("\n".join(["inference call  curves  seconds", *rows]))

@@ -117,6 +117,7 @@ def early_stop_benchmark(
     config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference", "refit")}
     config.update(inference=inference.to_dict(), prior_inference=prior_inference.to_dict(),
                   refit=vars(refit), prior_cache=None if prior_cache is None else str(prior_cache))
+    record = meta("nax curves early-stop", config)  # at the start: a long run would record a later commit
     load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
     if "transfer" in methods:
@@ -173,7 +174,7 @@ def early_stop_benchmark(
                         "repeats": repeats, "min_epochs": min_epochs, "checkpoints": [int(e) for e in epochs],
                         "inference": inference.method, "seconds": seconds, "problems": "; ".join(problems),
                     }, log))
-    return {"results": results, "priors": priors.info(), "meta": meta("nax curves early-stop", config)}
+    return {"results": results, "priors": priors.info(), "meta": record}
 
 
 def _replays(rule, draws, final, curves, evidence, repeats, seed, head, tail, log) -> dict:

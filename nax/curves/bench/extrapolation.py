@@ -90,6 +90,7 @@ def extrapolation_benchmark(
     config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference")}
     config.update(inference=inference.to_dict(), prior_inference=prior_inference.to_dict(),
                   prior_cache=None if prior_cache is None else str(prior_cache))
+    record = meta("nax curves benchmark", config)  # at the start: a long run would record a later commit
     load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
     require_sources(train, test)
@@ -154,7 +155,7 @@ def extrapolation_benchmark(
                     lpd, cov = _interval_stats(raw, final[idx])
                     _record(results, log, row, final[idx], f"{method}_uncalibrated", raw.mean, lpd, cov,
                             pred.seconds, inf, {**extra, "calibrated": False})
-    return {"results": results, "priors": priors.info(), "meta": meta("nax curves benchmark", config)}
+    return {"results": results, "priors": priors.info(), "meta": record}
 
 
 def _within_target(results, log, row, table, values, mask, pred, prior, k_done, inference, seed):
