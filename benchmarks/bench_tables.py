@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from nax import __version__, tables
+from nax.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 1.0
@@ -91,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"results": results, "target_s": TARGET_S, "machine": machine}, indent=2) + "\n")
+    record = provenance(paths=["nax/tables", "nax/space.py", "benchmarks/bench_tables.py"])
+    payload = {"results": results, "target_s": TARGET_S, "machine": machine, "provenance": record}
+    args.json.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
 
