@@ -31,7 +31,6 @@ def test_learns_and_records_a_curve(digits_splits):
     assert rec.num_params > 0 and all(m.epoch_s > 0 for m in rec.curve)
 
 
-@pytest.mark.slow  # three 3-epoch runs: > 15 s on the 2-core machine
 def test_same_seed_same_curve_other_seed_differs(digits_splits):
     a = train.train_architecture(CONV, digits_splits, FAST)
     b = train.train_architecture(CONV, digits_splits, FAST)
