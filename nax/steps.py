@@ -1,4 +1,5 @@
-"""The pure train / eval step functions of one network and optimiser (big_vision style).
+"""The pure train / eval step functions of one network and optimiser (big_vision style),
+and the optimiser and learning-rate schedule of a training config.
 
 Each is a function of explicit state: ``train(state, batch..., lr) -> (state, metrics)``.
 They close over the (immutable) Flax module and optax transformation only, so ``jax.jit``
@@ -8,7 +9,7 @@ can trace them once per argument shape and no Python state changes while tracing
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,3 +66,30 @@ def make_steps(model, tx: optax.GradientTransformation, supernet: bool) -> Steps
         return {"loss_sum": jnp.sum(loss * w_B), "correct": jnp.sum(correct * w_B), "count": jnp.sum(w_B)}
 
     return Steps(init, train_step, eval_step)
+
+
+def make_schedule(cfg: Any, steps_per_epoch: int) -> optax.Schedule:
+    """Learning rate per step of a ``nax.train.TrainConfig``: linear warm-up, then cosine decay to 0 (or constant)."""
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(cfg.learning_rate)
+    return optax.warmup_cosine_decay_schedule(
+        0.0 if cfg.warmup_epochs else cfg.learning_rate,
+        cfg.learning_rate,
+        warmup_steps=cfg.warmup_epochs * steps_per_epoch,
+        decay_steps=max(1, cfg.epochs * steps_per_epoch),
+    )
+
+
+def make_optimizer(cfg: Any) -> optax.GradientTransformation:
+    """Decoupled weight decay then SGD with Nesterov momentum (or Adam).
+
+    The learning rate is an injected hyperparameter that the train step sets from the
+    host-side schedule, so the compiled program does not depend on it.
+    """
+    if cfg.optimizer == "sgd":
+        opt = optax.inject_hyperparams(optax.sgd)(
+            learning_rate=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov
+        )
+    else:
+        opt = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate)
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)

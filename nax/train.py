@@ -26,14 +26,13 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from nax import models
 from nax import space as space_lib
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import make_steps
+from nax.steps import make_optimizer, make_schedule, make_steps
 
 # ============================================================================ config
 
@@ -192,33 +191,6 @@ class Trainer:
             totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
         totals = jax.device_get(totals)
         return float(totals["correct"] / totals["count"]), float(totals["loss_sum"] / totals["count"])
-
-
-def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
-    """Learning rate per step: linear warm-up then cosine decay to 0 (or constant)."""
-    if cfg.schedule == "constant":
-        return optax.constant_schedule(cfg.learning_rate)
-    return optax.warmup_cosine_decay_schedule(
-        0.0 if cfg.warmup_epochs else cfg.learning_rate,
-        cfg.learning_rate,
-        warmup_steps=cfg.warmup_epochs * steps_per_epoch,
-        decay_steps=max(1, cfg.epochs * steps_per_epoch),
-    )
-
-
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Decoupled weight decay then SGD with Nesterov momentum (or Adam).
-
-    The learning rate is an injected hyperparameter that the train step sets from the
-    host-side schedule, so the compiled program does not depend on it.
-    """
-    if cfg.optimizer == "sgd":
-        opt = optax.inject_hyperparams(optax.sgd)(
-            learning_rate=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov
-        )
-    else:
-        opt = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate)
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
 
 
 @functools.lru_cache(maxsize=8)

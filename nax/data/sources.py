@@ -7,10 +7,9 @@ builder cuts the test set out (see ``nax.data.splits``).
 
 The two Debian sources can be fetched without root: ``apt-get download`` fetches the
 ``.deb`` and ``dpkg-deb --fsys-tarfile`` streams the few files we need into
-``$NAX_DATA_DIR/sources/<name>/``. ``animal_mnist`` lives in a PyPI wheel whose declared
-dependencies pull in TensorFlow, which nax never needs: so nax does not depend on it, and
-``--fetch`` runs ``pip download --no-deps`` and unzips only its two data files (checked
-against their published SHA-256) into ``$NAX_DATA_DIR/sources/animal_mnist/``.
+``$NAX_DATA_DIR/sources/<name>/``. ``animal_mnist``'s PyPI wheel declares TensorFlow, which
+nax never needs: ``--fetch`` runs ``pip download --no-deps`` and unzips its two data files
+(SHA-256 checked) into ``$NAX_DATA_DIR/sources/animal_mnist/``.
 """
 
 from __future__ import annotations
@@ -87,7 +86,6 @@ class Source:
     wheel: WheelSource | None = None
 
 
-# ------------------------------------------------------------------ readers
 def _read_digits(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     from sklearn.datasets import load_digits
 
@@ -172,7 +170,6 @@ def _read_opencv_digits(files: list[pathlib.Path]) -> dict[str, RawArrays]:
     return {"all": (x.copy(), np.repeat(np.arange(10, dtype=np.int64), 500))}
 
 
-# ------------------------------------------------------------------ locators
 def _in_package(package: str, *names: str) -> Callable[[pathlib.Path], list[pathlib.Path] | None]:
     def files(root: pathlib.Path) -> list[pathlib.Path] | None:
         paths = [_package_file(package, *n.split("/")) for n in names]
