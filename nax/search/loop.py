@@ -180,21 +180,6 @@ def _run_seed(key: jax.Array, run: int) -> int:
     return int(_seed(key, run))
 
 
-def progress_line(run: Run, max_epochs: int, best: float | None, epochs_spent: int) -> str:
-    """``run  12 |arch| epochs  4/12 acc 0.8123 stopped (pred 0.85)  best 0.9012  spent 140``"""
-    r = run.result
-    if r.status == "completed":
-        what = f"acc {r.final:.4f}"
-    elif r.status == "stopped":
-        pred = "?" if r.predicted_final is None else f"{r.predicted_final:.4f}"
-        what = f"acc {r.curve[-1]:.4f} stopped (pred {pred})"
-    else:
-        what = f"{r.status}: {r.error}"
-    b = "-" if best is None else f"{best:.4f}"
-    return (f"run {run.run:4d} {r.arch} epochs {r.cost_epochs:3d}/{max_epochs} {what}  "
-            f"best {b}  spent {epochs_spent} epochs")
-
-
 class Step(NamedTuple):
     """One element of the search's stream: a run that finished, and the search after it.
 
