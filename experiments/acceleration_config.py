@@ -27,8 +27,13 @@ BAKER_SETS = ("metaqnn_cifar10", "metaqnn_svhn", "deep_resnets_cifar10", "deep_r
 VARIANTS = ("baseline", "selection", "stopping", "both")
 SUITES = ("metadata", "nb201", "baker")
 #: the files whose uncommitted changes make a result's ``git_dirty`` true
-CODE = ["nax", "experiments/acceleration.py", "experiments/acceleration_config.py",
-        "experiments/acceleration_run.py", "experiments/acceleration_report.py"]
+CODE = [
+    "nax",
+    "experiments/acceleration.py",
+    "experiments/acceleration_config.py",
+    "experiments/acceleration_run.py",
+    "experiments/acceleration_report.py",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +99,25 @@ class Config:
 
 
 CONFIGS = {
-    "quick": Config("quick", targets=("digits",), seeds=2, budget_fraction=0.25, prior_steps=300,
-                    prior_max_curves=20, prior_calibration_steps=150, prior_calibration_curves=10, stop_steps=100, stop_samples=100, stop_check_every=4,
-                    nb201_targets=("cifar10",), nb201_seeds=2, nb201_budget_runs=15,
-                    baker_targets=("metaqnn_cifar10",), baker_seeds=2, baker_budget_fraction=0.03),
+    "quick": Config(
+        "quick",
+        targets=("digits",),
+        seeds=2,
+        budget_fraction=0.25,
+        prior_steps=300,
+        prior_max_curves=20,
+        prior_calibration_steps=150,
+        prior_calibration_curves=10,
+        stop_steps=100,
+        stop_samples=100,
+        stop_check_every=4,
+        nb201_targets=("cifar10",),
+        nb201_seeds=2,
+        nb201_budget_runs=15,
+        baker_targets=("metaqnn_cifar10",),
+        baker_seeds=2,
+        baker_budget_fraction=0.03,
+    ),
     "full": Config("full"),
 }
 
@@ -106,9 +126,13 @@ def stop_config(cfg: Config, *, min_epochs: int | None = None, check_every: int 
     """The stopping rule's configuration: ``cfg``'s threshold, check schedule, per-check
     inference and within-target adaptation (``min_epochs``/``check_every`` override the
     schedule, as the Baker suite checks about every tenth of a run)."""
-    return StopConfig(delta=cfg.stop_delta, min_epochs=cfg.stop_min_epochs if min_epochs is None else min_epochs,
-                      check_every=cfg.stop_check_every if check_every is None else check_every, adapt=cfg.stop_adapt,
-                      inference=InferenceConfig(num_samples=cfg.stop_samples, num_steps=cfg.stop_steps))
+    return StopConfig(
+        delta=cfg.stop_delta,
+        min_epochs=cfg.stop_min_epochs if min_epochs is None else min_epochs,
+        check_every=cfg.stop_check_every if check_every is None else check_every,
+        adapt=cfg.stop_adapt,
+        inference=InferenceConfig(num_samples=cfg.stop_samples, num_steps=cfg.stop_steps),
+    )
 
 
 def provenance() -> dict:
@@ -133,8 +157,9 @@ def baker_table(name: str):
     strategy can draw rows. Nothing is ever computed from these identifiers."""
     ct = tables.load_curves(shared_data() / "curves" / "baker2018" / f"{name}.csv")
     ids = [space_lib.nb201.to_string(e) for e in space_lib.nb201.enumerate()[: len(ct.final)]]
-    return dataclasses.replace(ct, datasets=np.full(len(ct.final), name, dtype=object),
-                               meta={**ct.meta, "arch": np.asarray(ids, dtype=object)})
+    return dataclasses.replace(
+        ct, datasets=np.full(len(ct.final), name, dtype=object), meta={**ct.meta, "arch": np.asarray(ids, dtype=object)}
+    )
 
 
 def with_steady_seconds(ct):
@@ -175,13 +200,15 @@ class RealConfig:
 
     @property
     def command(self) -> str:
-        return (f"python experiments/acceleration.py --real --config {self.base.name} --real-target {self.target} "
-                f"--real-seeds {self.seeds}")
+        return (
+            f"python experiments/acceleration.py --real --config {self.base.name} --real-target {self.target} "
+            f"--real-seeds {self.seeds}"
+        )
 
 
 #: ``--real --config quick``: one seed, a one-run budget, 256 training images: the whole real
 #: training path end to end in about a minute (a test runs it)
-REAL_CONFIGS = {"full": RealConfig(), "quick": RealConfig(seeds=1, budget_runs=1, cap=1.0, base=CONFIGS["quick"],
-                                                          train_limit=256)}
-
-
+REAL_CONFIGS = {
+    "full": RealConfig(),
+    "quick": RealConfig(seeds=1, budget_runs=1, cap=1.0, base=CONFIGS["quick"], train_limit=256),
+}

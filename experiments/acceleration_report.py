@@ -41,13 +41,22 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
             be = [base[r["seed"]]["epochs_to_target"] for r in vr]
             bs = [base[r["seed"]]["seconds_to_target"] for r in vr]
             diff = [100 * (r["accuracy_at_budget"] - base[r["seed"]]["accuracy_at_budget"]) for r in vr]
-            agg = {"suite": suite, "target": target, "variant": v, "seeds": len(vr), "pool": vr[0]["pool"],
-                   "budget_epochs": vr[0]["budget_epochs"], "cap_epochs": vr[0]["cap_epochs"],
-                   "reached": int(sum(r["reached"] for r in vr))}
+            agg = {
+                "suite": suite,
+                "target": target,
+                "variant": v,
+                "seeds": len(vr),
+                "pool": vr[0]["pool"],
+                "budget_epochs": vr[0]["budget_epochs"],
+                "cap_epochs": vr[0]["cap_epochs"],
+                "reached": int(sum(r["reached"] for r in vr)),
+            }
             agg["epochs_to_target"], agg["epochs_to_target_se"] = _mse(e)
             agg["seconds_to_target"], agg["seconds_to_target_se"] = _mse(s)
             agg["speedup_epochs_ratio_of_means"] = float(np.mean(be) / np.mean(e))
-            agg["speedup_epochs_mean_ratio"], agg["speedup_epochs_mean_ratio_se"] = _mse([r["speedup_epochs"] for r in vr])
+            agg["speedup_epochs_mean_ratio"], agg["speedup_epochs_mean_ratio_se"] = _mse(
+                [r["speedup_epochs"] for r in vr]
+            )
             agg["speedup_seconds_ratio_of_means"] = float(np.mean(bs) / np.mean(s))
             agg["speedup_seconds_mean_ratio"], _ = _mse([r["speedup_seconds"] for r in vr])
             agg["accuracy_at_budget"], agg["accuracy_at_budget_se"] = _mse([r["accuracy_at_budget"] for r in vr])
@@ -66,13 +75,20 @@ def overall(agg: Sequence[dict]) -> list[dict]:
             if not a:
                 continue
             m = lambda k, a=a: float(np.mean([np.nan if r[k] is None else r[k] for r in a]))
-            out.append({"suite": suite, "target": "overall", "variant": v, "targets": len(a),
-                        "speedup_epochs_ratio_of_means": m("speedup_epochs_ratio_of_means"),
-                        "speedup_epochs_mean_ratio": m("speedup_epochs_mean_ratio"),
-                        "speedup_seconds_ratio_of_means": m("speedup_seconds_ratio_of_means"),
-                        "accuracy_diff_points": m("accuracy_diff_points"),
-                        "worst_accuracy_diff_points": float(min(r["accuracy_diff_points"] for r in a)),
-                        "reached_fraction": float(sum(r["reached"] for r in a) / sum(r["seeds"] for r in a))})
+            out.append(
+                {
+                    "suite": suite,
+                    "target": "overall",
+                    "variant": v,
+                    "targets": len(a),
+                    "speedup_epochs_ratio_of_means": m("speedup_epochs_ratio_of_means"),
+                    "speedup_epochs_mean_ratio": m("speedup_epochs_mean_ratio"),
+                    "speedup_seconds_ratio_of_means": m("speedup_seconds_ratio_of_means"),
+                    "accuracy_diff_points": m("accuracy_diff_points"),
+                    "worst_accuracy_diff_points": float(min(r["accuracy_diff_points"] for r in a)),
+                    "reached_fraction": float(sum(r["reached"] for r in a) / sum(r["seeds"] for r in a)),
+                }
+            )
     return out
 
 
@@ -90,29 +106,40 @@ def _pct(x):
 def target_markdown(agg: Sequence[dict], suite: str, target: str) -> str:
     a = [r for r in agg if r["suite"] == suite and r["target"] == target]
     unit = "recorded curves" if suite == "baker" else "cells"
-    head = (f"### {suite}: {target} ({a[0]['pool']} {unit}, budget B = {a[0]['budget_epochs']:g} epochs, "
-            f"cap {a[0]['cap_epochs']:g}, {a[0]['seeds']} seeds)\n\n"
-            "| variant | reached | epochs to target | seconds to target | speed-up (ratio of means) | "
-            "speed-up (mean of ratios) | acc. at B (%) | Δ acc. vs baseline (points) | runs stopped |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| {r['variant']} | {r['reached']}/{r['seeds']} | {_fmt(r['epochs_to_target'], r['epochs_to_target_se'])} | "
-             f"{_fmt(r['seconds_to_target'], r['seconds_to_target_se'])} | {r['speedup_epochs_ratio_of_means']:.2f} | "
-             f"{_fmt(r['speedup_epochs_mean_ratio'], r['speedup_epochs_mean_ratio_se'], 2)} | "
-             f"{_fmt(_pct(r['accuracy_at_budget']), _pct(r['accuracy_at_budget_se']), 2)} | "
-             f"{_fmt(r['accuracy_diff_points'], r['accuracy_diff_points_se'], 2)} | {100 * r['stopped_fraction']:.0f}% |"
-             for r in a]
+    head = (
+        f"### {suite}: {target} ({a[0]['pool']} {unit}, budget B = {a[0]['budget_epochs']:g} epochs, "
+        f"cap {a[0]['cap_epochs']:g}, {a[0]['seeds']} seeds)\n\n"
+        "| variant | reached | epochs to target | seconds to target | speed-up (ratio of means) | "
+        "speed-up (mean of ratios) | acc. at B (%) | Δ acc. vs baseline (points) | runs stopped |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['variant']} | {r['reached']}/{r['seeds']} | {_fmt(r['epochs_to_target'], r['epochs_to_target_se'])} | "
+        f"{_fmt(r['seconds_to_target'], r['seconds_to_target_se'])} | {r['speedup_epochs_ratio_of_means']:.2f} | "
+        f"{_fmt(r['speedup_epochs_mean_ratio'], r['speedup_epochs_mean_ratio_se'], 2)} | "
+        f"{_fmt(_pct(r['accuracy_at_budget']), _pct(r['accuracy_at_budget_se']), 2)} | "
+        f"{_fmt(r['accuracy_diff_points'], r['accuracy_diff_points_se'], 2)} | {100 * r['stopped_fraction']:.0f}% |"
+        for r in a
+    ]
     return head + "\n".join(lines) + "\n"
 
 
 def overall_markdown(ov: Sequence[dict]) -> str:
-    head = ("| suite | variant | targets | speed-up epochs (ratio of means) | speed-up epochs (mean of ratios) | "
-            "speed-up seconds (ratio of means) | Δ acc. at B (points, mean) | worst target Δ | reached |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    return head + "\n".join(
-        f"| {r['suite']} | {r['variant']} | {r['targets']} | {r['speedup_epochs_ratio_of_means']:.2f} | "
-        f"{r['speedup_epochs_mean_ratio']:.2f} | {_fmt(r['speedup_seconds_ratio_of_means'], None, 2)} | "
-        f"{r['accuracy_diff_points']:+.2f} | {r['worst_accuracy_diff_points']:+.2f} | {100 * r['reached_fraction']:.0f}% |"
-        for r in ov) + "\n"
+    head = (
+        "| suite | variant | targets | speed-up epochs (ratio of means) | speed-up epochs (mean of ratios) | "
+        "speed-up seconds (ratio of means) | Δ acc. at B (points, mean) | worst target Δ | reached |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    return (
+        head
+        + "\n".join(
+            f"| {r['suite']} | {r['variant']} | {r['targets']} | {r['speedup_epochs_ratio_of_means']:.2f} | "
+            f"{r['speedup_epochs_mean_ratio']:.2f} | {_fmt(r['speedup_seconds_ratio_of_means'], None, 2)} | "
+            f"{r['accuracy_diff_points']:+.2f} | {r['worst_accuracy_diff_points']:+.2f} | {100 * r['reached_fraction']:.0f}% |"
+            for r in ov
+        )
+        + "\n"
+    )
 
 
 def plot_target(curves_by_variant: dict, grid: np.ndarray, budget: float, title: str, path: Path) -> None:
@@ -147,9 +174,14 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict
     meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **prov}
     payload = jsonio.clean({**meta, "results": rows, "aggregate": agg, "overall": ov})
     (out / f"{cfg.stem}.json").write_text(jsonio.dumps(payload, indent=1) + "\n")
-    md = [f"# Acceleration by transfer ({cfg.name})\n", f"Command: `{cfg.command}`; nax {meta['nax_version']}, "
-          f"commit {meta['git_commit']}{' (uncommitted changes)' if meta['git_dirty'] else ''}.\n",
-          "## Overall (means over targets)\n", overall_markdown(payload["overall"]), "\n## Per target\n"]
+    md = [
+        f"# Acceleration by transfer ({cfg.name})\n",
+        f"Command: `{cfg.command}`; nax {meta['nax_version']}, "
+        f"commit {meta['git_commit']}{' (uncommitted changes)' if meta['git_dirty'] else ''}.\n",
+        "## Overall (means over targets)\n",
+        overall_markdown(payload["overall"]),
+        "\n## Per target\n",
+    ]
     md += [target_markdown(payload["aggregate"], s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
     (out / f"{cfg.stem}.md").write_text("\n".join(md))
     return payload
@@ -161,8 +193,10 @@ def write_real_outputs(out: Path, rc: RealConfig, train_config: dict, rows, agg,
     meta = {"config": {**dataclasses.asdict(rc), "train": train_config}, "command": rc.command, **prov}
     payload = jsonio.clean({**meta, "results": rows, "aggregate": agg})
     (out / "acceleration_real.json").write_text(jsonio.dumps(payload, indent=1) + "\n")
-    md = [f"# Acceleration: table replay vs real training on {rc.target}\n",
-          f"Command: `{rc.command}`; nax {meta['nax_version']}, commit {meta['git_commit']}.\n"]
+    md = [
+        f"# Acceleration: table replay vs real training on {rc.target}\n",
+        f"Command: `{rc.command}`; nax {meta['nax_version']}, commit {meta['git_commit']}.\n",
+    ]
     md += [target_markdown(payload["aggregate"], s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
     (out / "acceleration_real.md").write_text("\n".join(md))
     return payload

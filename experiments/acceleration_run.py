@@ -77,48 +77,85 @@ class Trace:
         return np.where(idx >= 0, self.best[np.maximum(idx, 0)], np.nan)
 
 
-def search(strategy, evaluator, key, *, stop_rule=None, budget: float, cap: float,
-           target: float | None = None) -> Trace:
+def search(
+    strategy, evaluator, key, *, stop_rule=None, budget: float, cap: float, target: float | None = None
+) -> Trace:
     """Run a search until ``cap`` epochs, or once it has spent ``budget`` and its best
     completed accuracy has reached ``target`` (nothing more is needed from it)."""
 
     def reached(step: loop.Step) -> bool:
         return target is not None and step.epochs >= budget and step.best is not None and step.best >= target
 
-    outcome = loop.run_search(strategy, evaluator, loop.Budget(epochs=cap), key, stop_rule=stop_rule, until=reached,
-                              max_runs=len(evaluator.candidates()))
+    outcome = loop.run_search(
+        strategy,
+        evaluator,
+        loop.Budget(epochs=cap),
+        key,
+        stop_rule=stop_rule,
+        until=reached,
+        max_runs=len(evaluator.candidates()),
+    )
     return Trace.from_outcome(outcome)
 
 
 def fit_prior(cfg: Config, table) -> curves.CurvePrior:
     """The curve prior of ``cfg`` fitted on the source curves ``table``."""
-    return curves.fit_prior(table, seed=0, max_curves=cfg.prior_max_curves,
-                            inference=curves.fitting.PRIOR_INFERENCE.replace(num_steps=cfg.prior_steps),
-                            calibration_inference=curves.fitting.CALIBRATION_INFERENCE.replace(
-                                num_steps=cfg.prior_calibration_steps),
-                            calibration_curves=cfg.prior_calibration_curves)
+    return curves.fit_prior(
+        table,
+        seed=0,
+        max_curves=cfg.prior_max_curves,
+        inference=curves.fitting.PRIOR_INFERENCE.replace(num_steps=cfg.prior_steps),
+        calibration_inference=curves.fitting.CALIBRATION_INFERENCE.replace(num_steps=cfg.prior_calibration_steps),
+        calibration_curves=cfg.prior_calibration_curves,
+    )
 
 
 # ---------------------------------------------------------------------------- one target
-def _summarise(target: str, suite: str, variant: str, seed: int, trace: Trace, target_acc: float,
-               budget: float, cap: float, base: Trace) -> dict:
+def _summarise(
+    target: str,
+    suite: str,
+    variant: str,
+    seed: int,
+    trace: Trace,
+    target_acc: float,
+    budget: float,
+    cap: float,
+    base: Trace,
+) -> dict:
     r = trace.reach(target_acc)
     rb = base.reach(target_acc)
-    row = {"suite": suite, "target": target, "variant": variant, "seed": seed,
-           "budget_epochs": budget, "cap_epochs": cap, "target_accuracy": target_acc,
-           "reached": r is not None,
-           # censored at what was spent: a lower bound on the true epochs
-           "epochs_to_target": r[0] if r else float(trace.epochs[-1]),
-           "seconds_to_target": r[1] if r else float(trace.seconds[-1]),
-           "accuracy_at_budget": trace.best_within(budget),
-           "runs": int(len(trace.epochs)), "runs_stopped": trace.stopped}
+    row = {
+        "suite": suite,
+        "target": target,
+        "variant": variant,
+        "seed": seed,
+        "budget_epochs": budget,
+        "cap_epochs": cap,
+        "target_accuracy": target_acc,
+        "reached": r is not None,
+        # censored at what was spent: a lower bound on the true epochs
+        "epochs_to_target": r[0] if r else float(trace.epochs[-1]),
+        "seconds_to_target": r[1] if r else float(trace.seconds[-1]),
+        "accuracy_at_budget": trace.best_within(budget),
+        "runs": int(len(trace.epochs)),
+        "runs_stopped": trace.stopped,
+    }
     row["speedup_epochs"] = rb[0] / row["epochs_to_target"]
     row["speedup_seconds"] = rb[1] / row["seconds_to_target"]
     return row
 
 
-def run_target(target: str, suite: str, evaluator, builders: dict[str, Callable], cfg_seeds: int, budget: float,
-               cap: float, grid: np.ndarray, log: Callable[[str], None]) -> tuple[list[dict], dict]:
+def run_target(
+    target: str,
+    suite: str,
+    evaluator,
+    builders: dict[str, Callable],
+    cfg_seeds: int,
+    budget: float,
+    cap: float,
+    grid: np.ndarray,
+    log: Callable[[str], None],
+) -> tuple[list[dict], dict]:
     """All variants over all seeds on one target: flat rows, and best-vs-epochs curves."""
     rows, curves_by_variant = [], {v: [] for v in builders}
     for seed in range(cfg_seeds):
@@ -152,13 +189,19 @@ def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> t
     t0 = time.perf_counter()
     model = ch.fit(arch_table, sources, seed=0, space=space)
     prior = fit_prior(cfg, curve_table.subset(np.isin(curve_table.datasets, sources)))
-    log(f"{target}: {len(cands)} cells, budget {budget} epochs (cap {cap:g}); models fitted on "
-        f"{', '.join(sources)} in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"{target}: {len(cands)} cells, budget {budget} epochs (cap {cap:g}); models fitted on "
+        f"{', '.join(sources)} in {time.perf_counter() - t0:.1f} s"
+    )
     rule = lambda: stop_rule(prior, evaluator.max_epochs, stop_config(cfg))
     evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
     sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
-    builders = {"baseline": lambda: (evo(), None), "selection": lambda: (sel(), None),
-                "stopping": lambda: (evo(), rule()), "both": lambda: (sel(), rule())}
+    builders = {
+        "baseline": lambda: (evo(), None),
+        "selection": lambda: (sel(), None),
+        "stopping": lambda: (evo(), rule()),
+        "both": lambda: (sel(), rule()),
+    }
     grid = np.linspace(0, cap, 101)
     rows, cv = run_target(target, "metadata", evaluator, builders, cfg.seeds, budget, cap, grid, log)
     for r in rows:
@@ -176,8 +219,10 @@ def nb201_target(cfg: Config, arch_table, target: str, log) -> tuple[list[dict],
     t0 = time.perf_counter()
     model = ch.fit(arch_table, sources, seed=0, space=space)
     log(f"nb201 {target}: {len(cands)} cells, budget {budget} epochs; model fitted in {time.perf_counter() - t0:.1f} s")
-    builders = {"baseline": lambda: (strategies.evolution(space, cfg.nb201_population, cfg.nb201_sample, 1, cands), None),
-                "selection": lambda: (transfer.strategy_from_model(model, space, candidates=cands), None)}
+    builders = {
+        "baseline": lambda: (strategies.evolution(space, cfg.nb201_population, cfg.nb201_sample, 1, cands), None),
+        "selection": lambda: (transfer.strategy_from_model(model, space, candidates=cands), None),
+    }
     grid = np.linspace(0, cap, 101)
     rows, cv = run_target(target, "nb201", evaluator, builders, cfg.nb201_seeds, budget, cap, grid, log)
     for r in rows:
@@ -195,8 +240,10 @@ def baker_target(cfg: Config, sets: dict, target: str, log) -> tuple[list[dict],
     cap = min(cfg.cap * budget, len(cands) * horizon)
     t0 = time.perf_counter()
     prior = fit_prior(cfg, tables.concat([t for n, t in sets.items() if n != target]))
-    log(f"baker {target}: {len(cands)} curves of {horizon} epochs, budget {budget} epochs (cap {cap:g}); "
-        f"prior fitted on the other sets in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"baker {target}: {len(cands)} curves of {horizon} epochs, budget {budget} epochs (cap {cap:g}); "
+        f"prior fitted on the other sets in {time.perf_counter() - t0:.1f} s"
+    )
     every = max(1, horizon // cfg.baker_checks)
     first = max(cfg.stop_min_epochs, every)
     rule = lambda: stop_rule(prior, horizon, stop_config(cfg, min_epochs=first, check_every=every))
@@ -228,8 +275,14 @@ def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[st
         else:
             nb = tables.load_archs(path)
             for target in cfg.nb201_targets:
-                done.append(("nb201", target, nb201_target(cfg, nb, target, log),
-                             f"NAS-Bench-201 {target} ({cfg.nb201_seeds} seeds)"))
+                done.append(
+                    (
+                        "nb201",
+                        target,
+                        nb201_target(cfg, nb, target, log),
+                        f"NAS-Bench-201 {target} ({cfg.nb201_seeds} seeds)",
+                    )
+                )
     if cfg.baker_targets and "baker" in cfg.suites:
         missing = [n for n in BAKER_SETS if not (shared_data() / "curves" / "baker2018" / f"{n}.csv").is_file()]
         if missing:
@@ -237,8 +290,14 @@ def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[st
         else:
             sets = {n: baker_table(n) for n in BAKER_SETS}
             for target in cfg.baker_targets:
-                done.append(("baker", target, baker_target(cfg, sets, target, log),
-                             f"Baker et al. {target} ({cfg.baker_seeds} seeds)"))
+                done.append(
+                    (
+                        "baker",
+                        target,
+                        baker_target(cfg, sets, target, log),
+                        f"Baker et al. {target} ({cfg.baker_seeds} seeds)",
+                    )
+                )
     return done
 
 
@@ -273,8 +332,12 @@ def run_real_suites(rc: RealConfig, log: Callable[[str], None] = print):
     rule = lambda: stop_rule(prior, table_ev.max_epochs, stop_config(cfg))
     evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
     sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
-    builders = {"baseline": lambda: (evo(), None), "selection": lambda: (sel(), None),
-                "stopping": lambda: (evo(), rule()), "both": lambda: (sel(), rule())}
+    builders = {
+        "baseline": lambda: (evo(), None),
+        "selection": lambda: (sel(), None),
+        "stopping": lambda: (evo(), rule()),
+        "both": lambda: (sel(), rule()),
+    }
     budget = rc.budget_runs * table_ev.max_epochs
     cap = rc.cap * budget
     grid = np.linspace(0, cap, 101)

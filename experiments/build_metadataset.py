@@ -86,9 +86,18 @@ CONFIGS = {
         datasets=("digits", "mnist5k"),
         num_archs=3,
         arch_seed=2019,
-        train=train.TrainConfig(epochs=3, channels=4, cells_per_stage=1, batch_size=64, learning_rate=0.1,
-                                image_size=(8, 8), train_limit=256, val_limit=128, evaluate_test=True,
-                                eval_batch_size=256),
+        train=train.TrainConfig(
+            epochs=3,
+            channels=4,
+            cells_per_stage=1,
+            batch_size=64,
+            learning_rate=0.1,
+            image_size=(8, 8),
+            train_limit=256,
+            val_limit=128,
+            evaluate_test=True,
+            eval_batch_size=256,
+        ),
         command="python experiments/build_metadataset.py --config quick --out runs/metadataset-quick",
     ),
 }
@@ -123,17 +132,34 @@ def write_tables(cfg: Config, records: list[train.RunRecord], out: pathlib.Path)
         rows = []
         for r in recs:
             test = None if r.test_accuracy is None else round(r.test_accuracy, 6)
-            row = {"arch": r.arch, "training_dataset": ds, "seed": r.seed, "status": r.status,
-                   "num_params": r.num_params, "test_accuracy": test, "wall_s": round(r.wall_s, 3)}
-            for prefix, field, digits in (("acc_", "val_accuracy", 6), ("train_loss_", "train_loss", 6),
-                                          ("epoch_s_", "epoch_s", 4)):
+            row = {
+                "arch": r.arch,
+                "training_dataset": ds,
+                "seed": r.seed,
+                "status": r.status,
+                "num_params": r.num_params,
+                "test_accuracy": test,
+                "wall_s": round(r.wall_s, 3),
+            }
+            for prefix, field, digits in (
+                ("acc_", "val_accuracy", 6),
+                ("train_loss_", "train_loss", 6),
+                ("epoch_s_", "epoch_s", 4),
+            ):
                 for e in range(1, E + 1):
                     m = r.curve[e - 1] if e <= len(r.curve) else None
                     row[f"{prefix}{e}"] = round(getattr(m, field), digits) if m else np.nan
             rows.append(row)
-            arch_rows.append({"arch": r.arch, "dataset": ds, "accuracy": round(r.final_val_accuracy, 6),
-                              "test_accuracy": test, "num_params": r.num_params,
-                              "train_time_s": round(r.wall_s, 3)})
+            arch_rows.append(
+                {
+                    "arch": r.arch,
+                    "dataset": ds,
+                    "accuracy": round(r.final_val_accuracy, 6),
+                    "test_accuracy": test,
+                    "num_params": r.num_params,
+                    "train_time_s": round(r.wall_s, 3),
+                }
+            )
         if rows:
             p = out / f"{ds}.csv"
             pd.DataFrame(rows).to_csv(p, index=False)
@@ -162,8 +188,15 @@ def read_all(out: pathlib.Path, cfg: Config) -> list[train.RunRecord]:
     return done
 
 
-def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir=None, progress: bool = True,
-        shard: tuple[int, int] | None = None) -> dict:
+def run(
+    cfg: Config,
+    out: pathlib.Path,
+    *,
+    max_runs: int | None = None,
+    data_dir=None,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+) -> dict:
     """Train what the journals in ``out`` lack (at most ``max_runs`` now), then write the tables.
 
     ``shard=(i, n)`` trains only every n-th missing run starting at i and writes its own
@@ -173,14 +206,17 @@ def run(cfg: Config, out: pathlib.Path, *, max_runs: int | None = None, data_dir
     done = read_all(out, cfg)
     jpath = _journal_path(out, shard)
     # a new journal, or this shard's own reopened with a torn last line cut off
-    writer = journal.Journal.reopen(jpath) if jpath.exists() and jpath.stat().st_size else \
-        journal.Journal.create(jpath, _header(cfg))
+    writer = (
+        journal.Journal.reopen(jpath)
+        if jpath.exists() and jpath.stat().st_size
+        else journal.Journal.create(jpath, _header(cfg))
+    )
 
     archs = cfg.archs()
     have = {(r.dataset, r.arch) for r in done}
     todo = [(ds, a) for a in archs for ds in cfg.datasets if (ds, a) not in have]
     if shard is not None:
-        todo = todo[shard[0]::shard[1]]
+        todo = todo[shard[0] :: shard[1]]
     missing = [ds for ds in cfg.datasets if not data.source_available(ds, data_dir)]
     if missing:
         print(f"skipping datasets whose source is missing: {', '.join(missing)} (see `nax data list`)", file=sys.stderr)
@@ -221,7 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=pathlib.Path, default=None, help="output dir (default: the config's)")
     ap.add_argument("--max-runs", type=int, default=None, help="train at most this many runs now (resume later)")
     ap.add_argument("--data-dir", type=pathlib.Path, default=None)
-    ap.add_argument("--shard", default=None, metavar="I/N", help="train only shard I of N (run N processes, one per core)")
+    ap.add_argument(
+        "--shard", default=None, metavar="I/N", help="train only shard I of N (run N processes, one per core)"
+    )
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]
     out = args.out or pathlib.Path(cfg.command.split("--out ")[1])
@@ -234,10 +272,25 @@ def main(argv=None) -> int:
     path = out / ("run_stats.json" if shard is None else f"run_stats-{shard[0]}of{shard[1]}.json")
     sessions = json.loads(path.read_text()).get("sessions", []) if path.exists() else []
     sessions.append(stats)
-    total = {"seconds": round(sum(s["seconds_now"] for s in sessions), 1),
-             "runs": stats["runs_total"], "sessions": len(sessions)}
-    path.write_text(jsonio.dumps({"total": total, "sessions": sessions, "config": cfg.to_dict(), "command": cfg.command,
-                                  "seed": cfg.arch_seed, "train_seed": cfg.train.seed}, indent=1) + "\n")
+    total = {
+        "seconds": round(sum(s["seconds_now"] for s in sessions), 1),
+        "runs": stats["runs_total"],
+        "sessions": len(sessions),
+    }
+    path.write_text(
+        jsonio.dumps(
+            {
+                "total": total,
+                "sessions": sessions,
+                "config": cfg.to_dict(),
+                "command": cfg.command,
+                "seed": cfg.arch_seed,
+                "train_seed": cfg.train.seed,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(jsonio.dumps({k: v for k, v in stats.items() if k != "provenance"}, indent=1))
     return 0
 

@@ -104,7 +104,9 @@ def plot(dir_: pathlib.Path, datasets: list[str], path: pathlib.Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("validation accuracy")
-    fig.suptitle("nax meta-dataset: NAS-Bench-201 cells trained on the bundled datasets (colour = final rank)", fontsize=9)
+    fig.suptitle(
+        "nax meta-dataset: NAS-Bench-201 cells trained on the bundled datasets (colour = final rank)", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -130,14 +132,19 @@ def main(argv=None) -> int:
     datasets = cfg.dataset_names()
     s = sanity(src, datasets)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"config": dataclasses.asdict(cfg), "command": cfg.command,
-            **provenance(paths=("nax", "experiments/metadata_card.py"))}
+    meta = {
+        "config": dataclasses.asdict(cfg),
+        "command": cfg.command,
+        **provenance(paths=("nax", "experiments/metadata_card.py")),
+    }
     (out / "sanity.json").write_text(json.dumps({**s, **meta}, indent=1) + "\n")
     plot(src, datasets, out / "curves.png")
     print(f"{'dataset':<15}{'runs':>6}{'mean':>7}{'min':>7}{'max':>7}{'p90-p10':>9}{'chance':>8}{'rising':>8}")
     for ds, r in s["per_dataset"].items():
-        print(f"{ds:<15}{r['runs']:>6}{r['final_mean']:>7.3f}{r['final_min']:>7.3f}{r['final_max']:>7.3f}"
-              f"{r['spread_p10_p90_connected']:>9.3f}{r['at_chance']:>8}{r['rising_at_last_epoch']:>8.2f}")
+        print(
+            f"{ds:<15}{r['runs']:>6}{r['final_mean']:>7.3f}{r['final_min']:>7.3f}{r['final_max']:>7.3f}"
+            f"{r['spread_p10_p90_connected']:>9.3f}{r['at_chance']:>8}{r['rising_at_last_epoch']:>8.2f}"
+        )
     for p in s["pairs"]:
         print(f"spearman {p['a']:>14} vs {p['b']:<14} {p['spearman']:.3f}  (n={p['n']})")
     print(f"wrote {out / 'sanity.json'} and {out / 'curves.png'}")

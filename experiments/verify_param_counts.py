@@ -35,7 +35,11 @@ from nax import models, space
 from nax.provenance import provenance
 
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
-DEFAULT_TABLE = pathlib.Path(os.environ.get("NAX_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")) / "nb201" / "nb201_200epoch.csv"
+DEFAULT_TABLE = (
+    pathlib.Path(os.environ.get("NAX_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+    / "nb201"
+    / "nb201_200epoch.csv"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,20 +98,29 @@ def main(argv=None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="override the config: check only the first N cells")
     ap.add_argument("--json", type=pathlib.Path, default=None)
     ap.add_argument("--mode", choices=("cells", "full"), default=None, help="override the config's mode")
-    ap.add_argument("--full-sample", type=int, default=None,
-                    help="override the config: cells fully built to check the decomposition (cells mode)")
+    ap.add_argument(
+        "--full-sample",
+        type=int,
+        default=None,
+        help="override the config: cells fully built to check the decomposition (cells mode)",
+    )
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]
-    overrides = {k: v for k, v in (("limit", args.limit), ("mode", args.mode), ("full_sample", args.full_sample))
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("limit", args.limit), ("mode", args.mode), ("full_sample", args.full_sample))
+        if v is not None
+    }
     cfg = dataclasses.replace(cfg, **overrides)
     counter = _full_count if cfg.mode == "full" else _cell_counter()
 
     df = pd.read_csv(args.table)
     values = df.groupby(["arch", "dataset"]).params_mb.agg(lambda s: sorted(set(s))).to_dict()
     cells = space.nb201.enumerate()[: cfg.limit]
-    report = {ds: {"cells": 0, "match": 0, "mismatch": [], "rows_disagree": 0, "rows_disagree_match_majority": 0}
-              for ds in CLASSES}
+    report = {
+        ds: {"cells": 0, "match": 0, "mismatch": [], "rows_disagree": 0, "rows_disagree_match_majority": 0}
+        for ds in CLASSES
+    }
     t0 = time.perf_counter()
     for enc in tqdm(cells, desc="building cells", unit="cell", mininterval=5):
         arch = space.nb201.to_string(enc)
@@ -137,11 +150,25 @@ def main(argv=None) -> dict:
     for ds, r in report.items():
         print(f"{ds:<16}{CLASSES[ds]:>8}{r['cells']:>8}{r['match']:>8}{len(r['mismatch']):>10}{r['rows_disagree']:>15}")
     print(f"{seconds:.0f} s for {len(cells) * 3} built networks ({seconds / max(1, len(cells) * 3) * 1e3:.1f} ms each)")
-    out = {"results": [{"dataset": ds, "num_classes": CLASSES[ds], **{k: (len(v) if k == "mismatch" else v) for k, v in r.items()},
-                        "mismatches": r["mismatch"][:20]} for ds, r in report.items()],
-           "seconds": seconds, "mode": cfg.mode, "decomposition_checked": decomposition_checked,
-           "config": dataclasses.asdict(cfg), "command": cfg.command, "seed": cfg.seed, "table": args.table.name,
-           **provenance(paths=("nax", "experiments/verify_param_counts.py"))}
+    out = {
+        "results": [
+            {
+                "dataset": ds,
+                "num_classes": CLASSES[ds],
+                **{k: (len(v) if k == "mismatch" else v) for k, v in r.items()},
+                "mismatches": r["mismatch"][:20],
+            }
+            for ds, r in report.items()
+        ],
+        "seconds": seconds,
+        "mode": cfg.mode,
+        "decomposition_checked": decomposition_checked,
+        "config": dataclasses.asdict(cfg),
+        "command": cfg.command,
+        "seed": cfg.seed,
+        "table": args.table.name,
+        **provenance(paths=("nax", "experiments/verify_param_counts.py")),
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))

@@ -102,8 +102,11 @@ def read(path: str | os.PathLike) -> list[dict]:
         raise FileNotFoundError(f"no journal at {path}")
     lines = path.read_bytes().split(b"\n")
     if lines[-1] != b"":
-        warnings.warn(f"{path}: last line is incomplete (the writer was killed while writing it); it is ignored",
-                      JournalWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: last line is incomplete (the writer was killed while writing it); it is ignored",
+            JournalWarning,
+            stacklevel=2,
+        )
     out = []
     for n, raw in enumerate(lines[:-1], start=1):
         try:

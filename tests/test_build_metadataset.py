@@ -60,8 +60,11 @@ def test_rerun_from_seed_is_identical(tmp_path):
     a = mod.run(cfg, tmp_path / "a", max_runs=2, progress=False)
     b = mod.run(cfg, tmp_path / "b", max_runs=2, progress=False)
     assert a["runs_total"] == b["runs_total"] == 2
-    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k not in ("wall_s", "curve")} | {
-        "acc": [m["val_accuracy"] for m in json.loads(l).get("curve", [])]} for l in p.read_text().splitlines()]
+    strip = lambda p: [
+        {k: v for k, v in json.loads(l).items() if k not in ("wall_s", "curve")}
+        | {"acc": [m["val_accuracy"] for m in json.loads(l).get("curve", [])]}
+        for l in p.read_text().splitlines()
+    ]
     assert strip(tmp_path / "a" / "journal.jsonl") == strip(tmp_path / "b" / "journal.jsonl")
 
 

@@ -185,10 +185,29 @@ def test_cli_methods_restate_the_benchmark_and_a_subset_reruns_its_rows(tmp_path
 
     assert select._METHODS == benchmark.METHODS
     p = _table(tmp_path)
-    args = ["--table", str(p), "--source", "d0", "d1", "--target", "d1", "--samples-per-source", "30",
-            "--target-evals", "0", "5", "--repeats", "1", "--search-steps", "5"]
+    args = [
+        "--table",
+        str(p),
+        "--source",
+        "d0",
+        "d1",
+        "--target",
+        "d1",
+        "--samples-per-source",
+        "30",
+        "--target-evals",
+        "0",
+        "5",
+        "--repeats",
+        "1",
+        "--search-steps",
+        "5",
+    ]
     rows = {}
-    for name, extra in (("all", ["--methods", "random", "ridge_onehot", "evolution"]), ("one", ["--methods", "evolution"])):
+    for name, extra in (
+        ("all", ["--methods", "random", "ridge_onehot", "evolution"]),
+        ("one", ["--methods", "evolution"]),
+    ):
         code, out = _run(capsys, "benchmark", *args, *extra, "--json", str(tmp_path / f"{name}.json"))
         assert code == 0, out.err
         rows[name] = json.loads((tmp_path / f"{name}.json").read_text())["raw"]

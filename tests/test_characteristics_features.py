@@ -47,8 +47,9 @@ def test_known_cell():
     assert sum(v for k, v in r.items() if k.startswith("live edge ") and " & " in k) == 6
     assert r["live paths"] == 2 and r["longest live path"] == 3 and r["shortest conv chain"] == 0
     assert r["live paths with a conv"] == 1 and r["convs on live paths"] == 2
-    params, macs = models.analytic_sizes(S.from_string(
-        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"), 10)
+    params, macs = models.analytic_sizes(
+        S.from_string("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"), 10
+    )
     assert r["log10 params"] == pytest.approx(np.log10(params[0]))
     assert r["log10 MACs"] == pytest.approx(np.log10(macs[0]))
 

@@ -33,9 +33,7 @@ def simulate(n_per_source=250, n_sources=3, seed=0):
     names_ds = [f"sim{d}" for d in range(n_sources)]
     # any increasing map of y is the same data to the model (it ranks): here fractions
     acc = scipy.stats.norm.cdf(np.concatenate(ys) / 4)
-    table = tables.ArchTable.from_encodings(
-        CELLS[np.concatenate(rows)], np.repeat(names_ds, n_per_source), acc
-    )
+    table = tables.ArchTable.from_encodings(CELLS[np.concatenate(rows)], np.repeat(names_ds, n_per_source), acc)
     return table, names_ds, w0, ys, gnames
 
 
@@ -75,7 +73,11 @@ def test_no_target_data_is_the_population(sim):
     # prior sd: intercept, alpha and population uncertainty, and the deviation tau_dev
     Xc = ch.centered(enc)
     m = Xc @ model.mu0
-    var = 1.0 + 0.25 * m**2 + np.einsum("ij,jk,ik->i", Xc, model.Sigma0 + model.tau_dev**2 * np.eye(model.num_features), Xc)
+    var = (
+        1.0
+        + 0.25 * m**2
+        + np.einsum("ij,jk,ik->i", Xc, model.Sigma0 + model.tau_dev**2 * np.eye(model.num_features), Xc)
+    )
     np.testing.assert_allclose(std, np.sqrt(var), rtol=1e-6)
 
 
@@ -159,8 +161,21 @@ def test_saved_model_is_format_2_and_byte_stable(sim, tmp_path):
     for p in paths:
         model.save(str(p))
     with zipfile.ZipFile(paths[0]) as a, zipfile.ZipFile(paths[1]) as b:
-        assert a.namelist() == b.namelist() == ["header.npy", "mu0.npy", "E.npy", "lam0.npy", "group_scale.npy",
-                                                 "sigma.npy", "source_mean.npy", "n_per_source.npy", "group_idx.npy"]
+        assert (
+            a.namelist()
+            == b.namelist()
+            == [
+                "header.npy",
+                "mu0.npy",
+                "E.npy",
+                "lam0.npy",
+                "group_scale.npy",
+                "sigma.npy",
+                "source_mean.npy",
+                "n_per_source.npy",
+                "group_idx.npy",
+            ]
+        )
         assert all(a.read(n) == b.read(n) for n in a.namelist())
     with np.load(paths[0]) as z:
         header = json.loads(str(z["header"]))
@@ -174,8 +189,7 @@ def test_lower_is_better_scores_give_the_model_of_their_negation(sim):
     values (higher is better), which here rank as the simulated accuracies do."""
     table, names, *_, model = sim
     loss = 1.0 - 4.0 * table.accuracy  # any sign; lower is better
-    as_loss = tables.ArchTable.from_encodings(table.encodings, table.datasets, loss, unit="score",
-                                              lower_is_better=True)
+    as_loss = tables.ArchTable.from_encodings(table.encodings, table.datasets, loss, unit="score", lower_is_better=True)
     negated = tables.ArchTable.from_encodings(table.encodings, table.datasets, -loss, unit="score")
     m_loss, m_neg = ch.fit(as_loss, names, seed=0), ch.fit(negated, names, seed=0)
     for k in ("mu0", "lam0", "E", "group_scale", "sigma", "source_mean"):
@@ -190,18 +204,44 @@ def test_format_1_model_still_loads_and_scores(sim, tmp_path):
     """A model saved before the live-pair and live-structure characteristics (format 1, fine
     groups) scores with its own characteristics, picked by name."""
     model = sim[-1]
-    old = [i for i, n in enumerate(model.names) if not (n.startswith("live edge ") and " & " in n)
-           and n not in ("live paths", "longest live path", "shortest conv chain", "live paths with a conv",
-                         "convs on live paths")]
+    old = [
+        i
+        for i, n in enumerate(model.names)
+        if not (n.startswith("live edge ") and " & " in n)
+        and n
+        not in (
+            "live paths",
+            "longest live path",
+            "shortest conv chain",
+            "live paths with a conv",
+            "convs on live paths",
+        )
+    ]
     names = [model.names[i] for i in old]
     _, fine_names = ch.groups(names, fine=True)
     lam, E = np.linalg.eigh(model.Sigma0[np.ix_(old, old)])
-    header = dict(format="nax.characteristics", version=1, names=names, sources=list(model.sources),
-                  space="nb201", tau_dev=model.tau_dev, group_names=fine_names, info={})
+    header = dict(
+        format="nax.characteristics",
+        version=1,
+        names=names,
+        sources=list(model.sources),
+        space="nb201",
+        tau_dev=model.tau_dev,
+        group_names=fine_names,
+        info={},
+    )
     path = tmp_path / "v1.npz"
-    np.savez(path, header=np.array(json.dumps(header)), mu0=model.mu0[old], E=E, lam0=np.clip(lam, 0, None),
-             group_scale=np.linspace(0.1, 1.0, len(fine_names)), sigma=model.sigma,
-             source_mean=model.source_mean[:, old], n_per_source=model.n_per_source)
+    np.savez(
+        path,
+        header=np.array(json.dumps(header)),
+        mu0=model.mu0[old],
+        E=E,
+        lam0=np.clip(lam, 0, None),
+        group_scale=np.linspace(0.1, 1.0, len(fine_names)),
+        sigma=model.sigma,
+        source_mean=model.source_mean[:, old],
+        n_per_source=model.n_per_source,
+    )
     loaded = ch.CharacteristicModel.load(str(path))
     assert loaded.num_features == len(old) < model.num_features
     enc = CELLS[::211]
@@ -220,8 +260,9 @@ def test_source_with_too_few_architectures():
     with pytest.raises(ValueError, match="9 distinct architectures; at least 10"):
         ch.fit(t, ["tiny"])
     # repeats of one architecture (seeds) are averaged, not counted twice
-    t = tables.ArchTable.from_encodings(np.repeat(CELLS[:6], 2, 0), "tiny", np.linspace(0.1, 0.9, 12),
-                                        meta={"seed": np.tile([0, 1], 6)})
+    t = tables.ArchTable.from_encodings(
+        np.repeat(CELLS[:6], 2, 0), "tiny", np.linspace(0.1, 0.9, 12), meta={"seed": np.tile([0, 1], 6)}
+    )
     with pytest.raises(ValueError, match="6 distinct"):
         ch.fit(t, ["tiny"])
 
@@ -255,7 +296,9 @@ def test_bad_target_observations(sim):
     with pytest.raises(ValueError, match="explicit jax.random key"):
         ch.sample_scores(model, CELLS[:3])
     # an empty target is the zero-shot prior
-    np.testing.assert_array_equal(ch.score(model, CELLS[:5], (CELLS[:0], np.zeros(0)))[0], ch.score(model, CELLS[:5])[0])
+    np.testing.assert_array_equal(
+        ch.score(model, CELLS[:5], (CELLS[:0], np.zeros(0)))[0], ch.score(model, CELLS[:5])[0]
+    )
 
 
 def test_target_op_set_subset_of_sources(sim):

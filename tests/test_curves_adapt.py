@@ -10,6 +10,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from test_curves_calibration import hand_prior  # the same hand-made prior (no prior fit)
 
 from nax import curves
 from nax.curves import calibration
@@ -17,8 +18,6 @@ from nax.curves.bench.early_stop import REPLAY_REFIT, replay
 from nax.curves.inference import InferenceConfig
 from nax.curves.predict import compose_draws
 from nax.curves.stopping import FinalDraws, Finished, Refit, StopConfig, adapt_checkpoints, stop_rule
-
-from test_curves_calibration import hand_prior  # the same hand-made prior (no prior fit)
 
 TRUE = calibration.Calibration(np.log(0.12), 1.0, 1.0)
 #: what the sources said: almost no extrapolation noise
@@ -47,8 +46,8 @@ def effective(cal, gap=0.5, head=0.5):
 def test_no_evidence_keeps_the_sources_calibration():
     assert calibration.adapt(SOURCE, []) == SOURCE
     empty = simulated_evidence(1)._replace(
-        m=np.zeros((64, 0)), s=np.zeros((64, 0)), y=np.zeros(0), gap=np.zeros(0),
-        head=np.zeros(0), run=np.zeros(0, int))
+        m=np.zeros((64, 0)), s=np.zeros((64, 0)), y=np.zeros(0), gap=np.zeros(0), head=np.zeros(0), run=np.zeros(0, int)
+    )
     assert calibration.adapt(SOURCE, empty) == SOURCE
 
 
@@ -78,8 +77,10 @@ def test_a_target_like_the_sources_leaves_the_calibration_near_them():
 def test_each_run_weighs_one_however_many_of_its_prefixes_were_predicted():
     ev = simulated_evidence(6, per_run=2)
     doubled = calibration.Evidence(
-        np.concatenate([ev.m, ev.m], 1), np.concatenate([ev.s, ev.s], 1),
-        *(np.concatenate([a, a]) for a in (ev.y, ev.gap, ev.head, ev.run)))
+        np.concatenate([ev.m, ev.m], 1),
+        np.concatenate([ev.s, ev.s], 1),
+        *(np.concatenate([a, a]) for a in (ev.y, ev.gap, ev.head, ev.run)),
+    )
     one, two = calibration.adapt(SOURCE, ev), calibration.adapt(SOURCE, doubled)
     assert abs(one.log_a - two.log_a) < 1e-3 and abs(one.c - two.c) < 1e-3
 
@@ -159,8 +160,9 @@ def test_adaptive_replay_learns_within_a_replay_and_starts_afresh_in_the_next():
     draws, evidence = {}, {}
     for e in (4, 6, 8):
         part = np.where(np.arange(H) < e, curves_, np.nan)
-        pred = curves.predict(hand_prior(SOURCE), part, horizon=H,
-                              inference=InferenceConfig(num_steps=300, num_samples=200), seed=e)
+        pred = curves.predict(
+            hand_prior(SOURCE), part, horizon=H, inference=InferenceConfig(num_steps=300, num_samples=200), seed=e
+        )
         draws[e] = FinalDraws.from_prediction(pred)
         evidence[e] = calibration.evidence(pred, final, np.arange(n))
     base = StopConfig(min_epochs=4, check_every=2, refit=REPLAY_REFIT)
@@ -219,8 +221,11 @@ def test_run_check_is_the_rules_decision_on_its_schedule_and_pickles():
     import pickle
 
     rng = np.random.default_rng(1)
-    rule = stop_rule(hand_prior(SOURCE), H, StopConfig(min_epochs=4, check_every=2,
-                                                       inference=InferenceConfig(num_samples=200, num_steps=300)))
+    rule = stop_rule(
+        hand_prior(SOURCE),
+        H,
+        StopConfig(min_epochs=4, check_every=2, inference=InferenceConfig(num_samples=200, num_steps=300)),
+    )
     done = stepped(0.55, 0.3, rng, n=4)
     state = rule.update(rule.init(jax.random.key(0)), [Finished(c, True) for c in done], jax.random.key(1))
     assert curves.run_check(rule, state, None) is None  # nothing completed: no best to beat

@@ -17,7 +17,7 @@ from nax import curves, tables
 from nax.curves import calibration
 from nax.curves.fitting import CALIBRATION_INFERENCE
 from nax.curves.inference import InferenceConfig
-from nax.curves.stopping import FinalDraws, StopConfig, stop_rule
+from nax.curves.stopping import FinalDraws, stop_rule
 
 T, N, STEPS = 20, 8, 300
 TRUE = calibration.Calibration(np.log(0.12), 1.5, 1.0)
@@ -35,12 +35,7 @@ def simulated_predictive(seed, n=1500, s_draws=64):
     m = centre + post * rng.normal(size=(s_draws, n))
     s = np.full((s_draws, n), 0.005)
     e = calibration.ext_scale(TRUE, gap, head)
-    y = (
-        centre
-        + post * rng.normal(size=n)
-        + 0.005 * rng.standard_t(5.0, n)
-        + e * rng.standard_t(5.0, n)
-    )
+    y = centre + post * rng.normal(size=n) + 0.005 * rng.standard_t(5.0, n) + e * rng.standard_t(5.0, n)
     return m, s, y, gap, head
 
 
@@ -54,9 +49,7 @@ def coverage(params, m, s, y, gap, head, seed=0):
 
 def test_fit_recovers_known_extrapolation_noise_and_calibrates():
     m, s, y, gap, head = simulated_predictive(0)
-    params, nll = calibration.fit_params(
-        m, s, y, gap, head, np.full(len(y), 1 / len(y))
-    )
+    params, nll = calibration.fit_params(m, s, y, gap, head, np.full(len(y), 1 / len(y)))
     assert np.isfinite(nll)
     assert abs(np.exp(params.log_a) - 0.12) < 0.03
     assert abs(params.b - 1.5) < 0.35 and abs(params.c - 1.0) < 0.35
@@ -105,9 +98,9 @@ def hand_prior(calib=None):
 def partial():
     rng = np.random.default_rng(3)
     t = np.arange(1, T + 1)
-    values = np.clip(
-        0.8 - 0.5 * t[None] ** -0.7 * rng.uniform(0.8, 1.2, (N, 1)), 0, 1
-    ) + 0.005 * rng.normal(size=(N, T))
+    values = np.clip(0.8 - 0.5 * t[None] ** -0.7 * rng.uniform(0.8, 1.2, (N, 1)), 0, 1) + 0.005 * rng.normal(
+        size=(N, T)
+    )
     values[:, 5:] = np.nan
     return values
 
@@ -193,9 +186,7 @@ def test_fit_prior_calibrates_on_sources_only():
     assert np.exp(cal.log_a) > 0.02  # the jumps are seen as extrapolation noise
     cov = cal.fit["source_coverage"]
     early = [c for c in cov if c["cutoff"] < 0.7]
-    assert np.mean([c["cov90_after"] for c in early]) > np.mean(
-        [c["cov90_before"] for c in early]
-    )
+    assert np.mean([c["cov90_after"] for c in early]) > np.mean([c["cov90_before"] for c in early])
     assert dataclasses.replace(prior, calibration=None).calibration is None
 
 
@@ -225,11 +216,28 @@ def test_calibration_on_losses_stays_in_loss_units():
 #: a prior as nax wrote it before the calibration was typed (untyped calibration dict,
 #: then an adapted one with its location and provenance): such files must still load
 OLD_CALIBRATIONS = [
-    {"kind": "extrapolation_noise", "log_a": -1.84, "b": 0.86, "c": 1.44, "df": 5.0,
-     "fit": {"cutoffs": [0.1, 0.2, 0.35, 0.6], "datasets": ["a", "b"], "mean_nll": -1.2}},
-    {"kind": "extrapolation_noise", "log_a": -1.2, "b": 0.5, "c": 2.0, "df": 5.0, "d": 0.7,
-     "adapted": {"runs": 4, "predictions": 12, "scale": [1.0, 1.0, 1.0, 2.0],
-                 "source": {"log_a": -1.84, "b": 0.86, "c": 1.44, "d": 0.0}}},
+    {
+        "kind": "extrapolation_noise",
+        "log_a": -1.84,
+        "b": 0.86,
+        "c": 1.44,
+        "df": 5.0,
+        "fit": {"cutoffs": [0.1, 0.2, 0.35, 0.6], "datasets": ["a", "b"], "mean_nll": -1.2},
+    },
+    {
+        "kind": "extrapolation_noise",
+        "log_a": -1.2,
+        "b": 0.5,
+        "c": 2.0,
+        "df": 5.0,
+        "d": 0.7,
+        "adapted": {
+            "runs": 4,
+            "predictions": 12,
+            "scale": [1.0, 1.0, 1.0, 2.0],
+            "source": {"log_a": -1.84, "b": 0.86, "c": 1.44, "d": 0.0},
+        },
+    },
     {"kind": "extrapolation_noise", "log_a": -2.0, "b": 1.0, "c": 1.0},
 ]
 

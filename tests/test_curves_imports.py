@@ -59,7 +59,7 @@ def test_no_import_cycle_and_no_function_local_imports():
 
     def visit(m):
         if m in stack:
-            raise AssertionError(" -> ".join(stack[stack.index(m):] + [m]))
+            raise AssertionError(" -> ".join(stack[stack.index(m) :] + [m]))
         if m in seen:
             return
         stack.append(m)

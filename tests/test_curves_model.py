@@ -29,9 +29,7 @@ def simulate(seed, n, mu, *, sigma=SIGMA):
     rng = np.random.default_rng(seed)
     z = mu + sigma * rng.normal(size=(n, len(mu)))
     t = np.arange(1, T + 1) / T
-    mean = np.asarray(
-        basis.curve_mean(jnp.asarray(z, jnp.float32), jnp.asarray(t, jnp.float32)[None])
-    )
+    mean = np.asarray(basis.curve_mean(jnp.asarray(z, jnp.float32), jnp.asarray(t, jnp.float32)[None]))
     noise = np.asarray(basis.noise_scale(jnp.asarray(z, jnp.float32)))[:, None]
     y = np.clip(mean + noise * rng.standard_t(5.0, size=mean.shape), 0.0, 1.0)
     return y, z, mean[:, -1]
@@ -50,10 +48,7 @@ def truncate(values, epochs):
 @pytest.fixture(scope="module")
 def prior():
     levels = dataset_levels(1, 3)
-    srcs = [
-        tables.CurveTable.from_arrays(simulate(10 + g, 16, levels[g])[0], f"src{g}")
-        for g in range(3)
-    ]
+    srcs = [tables.CurveTable.from_arrays(simulate(10 + g, 16, levels[g])[0], f"src{g}") for g in range(3)]
     return curves.fit_prior(srcs, inference=PRIOR_INFERENCE.replace(num_steps=800, num_samples=200), seed=0)
 
 
@@ -76,9 +71,7 @@ def test_hierarchical_recovers_population_mean(prior):
 
 def test_no_transfer_recovers_curve_parameters():
     values, z, final = simulate(5, N, MU_POP)
-    pred = curves.predict(
-        None, values, horizon=T, inference=INF, seed=0
-    )
+    pred = curves.predict(None, values, horizon=T, inference=INF, seed=0)
     assert pred.ok, pred.diagnostics
     # the expected final value and the noise scale of each curve
     assert np.abs(pred.mean - final).max() < 0.04
@@ -148,9 +141,7 @@ def test_prior_save_load_round_trip(prior, target, tmp_path):
     back = curves.CurvePrior.load(path)
     for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L"):
         np.testing.assert_array_equal(getattr(back, k), getattr(prior, k))
-    assert back.families == prior.families and back.info == json.loads(
-        json.dumps(prior.info)
-    )
+    assert back.families == prior.families and back.info == json.loads(json.dumps(prior.info))
     seen = truncate(target[0], 4)
     kw = {"horizon": T, "inference": INF, "seed": 0}
     np.testing.assert_array_equal(
@@ -192,9 +183,7 @@ def test_constant_and_decreasing_curves_give_finite_bounded_predictions(prior, t
     values = truncate(target[0], 6)
     values[0, :6] = 0.1  # a network that never learns
     values[1, :6] = np.linspace(0.6, 0.4, 6)  # overfitting: validation accuracy falls
-    pred = curves.predict(
-        prior, values, horizon=T, inference=INF, seed=0
-    )
+    pred = curves.predict(prior, values, horizon=T, inference=INF, seed=0)
     assert pred.ok and np.isfinite(pred.samples).all()
     # documented: a flat curve is predicted to stay near its level; the prior (curves
     # usually rise) leaves a little room above it, far below the population's typical 0.7
@@ -224,17 +213,9 @@ def test_values_outside_unit_interval_are_an_error(prior, target):
 
 
 def test_losses_with_minimize(target):
-    losses = -np.log(
-        np.clip(truncate(target[0], 8), 1e-3, None)
-    )  # cross-entropy-like, falling
-    pred = curves.predict(
-        None, losses, horizon=T, minimize=True, inference=INF, seed=0
-    )
-    assert (
-        pred.minimize
-        and np.isfinite(pred.samples).all()
-        and (pred.samples > -0.5).all()
-    )
+    losses = -np.log(np.clip(truncate(target[0], 8), 1e-3, None))  # cross-entropy-like, falling
+    pred = curves.predict(None, losses, horizon=T, minimize=True, inference=INF, seed=0)
+    assert pred.minimize and np.isfinite(pred.samples).all() and (pred.samples > -0.5).all()
     truth = -np.log(target[0][:, -1])
     assert np.abs(pred.mean - truth).mean() < 0.5
     assert np.isfinite(pred.log_density(truth)).all()
@@ -243,9 +224,7 @@ def test_losses_with_minimize(target):
 
 
 def test_single_curve_target_dataset(prior, target):
-    pred = curves.predict(
-        prior, truncate(target[0][:1], 4), horizon=T, inference=INF
-    )
+    pred = curves.predict(prior, truncate(target[0][:1], 4), horizon=T, inference=INF)
     assert pred.samples.shape == (200, 1) and pred.ok
     assert abs(pred.mean[0] - target[1][0]) < 0.2
 

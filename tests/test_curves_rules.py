@@ -30,9 +30,7 @@ def test_each_family_is_a_bounded_non_decreasing_progress(family):
 
 
 def test_curve_mean_lies_between_start_and_final_value():
-    z = jnp.asarray(
-        np.random.default_rng(1).normal(size=(50, basis.num_params())), jnp.float32
-    )
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(50, basis.num_params())), jnp.float32)
     t = jnp.linspace(0.01, 1.0, 30)[None]
     m = np.asarray(basis.curve_mean(z, t))
     y1 = np.asarray(1 / (1 + np.exp(-z[:, basis.FINAL])))
@@ -98,9 +96,7 @@ def test_pow3_least_squares_recovers_a_pow3_curve():
     epochs = np.arange(1, 21)
     values = np.stack([0.9 - 0.5 * epochs**-0.7, 0.8 - 0.3 * epochs**-1.2])
     mask = np.repeat(epochs[None] <= 6, 2, 0)
-    pred = baselines.pow3_least_squares(
-        np.where(mask, values, np.nan), mask, epochs, 20
-    )
+    pred = baselines.pow3_least_squares(np.where(mask, values, np.nan), mask, epochs, 20)
     np.testing.assert_allclose(pred, values[:, -1], atol=1e-3)
     short = epochs[None] <= 2  # fewer points than parameters: the last value
     np.testing.assert_array_equal(
@@ -139,10 +135,7 @@ def test_real_baker_sets_load_with_their_own_horizons(shared_data):
         "tinyimagenet",
     )
     assert obs.y.shape == (1000 + 1300 + 486 + 684, 140)
-    horizons = {
-        obs.dataset_names[d]: set(obs.horizon[obs.dataset == d].tolist())
-        for d in range(4)
-    }
+    horizons = {obs.dataset_names[d]: set(obs.horizon[obs.dataset == d].tolist()) for d in range(4)}
     assert horizons == {
         "cifar10": {20},
         "svhn": {20},
@@ -168,9 +161,7 @@ def _write_table(path, name, seed, n=6, epochs=10):
     final = rng.uniform(0.5, 0.9, n)
     curve = final[:, None] * (1 - 0.6 * np.exp(-0.5 * np.arange(1, epochs + 1)))
     tables.save_curves(
-        tables.CurveTable.from_arrays(
-            np.clip(curve + rng.normal(0, 0.01, curve.shape), 0, 1), name
-        ),
+        tables.CurveTable.from_arrays(np.clip(curve + rng.normal(0, 0.01, curve.shape), 0, 1), name),
         path,
     )
 
@@ -295,10 +286,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
     adaptive = next(r for r in rows if r["method"] == "transfer_adaptive")
     assert adaptive["adapt_fits"] >= 1 and adaptive["adapted_calibration_last_repeat"]["adapted"]["runs"] >= 1
     assert sorted(cache.iterdir()) == saved  # the early-stop command reused the prior
-    assert (
-        json.loads(out.read_text())["priors"]
-        == json.loads((tmp_path / "bench.json").read_text())["priors"]
-    )
+    assert json.loads(out.read_text())["priors"] == json.loads((tmp_path / "bench.json").read_text())["priors"]
     for r in rows:
         assert {
             "dataset",
@@ -349,12 +337,20 @@ def test_transfer_without_another_source_dataset_is_a_one_line_error(tmp_path, c
 def test_priors_of_every_benchmark_leave_their_target_out():
     """The benchmarks' priors (extrapolation and early stop share them) are fitted on
     every dataset but the target; the SVR baseline's training sets are the same."""
-    tabs = {n: tables.CurveTable.from_arrays(np.linspace(0.3 + 0.1 * i, 0.8, 10)[None].repeat(4, 0), n)
-            for i, n in enumerate("abc")}
+    tabs = {
+        n: tables.CurveTable.from_arrays(np.linspace(0.3 + 0.1 * i, 0.8, 10)[None].repeat(4, 0), n)
+        for i, n in enumerate("abc")
+    }
     assert common.sources_for("a", tabs) == ("b", "c")
     assert common.sources_for("z", tabs) == ("a", "b", "c")
-    priors = common.Priors(tabs, seed=0, max_curves=None, calibrate=False, log=lambda m: None,
-                           inference=InferenceConfig(num_steps=20, num_samples=10, lr=0.03))
+    priors = common.Priors(
+        tabs,
+        seed=0,
+        max_curves=None,
+        calibrate=False,
+        log=lambda m: None,
+        inference=InferenceConfig(num_steps=20, num_samples=10, lr=0.03),
+    )
     for target in "abc":
         prior = priors.for_target(target)
         assert prior.info["datasets"] == [n for n in "abc" if n != target]
@@ -367,14 +363,25 @@ def test_priors_of_every_benchmark_leave_their_target_out():
 def test_printed_tables_have_a_column_per_method_and_a_row_per_dataset():
     from nax.curves.bench.report import early_stop_tables, extrapolation_tables
 
-    rows = [{"dataset": d, "cutoff": 0.1, "epochs_observed": 2, "method": m, "mae": mae,
-             "lpd": None if m == "last_value" else 1.5, "cov90": None if m == "last_value" else 0.9}
-            for d, m, mae in (("x", "last_value", 0.12345), ("x", "transfer", 0.05), ("y", "transfer", 0.07))]
+    rows = [
+        {
+            "dataset": d,
+            "cutoff": 0.1,
+            "epochs_observed": 2,
+            "method": m,
+            "mae": mae,
+            "lpd": None if m == "last_value" else 1.5,
+            "cov90": None if m == "last_value" else 0.9,
+        }
+        for d, m, mae in (("x", "last_value", 0.12345), ("x", "transfer", 0.05), ("y", "transfer", 0.07))
+    ]
     text = extrapolation_tables(rows).splitlines()
     assert text[0] == "MAE at cutoff 0.1" and text[1].split() == ["dataset", "epochs", "last_value", "transfer"]
     assert text[3].split() == ["x", "2", "0.1235", "0.0500"] and text[4].split() == ["y", "2", "0.0700"]
     assert "1.50 / 0.90" in extrapolation_tables(rows)
-    stop = [{"dataset": d, "threshold": 0.05, "method": "transfer", "epochs_saved": s, "regret": g}
-            for d, s, g in (("x", 0.5, 0.01), ("y", 0.7, 0.03))]
+    stop = [
+        {"dataset": d, "threshold": 0.05, "method": "transfer", "epochs_saved": s, "regret": g}
+        for d, s, g in (("x", 0.5, 0.01), ("y", 0.7, 0.03))
+    ]
     text = early_stop_tables(stop).splitlines()
     assert text[-1].split() == ["mean", "0.600", "/", "2.00"]

@@ -102,8 +102,14 @@ def test_results_are_consistent(quick):
             assert r["accuracy_at_budget"] == r["target_accuracy"]
         if r["reached"]:
             # speed-up is the baseline's epochs over the variant's, seed by seed
-            base = next(b for b in rows if b["suite"] == r["suite"] and b["target"] == r["target"]
-                        and b["seed"] == r["seed"] and b["variant"] == "baseline")
+            base = next(
+                b
+                for b in rows
+                if b["suite"] == r["suite"]
+                and b["target"] == r["target"]
+                and b["seed"] == r["seed"]
+                and b["variant"] == "baseline"
+            )
             assert math.isclose(r["speedup_epochs"], base["epochs_to_target"] / r["epochs_to_target"])
     for a in payload["aggregate"]:
         if a["variant"] == "baseline":
@@ -132,7 +138,10 @@ def test_real_training_quick_variant(tmp_path):
         pytest.skip(f"the meta-dataset is absent from {META}")
     assert acc.main(["--real", "--config", "quick", "--out", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "acceleration_real.json").read_text())
-    assert payload["command"] == "python experiments/acceleration.py --real --config quick --real-target digits --real-seeds 1"
+    assert (
+        payload["command"]
+        == "python experiments/acceleration.py --real --config quick --real-target digits --real-seeds 1"
+    )
     assert payload["config"]["train"]["train_limit"] == 256 and payload["config"]["train"]["epochs"] == 12
     assert payload["git_commit"] is None or len(payload["git_commit"]) == 40
     rows = payload["results"]

@@ -16,8 +16,21 @@ from conftest import REPO
 
 from nax.provenance import provenance
 
-FIELDS = ("nax_version", "git_commit", "git_dirty", "python", "jax", "jaxlib", "numpyro", "platform", "machine",
-          "cpu_count", "jax_backend", "jax_devices", "time_utc")
+FIELDS = (
+    "nax_version",
+    "git_commit",
+    "git_dirty",
+    "python",
+    "jax",
+    "jaxlib",
+    "numpyro",
+    "platform",
+    "machine",
+    "cpu_count",
+    "jax_backend",
+    "jax_devices",
+    "time_utc",
+)
 
 
 def _module(name):

@@ -34,8 +34,17 @@ def run_notebook(name: str, params: dict, tmp_path, monkeypatch, timeout: int = 
 
 
 def test_posteriors_notebook(tmp_path, monkeypatch):
-    params = {"target": "fashion_mnist", "prior_steps": 300, "predict_steps": 300, "max_curves": 20, "n_show": 3,
-              "cutoffs": (2, 8), "context_sizes": (0, 40), "delta": 0.05, "seed": 0}
+    params = {
+        "target": "fashion_mnist",
+        "prior_steps": 300,
+        "predict_steps": 300,
+        "max_curves": 20,
+        "n_show": 3,
+        "cutoffs": (2, 8),
+        "context_sizes": (0, 40),
+        "delta": 0.05,
+        "seed": 0,
+    }
     s = run_notebook("posteriors.ipynb", params, tmp_path, monkeypatch)
     assert s["prior_datasets"] == sorted(s["sources"]) and "fashion_mnist" not in s["sources"]
     assert s["prior_ok"]
@@ -71,8 +80,14 @@ def _characteristics_checks(s, target, sources):
 
 
 def test_characteristics_notebook_on_the_meta_dataset(tmp_path, monkeypatch):
-    params = {"table": "metadata", "target": None, "samples_per_source": None, "target_evals": (0, 10, 30),
-              "top": 8, "seed": 0}
+    params = {
+        "table": "metadata",
+        "target": None,
+        "samples_per_source": None,
+        "target_evals": (0, 10, 30),
+        "top": 8,
+        "seed": 0,
+    }
     s = run_notebook("characteristics.ipynb", params, tmp_path, monkeypatch)
     _characteristics_checks(s, "fashion_mnist", ["animal_mnist", "digits", "mnist5k", "opencv_digits"])
     assert s["n_target"] == 157
@@ -83,8 +98,14 @@ def test_characteristics_notebook_on_the_meta_dataset(tmp_path, monkeypatch):
 def test_characteristics_notebook_on_nb201(tmp_path, monkeypatch, shared_data):
     if not (shared_data / "nb201" / "nb201_200epoch.csv").exists():
         pytest.skip("the NAS-Bench-201 table is absent from the reference data")
-    params = {"table": "auto", "target": None, "samples_per_source": 100, "target_evals": (0, 10, 30),
-              "top": 8, "seed": 0}
+    params = {
+        "table": "auto",
+        "target": None,
+        "samples_per_source": 100,
+        "target_evals": (0, 10, 30),
+        "top": 8,
+        "seed": 0,
+    }
     s = run_notebook("characteristics.ipynb", params, tmp_path, monkeypatch)
     assert s["table"] == "nb201"
     _characteristics_checks(s, "imagenet16-120", ["cifar10", "cifar100"])

@@ -75,12 +75,18 @@ def test_acceleration_table_matches_json():
     baker = _load("acceleration/acceleration_full_baker.json")
 
     nb = rows["NAS-Bench-201"]
-    _check(_numbers(nb[2])[0], _overall(meta_nb, "nb201", "selection")["speedup_epochs_ratio_of_means"], "NB201 selection")
+    _check(
+        _numbers(nb[2])[0], _overall(meta_nb, "nb201", "selection")["speedup_epochs_ratio_of_means"], "NB201 selection"
+    )
     _check(_numbers(nb[5])[0], _overall(meta_nb, "nb201", "selection")["accuracy_diff_points"], "NB201 delta")
 
     md = rows["nax meta-dataset"]
     for col, variant in zip((2, 3, 4), ("selection", "stopping", "both")):
-        _check(_numbers(md[col])[0], _overall(meta_nb, "metadata", variant)["speedup_epochs_ratio_of_means"], f"metadata {variant}")
+        _check(
+            _numbers(md[col])[0],
+            _overall(meta_nb, "metadata", variant)["speedup_epochs_ratio_of_means"],
+            f"metadata {variant}",
+        )
     for text, variant in zip(_numbers(md[5]), ("selection", "stopping", "both")):
         _check(text, _overall(meta_nb, "metadata", variant)["accuracy_diff_points"], f"metadata delta {variant}")
 
@@ -102,8 +108,16 @@ def _mean(rows: list[dict], key: str, **match) -> float:
 def test_extrapolation_table_matches_json():
     (table,) = [t for t in _tables(_section("Results")) if t[0][0] == "cutoff"]
     rows = _load("curves_benchmark_baker2018.json")["results"]
-    columns = [("mae", "last_value"), ("mae", "pow3"), ("mae", "svr"), ("mae", "no_transfer"), ("mae", "transfer"),
-               ("cov90", "transfer"), ("mae", "transfer_finished10"), ("cov90", "transfer_finished10")]
+    columns = [
+        ("mae", "last_value"),
+        ("mae", "pow3"),
+        ("mae", "svr"),
+        ("mae", "no_transfer"),
+        ("mae", "transfer"),
+        ("cov90", "transfer"),
+        ("mae", "transfer_finished10"),
+        ("cov90", "transfer_finished10"),
+    ]
     assert len(table[0]) == len(columns) + 1, "the extrapolation table's columns changed: update this test"
     for row in table[1:]:
         cutoff = float(_numbers(row[0])[0]) / 100
@@ -114,8 +128,11 @@ def test_extrapolation_table_matches_json():
 def test_early_stop_sentence_matches_json():
     text = " ".join(_section("Results").split())
     rows = _load("curves_early_stop_baker2018.json")["results"]
-    m = re.search(rf"saves ({NUM}) % of the epochs with a regret of ({NUM}) accuracy points "
-                  rf"\(sources-only calibration: ({NUM}) % and ({NUM}) points", text)
+    m = re.search(
+        rf"saves ({NUM}) % of the epochs with a regret of ({NUM}) accuracy points "
+        rf"\(sources-only calibration: ({NUM}) % and ({NUM}) points",
+        text,
+    )
     assert m, "the early-termination sentence of the README's results changed: update this test"
     _check(m[1], _mean(rows, "epochs_saved", method="transfer_adaptive", threshold=0.05), "adaptive saved", 100)
     _check(m[2], _mean(rows, "regret", method="transfer_adaptive", threshold=0.05), "adaptive regret", 100)
@@ -132,13 +149,22 @@ def test_selection_table_matches_json():
     for row in table[1:]:
         n = int(row[0])
         for cell, target in zip(row[1:4], targets):
-            _check(_numbers(cell)[0], _mean(rows, "spearman", method="characteristics", samples_per_source=n,
-                                            target=target), f"characteristics at N={n} on {target}")
+            _check(
+                _numbers(cell)[0],
+                _mean(rows, "spearman", method="characteristics", samples_per_source=n, target=target),
+                f"characteristics at N={n} on {target}",
+            )
         # the baseline column: the best baseline per target, its range over targets
         best = []
         for target in targets:
-            base = [r["spearman"] for r in rows if r["samples_per_source"] == n and r["target"] == target
-                    and r["method"] not in ("characteristics", "random", "evolution") and r["spearman"] is not None]
+            base = [
+                r["spearman"]
+                for r in rows
+                if r["samples_per_source"] == n
+                and r["target"] == target
+                and r["method"] not in ("characteristics", "random", "evolution")
+                and r["spearman"] is not None
+            ]
             best.append(max(base))
         lo, hi = (_numbers(row[4]) + _numbers(row[4]))[:2]
         _check(lo, min(best), f"best baseline (lowest target) at N={n}")
@@ -157,15 +183,21 @@ def test_every_result_json_parses_without_nan_tokens(name):
 
 def test_evaluations_to_top1_sentence_matches_json():
     text = " ".join(_section("Results").split())
-    m = re.search(rf"At N = (\d+) the model's search reaches the true top 1 % in ({NUM}) evaluations on average[^(]*"
-                  rf"\(random search ~({NUM})–({NUM}), regularized evolution[^~]*~({NUM})–({NUM})\)", text)
+    m = re.search(
+        rf"At N = (\d+) the model's search reaches the true top 1 % in ({NUM}) evaluations on average[^(]*"
+        rf"\(random search ~({NUM})–({NUM}), regularized evolution[^~]*~({NUM})–({NUM})\)",
+        text,
+    )
     assert m, "the evaluations-to-top-1 % sentence of the README's results changed: update this test"
     rows = _load("select_nb201.json")["results"]
     n = int(m[1])
     # the model's figure: mean over every (target, target evaluations k) cell, as NOTES section 7
     _check(m[2], _mean(rows, "evals_to_top1", method="characteristics", samples_per_source=n), "model evals")
     for lo, hi, method in ((m[3], m[4], "random"), (m[5], m[6], "evolution")):
-        vals = [r["evals_to_top1"] for r in rows if r["method"] == method and r["samples_per_source"] == n
-                and r["target_evals"] == 0]
+        vals = [
+            r["evals_to_top1"]
+            for r in rows
+            if r["method"] == method and r["samples_per_source"] == n and r["target_evals"] == 0
+        ]
         _check(lo, min(vals), f"{method} fewest")
         _check(hi, max(vals), f"{method} most")

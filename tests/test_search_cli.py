@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_search_support import EPOCHS, simulated_curve_csv
 
 from nax import cli
 from nax.search import journal as journal_lib
-
-from test_search_support import EPOCHS, simulated_curve_csv
+from nax.search import sources as sources_lib
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,27 @@ def nb201(shared_data):
 
 def test_nb201_evolution_search_and_resume(nb201, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["search", "--dataset", "cifar10", "--strategy", "evolution", "--evaluator", "table",
-            "--table", str(nb201), "--budget-epochs", "2000", "--population", "4", "--sample", "2",
-            "--seed", "1", "--out", str(out)]
+    argv = [
+        "search",
+        "--dataset",
+        "cifar10",
+        "--strategy",
+        "evolution",
+        "--evaluator",
+        "table",
+        "--table",
+        str(nb201),
+        "--budget-epochs",
+        "2000",
+        "--population",
+        "4",
+        "--sample",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.count("\nrun ") + printed.startswith("run ") == 10 and "best 0." in printed
@@ -44,26 +62,41 @@ def test_nb201_evolution_search_and_resume(nb201, tmp_path, capsys):
     with pytest.warns(journal_lib.JournalWarning):
         assert cli.main(["search", "--resume", str(out)]) == 0
     again = json.loads((out / "summary.json").read_text())
-    assert {k: again[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "runs")} == \
-           {k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "runs")}
+    assert {k: again[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "runs")} == {
+        k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "runs")
+    }
     _, events2 = journal_lib.read(out / "journal.jsonl")
     assert [e["event"] for e in events2].count("resume") == 1
-    assert [(e["run"], e["arch"], e["final"]) for e in events2 if e["event"] == "end"] == \
-           [(e["run"], e["arch"], e["final"]) for e in ends]
+    assert [(e["run"], e["arch"], e["final"]) for e in events2 if e["event"] == "end"] == [
+        (e["run"], e["arch"], e["final"]) for e in ends
+    ]
 
     # the same directory with another config is refused, one clear line, exit 2
     assert cli.main(argv[:-2] + ["--seed", "2", "--resume", str(out)]) == 2
     assert "seed: journal 1, now 2" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--dataset", "cifar11"], "unknown dataset 'cifar11' in architecture table"),
-    (["--dataset", "cifar10", "--budget-epochs", "0"], "budget-epochs must be positive"),
-    (["--dataset", "cifar10", "--transfer-from", "cifar10"], "cannot also be a transfer-from dataset"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "cifar11"], "unknown dataset 'cifar11' in architecture table"),
+        (["--dataset", "cifar10", "--budget-epochs", "0"], "budget-epochs must be positive"),
+        (["--dataset", "cifar10", "--transfer-from", "cifar10"], "cannot also be a transfer-from dataset"),
+    ],
+)
 def test_bad_input_is_one_clear_line(nb201, tmp_path, capsys, extra, message):
-    argv = ["search", "--strategy", "random", "--evaluator", "table", "--table", str(nb201),
-            "--out", str(tmp_path / "x"), *extra]
+    argv = [
+        "search",
+        "--strategy",
+        "random",
+        "--evaluator",
+        "table",
+        "--table",
+        str(nb201),
+        "--out",
+        str(tmp_path / "x"),
+        *extra,
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("nax search: error: ") and message in err and err.count("\n") == 1
@@ -81,8 +114,22 @@ def test_unknown_strategy_and_missing_resume(tmp_path, capsys):
 def test_corrupt_journal_on_resume(tmp_path, capsys):
     csv = simulated_curve_csv(tmp_path / "sim.csv")
     out = tmp_path / "run"
-    argv = ["search", "--dataset", "beta", "--strategy", "random", "--no-early-stop", "--evaluator", "table",
-            "--table", str(csv), "--budget-epochs", str(3 * EPOCHS), "--out", str(out)]
+    argv = [
+        "search",
+        "--dataset",
+        "beta",
+        "--strategy",
+        "random",
+        "--no-early-stop",
+        "--evaluator",
+        "table",
+        "--table",
+        str(csv),
+        "--budget-epochs",
+        str(3 * EPOCHS),
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     lines = (out / "journal.jsonl").read_text().split("\n")
     lines[3] = lines[3].replace('"run"', '"r#n"')  # still JSON, but an epoch event without its run
@@ -104,7 +151,7 @@ def test_training_search_trains_as_the_shipped_meta_dataset_was():
     from nax import train
     from nax.search import config as config_lib
 
-    journal = Path(config_lib.METADATA_DIR) / "journal.jsonl"
+    journal = Path(sources_lib.METADATA_DIR) / "journal.jsonl"
     if not journal.is_file():
         pytest.skip(f"no meta-dataset journal at {journal}")
     recorded = json.loads(journal.read_text().splitlines()[0])["config"]["train"]
@@ -121,13 +168,13 @@ def test_default_tables_are_the_shipped_meta_dataset_curves():
     (archs.csv beside them is derived from the same runs and is not mixed in)."""
     from nax.search import config as config_lib
 
-    if not (config_lib.METADATA_DIR / "mnist5k.csv").is_file():
-        pytest.skip(f"no shipped meta-dataset in {config_lib.METADATA_DIR}")
+    if not (sources_lib.METADATA_DIR / "mnist5k.csv").is_file():
+        pytest.skip(f"no shipped meta-dataset in {sources_lib.METADATA_DIR}")
     cfg = config_lib.SearchConfig(dataset="mnist5k")
-    kind, table = config_lib.load_tables(cfg)
+    kind, table = sources_lib.load_tables(cfg)
     assert kind == "curve"
-    assert config_lib.sources_of(cfg, kind, table) == ["animal_mnist", "digits", "fashion_mnist", "opencv_digits"]
-    finals = config_lib.final_accuracies(kind, table, __import__("nax").space.nb201)
+    assert sources_lib.sources_of(cfg, kind, table) == ["animal_mnist", "digits", "fashion_mnist", "opencv_digits"]
+    finals = sources_lib.final_accuracies(kind, table, __import__("nax").space.nb201)
     assert len(finals.accuracy) == 5 * 157
 
 
@@ -137,8 +184,8 @@ def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch, tmp_path):
     the curve rule the search builds."""
     from nax import curves
     from nax.cli import search as search_cli
-    from nax.search import config as config_lib
     from nax.curves import stopping
+    from nax.search import config as config_lib
 
     parser = cli.build_parser()
     base = ["search", "--dataset", "mnist5k"]
@@ -152,9 +199,15 @@ def test_stop_adapt_flag_reaches_the_config_and_the_rule(monkeypatch, tmp_path):
     monkeypatch.setattr(curves, "fit_prior", lambda *a, **kw: hand_prior())
     seen = {}
     real = stopping.stop_rule
-    monkeypatch.setattr(stopping, "stop_rule",
-                        lambda prior, horizon, config: seen.update(adapt=config.adapt) or real(prior, horizon, config))
+    monkeypatch.setattr(
+        stopping,
+        "stop_rule",
+        lambda prior, horizon, config: seen.update(adapt=config.adapt) or real(prior, horizon, config),
+    )
     csv = simulated_curve_csv(tmp_path / "sim.csv")
-    parts = config_lib.build(config_lib.SearchConfig(dataset="beta", strategy="random", evaluator="table",
-                                                     tables=(str(csv),), stop_adapt=False))
+    parts = config_lib.build(
+        config_lib.SearchConfig(
+            dataset="beta", strategy="random", evaluator="table", tables=(str(csv),), stop_adapt=False
+        )
+    )
     assert seen["adapt"] is False and parts.stop_rule is not None

@@ -10,11 +10,10 @@ import sys
 import time
 
 import pytest
+from test_search_support import EPOCHS, simulated_curve_csv
 
 from nax.search import journal as journal_lib
 from nax.search.config import MODEL_FILE, SearchConfig, execute
-
-from test_search_support import EPOCHS, simulated_curve_csv
 
 CLI = "import sys; from nax import cli; sys.exit(cli.main(sys.argv[1:]))"
 RUNS = 16
@@ -54,13 +53,32 @@ def _comparable(path):
 @pytest.mark.slow
 def test_kill_during_the_fit_and_between_runs_then_resume(tmp_path):
     csv = simulated_curve_csv(tmp_path / "sim.csv")
-    cfg = SearchConfig(dataset="beta", strategy="transfer", early_stop=False, evaluator="table",
-                       tables=(str(csv),), budget_epochs=RUNS * EPOCHS)
+    cfg = SearchConfig(
+        dataset="beta",
+        strategy="transfer",
+        early_stop=False,
+        evaluator="table",
+        tables=(str(csv),),
+        budget_epochs=RUNS * EPOCHS,
+    )
     reference = tmp_path / "reference"
     execute(cfg, reference, log=lambda s: None)
     want = _comparable(reference / "journal.jsonl")
-    argv = ["search", "--dataset", "beta", "--strategy", "transfer", "--no-early-stop", "--evaluator", "table",
-            "--table", str(csv), "--budget-epochs", str(RUNS * EPOCHS), "--quiet"]
+    argv = [
+        "search",
+        "--dataset",
+        "beta",
+        "--strategy",
+        "transfer",
+        "--no-early-stop",
+        "--evaluator",
+        "table",
+        "--table",
+        str(csv),
+        "--budget-epochs",
+        str(RUNS * EPOCHS),
+        "--quiet",
+    ]
 
     # 1. killed while fitting the characteristic model: the header is there, the model is not
     out = tmp_path / "fit"
@@ -93,16 +111,15 @@ def test_kill_during_the_fit_and_between_runs_then_resume(tmp_path):
 
 
 def test_resume_loads_the_saved_curve_prior_instead_of_refitting(tmp_path, monkeypatch):
-    from nax import curves
-
     from test_curves_calibration import hand_prior
+
+    from nax import curves
 
     fits = []
     # a hand-made prior stands in for fitting one (minutes on two cores); saving and loading are real
     monkeypatch.setattr(curves, "fit_prior", lambda *a, **kw: fits.append(kw) or hand_prior())
     csv = simulated_curve_csv(tmp_path / "sim.csv")
-    cfg = SearchConfig(dataset="beta", strategy="random", evaluator="table", tables=(str(csv),),
-                       budget_epochs=EPOCHS)
+    cfg = SearchConfig(dataset="beta", strategy="random", evaluator="table", tables=(str(csv),), budget_epochs=EPOCHS)
     execute(cfg, tmp_path / "run", log=lambda s: None)
     saved = tmp_path / "run" / "curve_prior.json"
     assert len(fits) == 1 and curves.CurvePrior.load(saved).to_dict() == hand_prior().to_dict()

@@ -28,13 +28,23 @@ def evaluator(curve_csv):
 
 
 def _run(evaluator, out, *, strategy="evolution", budget=24 * EPOCHS, replay=None, journal=None, seed=3, batch=1):
-    strat = (strategies.evolution(evaluator.space, population=5, sample=3, batch=batch, candidates=evaluator.candidates())
-             if strategy == "evolution" else strategies.random(evaluator.space, batch=batch, candidates=evaluator.candidates()))
+    strat = (
+        strategies.evolution(evaluator.space, population=5, sample=3, batch=batch, candidates=evaluator.candidates())
+        if strategy == "evolution"
+        else strategies.random(evaluator.space, batch=batch, candidates=evaluator.candidates())
+    )
     if journal is None:
         journal = journal_lib.Journal.create(out / "journal.jsonl", {"strategy": strategy, "batch": batch}, seed)
     try:
-        return loop.run_search(strat, evaluator, loop.Budget(epochs=budget), jax.random.key(seed),
-                               journal=journal, stop_rule=margin_rule(), replay=replay)
+        return loop.run_search(
+            strat,
+            evaluator,
+            loop.Budget(epochs=budget),
+            jax.random.key(seed),
+            journal=journal,
+            stop_rule=margin_rule(),
+            replay=replay,
+        )
     finally:
         journal.close()
 
@@ -44,8 +54,18 @@ def _events(path):
 
 
 def _runs(outcome):
-    return [(r.run, r.result.arch, r.result.status, r.result.curve, r.result.final, r.result.predicted_final,
-             r.result.cost_epochs) for r in outcome.runs]
+    return [
+        (
+            r.run,
+            r.result.arch,
+            r.result.status,
+            r.result.curve,
+            r.result.final,
+            r.result.predicted_final,
+            r.result.cost_epochs,
+        )
+        for r in outcome.runs
+    ]
 
 
 @pytest.mark.slow
@@ -81,8 +101,13 @@ def test_resume_after_kill_at_any_point_continues_exactly(evaluator, tmp_path, b
     # kills after the header, after a start line, inside a run's epochs, after an end
     # line, at the very end, and torn writes in the middle of lines
     rng = np.random.default_rng(batch)
-    cuts = {ends[0], ends[1], ends[-1], *rng.choice(ends, 8, replace=False).tolist(),
-            *(int(x) for x in rng.integers(ends[0] + 1, len(data), 5))}
+    cuts = {
+        ends[0],
+        ends[1],
+        ends[-1],
+        *rng.choice(ends, 8, replace=False).tolist(),
+        *(int(x) for x in rng.integers(ends[0] + 1, len(data), 5)),
+    }
     for k, cut in enumerate(sorted(cuts)):
         resumed = _resume(evaluator, data[:cut], tmp_path / f"r{k}", batch=batch, budget=10 * EPOCHS)
         assert _runs(resumed) == _runs(full), f"cut at byte {cut}"
@@ -150,8 +175,9 @@ def test_the_epoch_budget_is_never_exceeded(evaluator, batch):
     in its batch): stopped runs leave the spend off the run grid, and the search ends with
     less than one run left rather than overshoot."""
     budget = 20 * EPOCHS + 5
-    out = loop.run_search(_strategy(evaluator, batch), evaluator, loop.Budget(epochs=budget), jax.random.key(0),
-                          stop_rule=margin_rule())
+    out = loop.run_search(
+        _strategy(evaluator, batch), evaluator, loop.Budget(epochs=budget), jax.random.key(0), stop_rule=margin_rule()
+    )
     assert out.summary()["runs_stopped"] > 0
     assert budget - EPOCHS < out.epochs_spent <= budget
     assert out.epochs_spent == sum(r.result.cost_epochs for r in out.runs)
@@ -175,9 +201,15 @@ def test_the_stream_is_the_search_and_until_ends_it(evaluator):
     assert [s.best for s in steps][-1] == max(finals) and steps[-1].epochs == full.epochs_spent
     target = sorted(f for f in finals if f > 0)[-2]  # the second-best final: reached before the end
     seen = []
-    short = loop.run_search(_strategy(evaluator), evaluator, budget, key, stop_rule=margin_rule(),
-                            until=lambda s: s.best is not None and s.best >= target,
-                            on_run=lambda run, best, spent: seen.append(spent))
+    short = loop.run_search(
+        _strategy(evaluator),
+        evaluator,
+        budget,
+        key,
+        stop_rule=margin_rule(),
+        until=lambda s: s.best is not None and s.best >= target,
+        on_run=lambda run, best, spent: seen.append(spent),
+    )
     first = next(i for i, s in enumerate(steps) if s.best is not None and s.best >= target)
     assert _runs(short) == _runs(full)[: first + 1] and short.epochs_spent == steps[first].epochs
     assert seen == [s.epochs for s in steps[: first + 1]] and len(short.runs) < len(full.runs)
@@ -197,8 +229,9 @@ def test_budget_must_be_positive():
 def test_unknown_strategy_and_dataset(curve_csv):
     with pytest.raises(ValueError, match="unknown strategy 'hill'; accepted: transfer, evolution, random"):
         SearchConfig(dataset="beta", strategy="hill")
-    cfg = SearchConfig(dataset="delta", strategy="random", evaluator="table", tables=(str(curve_csv),),
-                       early_stop=False)
+    cfg = SearchConfig(
+        dataset="delta", strategy="random", evaluator="table", tables=(str(curve_csv),), early_stop=False
+    )
     with pytest.raises(ValueError, match="unknown dataset 'delta'.*available: alpha, beta, gamma"):
         build(cfg)
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
@@ -228,14 +261,27 @@ def test_a_run_that_raises_is_failed_and_the_search_goes_on(evaluator, tmp_path)
 
 
 def test_execute_writes_outputs_and_refuses_a_changed_config(curve_csv, tmp_path):
-    cfg = SearchConfig(dataset="beta", strategy="evolution", evaluator="table", tables=(str(curve_csv),),
-                       early_stop=False, budget_epochs=6 * EPOCHS, population=3, sample=2)
+    cfg = SearchConfig(
+        dataset="beta",
+        strategy="evolution",
+        evaluator="table",
+        tables=(str(curve_csv),),
+        early_stop=False,
+        budget_epochs=6 * EPOCHS,
+        population=3,
+        sample=2,
+    )
     logs = []
     summary = execute(cfg, tmp_path, log=logs.append)
     assert summary["runs"] == 6 and summary["epochs_spent"] == 6 * EPOCHS
-    assert summary["best_accuracy"] == round(max(json.loads(l)["final"] for l in
-                                                 (tmp_path / "journal.jsonl").read_text().splitlines()[1:]
-                                                 if json.loads(l)["event"] == "end"), summary["accuracy_decimals"])
+    assert summary["best_accuracy"] == round(
+        max(
+            json.loads(l)["final"]
+            for l in (tmp_path / "journal.jsonl").read_text().splitlines()[1:]
+            if json.loads(l)["event"] == "end"
+        ),
+        summary["accuracy_decimals"],
+    )
     assert {p.name for p in tmp_path.iterdir()} >= {"journal.jsonl", "summary.json", "curves.png", "progress.png"}
     assert sum(l.startswith("run ") for l in logs) == 6 and "best" in logs[-1]
     with pytest.raises(ValueError, match="already holds a search"):
@@ -249,8 +295,14 @@ def test_execute_writes_outputs_and_refuses_a_changed_config(curve_csv, tmp_path
 
 
 def test_a_table_search_ends_when_every_architecture_has_run(curve_csv, tmp_path):
-    cfg = SearchConfig(dataset="alpha", strategy="random", evaluator="table", tables=(str(curve_csv),),
-                       early_stop=False, budget_minutes=10**6)
+    cfg = SearchConfig(
+        dataset="alpha",
+        strategy="random",
+        evaluator="table",
+        tables=(str(curve_csv),),
+        early_stop=False,
+        budget_minutes=10**6,
+    )
     summary = execute(cfg, tmp_path, log=lambda m: None)
     n_archs = len(CurveTableEvaluator(tables.load_curves(curve_csv), "alpha").candidates())
     assert summary["runs"] == n_archs and summary["epochs_spent"] == n_archs * EPOCHS

@@ -9,14 +9,13 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from test_search_support import EPOCHS, margin_rule, simulated_curve_csv
 
 from nax import cli, tables
 from nax.search import journal as journal_lib
 from nax.search import loop, progress, report, strategies
 from nax.search.config import SearchConfig, execute
 from nax.search.evaluators import CurveTableEvaluator, RunResult, TrainingEvaluator
-
-from test_search_support import EPOCHS, margin_rule, simulated_curve_csv
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,16 @@ def curve_csv(tmp_path_factory):
 
 
 def _cfg(csv, **kw):
-    return SearchConfig(**{"dataset": "beta", "strategy": "random", "evaluator": "table", "tables": (str(csv),),
-                           "early_stop": False, **kw})
+    return SearchConfig(
+        **{
+            "dataset": "beta",
+            "strategy": "random",
+            "evaluator": "table",
+            "tables": (str(csv),),
+            "early_stop": False,
+            **kw,
+        }
+    )
 
 
 def test_header_records_the_budget_and_epochs_a_run_trains(curve_csv, tmp_path):
@@ -38,8 +45,9 @@ def test_header_records_the_budget_and_epochs_a_run_trains(curve_csv, tmp_path):
     execute(_cfg(curve_csv, budget_minutes=1.0), tmp_path / "b", log=lambda s: None)
     head, _ = journal_lib.read(tmp_path / "b" / "journal.jsonl")
     assert head["config"]["budget_epochs"] is None and head["config"]["budget_minutes"] == 1.0
-    with pytest.raises(ValueError, match="--epochs-per-run is for an architecture table; a run of this search "
-                                         "trains 8 epochs, not 200"):
+    with pytest.raises(
+        ValueError, match="--epochs-per-run is for an architecture table; a run of this search trains 8 epochs, not 200"
+    ):
         execute(_cfg(curve_csv, epochs_per_run=200), tmp_path / "c", log=lambda s: None)
 
 
@@ -79,8 +87,23 @@ def test_resume_says_one_line_and_shows_only_new_runs(curve_csv, tmp_path):
 
 def test_a_torn_journal_warns_once_through_the_cli(curve_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["search", "--dataset", "beta", "--strategy", "random", "--no-early-stop", "--evaluator", "table",
-            "--table", str(curve_csv), "--budget-epochs", str(3 * EPOCHS), "--out", str(out), "--quiet"]
+    argv = [
+        "search",
+        "--dataset",
+        "beta",
+        "--strategy",
+        "random",
+        "--no-early-stop",
+        "--evaluator",
+        "table",
+        "--table",
+        str(curve_csv),
+        "--budget-epochs",
+        str(3 * EPOCHS),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     with open(out / "journal.jsonl", "ab") as fh:
         fh.write(b'{"event":"start","ru')
@@ -136,11 +159,24 @@ def _loss_table(path):
 @pytest.mark.slow  # ~25 s: fits the characteristic model
 def test_lower_is_better_scores_are_minimised_and_transfer_ranks_them_reversed(tmp_path, capsys):
     csv, beta = _loss_table(tmp_path / "loss.csv")
-    argv = ["search", "--dataset", "beta", "--evaluator", "table", "--table", str(csv), "--lower-is-better",
-            "--epochs-per-run", "10", "--quiet"]
+    argv = [
+        "search",
+        "--dataset",
+        "beta",
+        "--evaluator",
+        "table",
+        "--table",
+        str(csv),
+        "--lower-is-better",
+        "--epochs-per-run",
+        "10",
+        "--quiet",
+    ]
     # random over every cell: the best is the lowest loss, reported in the table's units
-    assert cli.main(argv + ["--strategy", "random", "--budget-epochs", str(10 * len(beta)),
-                            "--out", str(tmp_path / "r")]) == 0
+    assert (
+        cli.main(argv + ["--strategy", "random", "--budget-epochs", str(10 * len(beta)), "--out", str(tmp_path / "r")])
+        == 0
+    )
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["runs"] == len(beta) and summary["lower_is_better"] is True
     assert summary["best_score"] == min(beta.values()) and summary["best_arch"] == min(beta, key=beta.get)
@@ -152,7 +188,23 @@ def test_lower_is_better_scores_are_minimised_and_transfer_ranks_them_reversed(t
     first = next(e["arch"] for e in events if e["event"] == "end")
     assert sorted(beta.values()).index(beta[first]) < len(beta) / 5
     # and a curve table has no scores to reverse
-    assert cli.main(["search", "--dataset", "beta", "--evaluator", "table", "--strategy", "random",
-                     "--table", str(simulated_curve_csv(tmp_path / "c.csv")), "--lower-is-better",
-                     "--out", str(tmp_path / "c")]) == 2
+    assert (
+        cli.main(
+            [
+                "search",
+                "--dataset",
+                "beta",
+                "--evaluator",
+                "table",
+                "--strategy",
+                "random",
+                "--table",
+                str(simulated_curve_csv(tmp_path / "c.csv")),
+                "--lower-is-better",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "--lower-is-better is for an architecture table" in capsys.readouterr().err

@@ -32,8 +32,13 @@ def ray_executor():
     # workers cannot import the test modules: ship their classes by value
     for name in ("test_search_support", __name__):
         cloudpickle.register_pickle_by_value(sys.modules[name])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}},
+    )
     try:
         yield RayExecutor()
     finally:
@@ -42,15 +47,24 @@ def ray_executor():
 
 @pytest.fixture(scope="module")
 def evaluator(tmp_path_factory):
-    return CurveTableEvaluator(tables.load_curves(simulated_curve_csv(tmp_path_factory.mktemp("t") / "sim.csv")), "beta")
+    return CurveTableEvaluator(
+        tables.load_curves(simulated_curve_csv(tmp_path_factory.mktemp("t") / "sim.csv")), "beta"
+    )
 
 
 def _search(evaluator, executor, out: Path):
     strat = strategies.evolution(evaluator.space, population=4, sample=2, batch=3, candidates=evaluator.candidates())
     j = journal_lib.Journal.create(out / "journal.jsonl", {"batch": 3}, 1)
     try:
-        return loop.run_search(strat, evaluator, loop.Budget(epochs=8 * EPOCHS), jax.random.key(1),
-                               executor=executor, journal=j, stop_rule=margin_rule())
+        return loop.run_search(
+            strat,
+            evaluator,
+            loop.Budget(epochs=8 * EPOCHS),
+            jax.random.key(1),
+            executor=executor,
+            journal=j,
+            stop_rule=margin_rule(),
+        )
     finally:
         j.close()
 

@@ -28,8 +28,9 @@ def test_search_metrics_on_hand_made_arrays():
 
 def test_evolution_is_deduplicated_reproducible_and_stops_once_it_has_found_the_top():
     init = np.random.default_rng(1).choice(len(ENC), 10, replace=False)
-    runs = [simulate.regularized_evolution(np.random.default_rng(s), ENC, ACC, init, 3000, min_steps=20)
-            for s in (0, 0, 1)]
+    runs = [
+        simulate.regularized_evolution(np.random.default_rng(s), ENC, ACC, init, 3000, min_steps=20) for s in (0, 0, 1)
+    ]
     a = runs[0]
     np.testing.assert_array_equal(a, runs[1])
     assert not np.array_equal(a, runs[2][: len(a)])
@@ -46,8 +47,11 @@ def test_evolution_needs_fewer_evaluations_than_random_on_a_structured_objective
     for s in range(6):
         rng = np.random.default_rng(s)
         init = rng.choice(len(ENC), 10, replace=False)
-        evo.append(simulate.search_metrics(
-            simulate.regularized_evolution(rng, ENC, ACC, init, 3000, min_steps=1), init, ACC)["evals_to_top1"])
+        evo.append(
+            simulate.search_metrics(simulate.regularized_evolution(rng, ENC, ACC, init, 3000, min_steps=1), init, ACC)[
+                "evals_to_top1"
+            ]
+        )
         rnd.append(simulate.search_metrics(simulate.random_order(rng, len(ENC), init), init, ACC)["evals_to_top1"])
     assert np.mean(evo) < np.mean(rnd), (evo, rnd)
 

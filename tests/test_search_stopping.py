@@ -22,7 +22,9 @@ def _curve(final, t=np.arange(1, H + 1)):
 def test_hopeless_run_is_stopped_a_promising_one_is_not():
     rule = stop_rule(None, H, StopConfig(min_epochs=3, inference=InferenceConfig(num_samples=200, num_steps=300)))
     state = rule.init(jax.random.key(0))
-    done = [RunResult("a", "completed", tuple(_curve(f)), _curve(f)[-1], cost_epochs=H) for f in (0.8, 0.82, 0.85, 0.83)]
+    done = [
+        RunResult("a", "completed", tuple(_curve(f)), _curve(f)[-1], cost_epochs=H) for f in (0.8, 0.82, 0.85, 0.83)
+    ]
     failed = RunResult("b", "failed", (), error="x")
     told = loop.finished(done + [failed])
     assert len(told) == 4 and all(f.completed for f in told)  # a failed run has no curve to learn from

@@ -23,10 +23,13 @@ def _key(i):
     return jax.random.fold_in(jax.random.key(7), i)
 
 
-@pytest.mark.parametrize("make", [
-    lambda pool: strategies.random(SPACE, batch=3, candidates=pool),
-    lambda pool: strategies.evolution(SPACE, population=4, sample=2, batch=3, candidates=pool),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda pool: strategies.random(SPACE, batch=3, candidates=pool),
+        lambda pool: strategies.evolution(SPACE, population=4, sample=2, batch=3, candidates=pool),
+    ],
+)
 def test_no_repeats_until_the_pool_is_exhausted_and_pure(make):
     pool = _pool(30)
     s = make(pool)
@@ -74,6 +77,7 @@ def test_evolution_finds_better_cells_than_random_on_a_known_objective():
             vals.append(float((enc == 3).sum()))
             state = s.tell(state, [Observation(enc, vals[-1])])
         return np.mean(vals[-20:])
+
     evo = best_after(strategies.evolution(SPACE, population=10, sample=3))
     rnd = best_after(strategies.random(SPACE))
     assert evo > rnd + 1.0, (evo, rnd)

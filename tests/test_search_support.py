@@ -13,8 +13,9 @@ from nax.curves.stopping import Decision, Schedule, StopConfig, StopRule
 EPOCHS = 8
 
 
-def simulated_curve_csv(path: Path, datasets=("alpha", "beta", "gamma"), n_archs: int = 40, seed: int = 0,
-                        epochs: int = EPOCHS) -> Path:
+def simulated_curve_csv(
+    path: Path, datasets=("alpha", "beta", "gamma"), n_archs: int = 40, seed: int = 0, epochs: int = EPOCHS
+) -> Path:
     """A curve table of NB201 cells: per dataset, curves ``a - b * t**-c`` whose final value
     ``a`` rises with the number of 3x3 convolutions (so there is something to find)."""
     rng = np.random.default_rng(seed)
@@ -51,6 +52,13 @@ def _margin_decide(margin, state, curves, best) -> Decision:
 def margin_rule(margin: float = 0.1, min_epochs: int = 2, horizon: int = EPOCHS) -> StopRule:
     """A ``nax.curves.stopping.StopRule`` without a model: stop once a run is ``margin`` below
     the best final accuracy so far (checked every epoch from ``min_epochs``); predicts its last value."""
-    return StopRule(init=_no_state, update=_count, decide=functools.partial(_margin_decide, margin), judge=None,
-                    schedule=Schedule(min_epochs, 1, horizon), prior=None, horizon=horizon,
-                    config=StopConfig(min_epochs=min_epochs))
+    return StopRule(
+        init=_no_state,
+        update=_count,
+        decide=functools.partial(_margin_decide, margin),
+        judge=None,
+        schedule=Schedule(min_epochs, 1, horizon),
+        prior=None,
+        horizon=horizon,
+        config=StopConfig(min_epochs=min_epochs),
+    )

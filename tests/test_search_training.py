@@ -16,16 +16,22 @@ from nax.search import journal as journal_lib
 from nax.search import loop, progress, report, strategies
 from nax.search.evaluators import TrainingEvaluator
 
-CFG = train.TrainConfig(epochs=2, channels=4, cells_per_stage=1, batch_size=128, evaluate_test=False,
-                        learning_rate=0.05)
+CFG = train.TrainConfig(
+    epochs=2, channels=4, cells_per_stage=1, batch_size=128, evaluate_test=False, learning_rate=0.05
+)
 SPACE = space_lib.nb201
-CONV = SPACE.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
-POOL = SPACE.from_string("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")
+CONV = SPACE.from_string(
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+)
+POOL = SPACE.from_string(
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+)
 
 
 def _small(s: train.Splits) -> train.Splits:
-    return train.Splits(s.name, s.num_classes, s.train_images[:256], s.train_labels[:256],
-                        s.val_images[:128], s.val_labels[:128])
+    return train.Splits(
+        s.name, s.num_classes, s.train_images[:256], s.train_labels[:256], s.val_images[:128], s.val_labels[:128]
+    )
 
 
 @pytest.mark.slow

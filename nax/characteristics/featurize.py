@@ -205,7 +205,15 @@ Characteristic = Callable[[CellSpace, np.ndarray], tuple[np.ndarray, list[str]]]
 #: the characteristic groups, in column order (new ones go last: the columns of a model
 #: fitted before they existed stay a prefix, and such a model selects its own by name)
 CHARACTERISTICS: tuple[Characteristic, ...] = (
-    edge_ops, op_counts, edge_pairs, paths, structure, live_ops, sizes, live_edge_pairs, live_structure,
+    edge_ops,
+    op_counts,
+    edge_pairs,
+    paths,
+    structure,
+    live_ops,
+    sizes,
+    live_edge_pairs,
+    live_structure,
 )
 
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--train", nargs="+", required=True, metavar="CSV", help="source curve tables"
-    )
+    p.add_argument("--train", nargs="+", required=True, metavar="CSV", help="source curve tables")
     p.add_argument(
         "--test",
         nargs="+",
@@ -23,17 +21,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="CSV",
         help="target curve tables (left out of their own prior)",
     )
-    p.add_argument(
-        "--prefix", default="acc_", help="prefix of the per-epoch value columns"
-    )
+    p.add_argument("--prefix", default="acc_", help="prefix of the per-epoch value columns")
     p.add_argument(
         "--dataset-column",
         default="training_dataset",
         help="column naming each run's dataset",
     )
-    p.add_argument(
-        "--minimize", action="store_true", help="values are losses (lower is better)"
-    )
+    p.add_argument("--minimize", action="store_true", help="values are losses (lower is better)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--max-curves",
@@ -47,9 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=300,
         help="seeded subsample per source dataset for the prior",
     )
-    p.add_argument(
-        "--prior-steps", type=int, default=2000, help="SVI steps of the prior fit"
-    )
+    p.add_argument("--prior-steps", type=int, default=2000, help="SVI steps of the prior fit")
     p.add_argument(
         "--no-calibration",
         dest="calibrate",
@@ -73,9 +65,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    cmd = subparsers.add_parser(
-        "curves", help="learning-curve extrapolation benchmarks"
-    )
+    cmd = subparsers.add_parser("curves", help="learning-curve extrapolation benchmarks")
     sub = cmd.add_subparsers(dest="curves_command", required=True, metavar="SUBCOMMAND")
     b = sub.add_parser(
         "benchmark",
@@ -100,9 +90,7 @@ def register(subparsers) -> None:
         "K runs in would have them (context + calibration adapted to them), scored on the rest",
     )
     b.set_defaults(func=_benchmark, max_curves=None)
-    e = sub.add_parser(
-        "early-stop", help="epochs saved and regret of the early-termination rule"
-    )
+    e = sub.add_parser("early-stop", help="epochs saved and regret of the early-termination rule")
     _common(e)
     e.add_argument(
         "--threshold",
@@ -255,18 +243,30 @@ def _speed(args) -> int:
     if len(test) != 1:
         raise ValueError(f"--test holds {len(test)} datasets; speed takes one")
     require_sources(train, test)
-    (target, table), = test.items()
+    ((target, table),) = test.items()
     sources = [t for n, t in sorted(train.items()) if n != target]
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-    record = meta("nax curves speed", {**config, "target": target,
-                                       "sources": sorted(n for n in train if n != target)})
-    prior = fit_prior(tables.concat(sources), inference=PRIOR_INFERENCE.replace(num_steps=args.prior_steps),
-                      max_curves=args.max_train_curves, seed=args.seed)
-    out = speed_benchmark(prior, table, cutoff=args.cutoff, n_curves=args.curves,
-                          nuts_curves=tuple(args.nuts_curves), seed=args.seed, log=_log)
+    record = meta("nax curves speed", {**config, "target": target, "sources": sorted(n for n in train if n != target)})
+    prior = fit_prior(
+        tables.concat(sources),
+        inference=PRIOR_INFERENCE.replace(num_steps=args.prior_steps),
+        max_curves=args.max_train_curves,
+        seed=args.seed,
+    )
+    out = speed_benchmark(
+        prior,
+        table,
+        cutoff=args.cutoff,
+        n_curves=args.curves,
+        nuts_curves=tuple(args.nuts_curves),
+        seed=args.seed,
+        log=_log,
+    )
     out["meta"] = record
-    rows = [f"{r['inference']:>5} {r['call']:>5} {r['n_curves']:5d} curves  {r['seconds']:7.2f} s"
-            f"  ok {r['ok']}" for r in out["results"]]
+    rows = [
+        f"{r['inference']:>5} {r['call']:>5} {r['n_curves']:5d} curves  {r['seconds']:7.2f} s  ok {r['ok']}"
+        for r in out["results"]
+    ]
     print("\n".join(["inference call  curves  seconds", *rows]))
     _write(out, args.json)
     return 0

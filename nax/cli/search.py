@@ -24,40 +24,77 @@ def register(subparsers) -> None:
     )
     p.add_argument("--dataset", help="target dataset (a bundled dataset, or a dataset of --table)")
     p.add_argument("--strategy", choices=STRATEGIES, default="transfer")
-    p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
-                   help="train every architecture fully")
-    p.add_argument("--no-stop-adapt", dest="stop_adapt", action="store_false",
-                   help="early stopping keeps the sources' extrapolation noise instead of learning it "
-                        "from this search's finished runs too")
-    p.add_argument("--transfer-from", nargs="+", default=[], metavar="NAME",
-                   help="earlier datasets to transfer from (default: every other dataset of the tables)")
+    p.add_argument("--no-early-stop", dest="early_stop", action="store_false", help="train every architecture fully")
+    p.add_argument(
+        "--no-stop-adapt",
+        dest="stop_adapt",
+        action="store_false",
+        help="early stopping keeps the sources' extrapolation noise instead of learning it "
+        "from this search's finished runs too",
+    )
+    p.add_argument(
+        "--transfer-from",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="earlier datasets to transfer from (default: every other dataset of the tables)",
+    )
     b = p.add_mutually_exclusive_group()
-    b.add_argument("--budget-epochs", type=float, help="epochs to spend (default: 20 full runs); the journal "
-                   "header records the budget the search counts against")
+    b.add_argument(
+        "--budget-epochs",
+        type=float,
+        help="epochs to spend (default: 20 full runs); the journal header records the budget the search counts against",
+    )
     b.add_argument("--budget-minutes", type=float, help="minutes of training to spend")
-    p.add_argument("--executor", choices=("local", "ray"), default=None,
-                   help="where runs execute (default local; ray: a local or RAY_ADDRESS cluster)")
-    p.add_argument("--gpus-per-run", type=float, default=0.0,
-                   help="ray: GPUs each run claims (1 on a cluster of GPU machines: one training per GPU)")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default=None,
+        help="where runs execute (default local; ray: a local or RAY_ADDRESS cluster)",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        help="ray: GPUs each run claims (1 on a cluster of GPU machines: one training per GPU)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default: search-DATASET-STRATEGY-sSEED)")
     p.add_argument("--resume", metavar="DIR", help="continue the search journaled in DIR")
-    p.add_argument("--evaluator", choices=EVALUATORS, default="train",
-                   help="train for real (default) or replay --table")
-    p.add_argument("--table", nargs="+", default=[], metavar="CSV",
-                   help="curve tables or one architecture table (default: the shipped meta-dataset)")
+    p.add_argument(
+        "--evaluator", choices=EVALUATORS, default="train", help="train for real (default) or replay --table"
+    )
+    p.add_argument(
+        "--table",
+        nargs="+",
+        default=[],
+        metavar="CSV",
+        help="curve tables or one architecture table (default: the shipped meta-dataset)",
+    )
     p.add_argument("--batch", type=int, default=1, help="architectures evaluated at once")
-    p.add_argument("--preset", default="metadata",
-                   help="training preset of nax train (default metadata: as the shipped meta-dataset was trained)")
-    p.add_argument("--epochs-per-run", type=int, default=None,
-                   help="epochs an architecture-table run is charged (default 200, NAS-Bench-201); other "
-                        "searches charge what a run trains, and the journal header records it")
-    p.add_argument("--lower-is-better", action="store_true",
-                   help="the architecture table holds scores where lower is better (a loss): the search "
-                        "minimises them and the characteristic model ranks them reversed")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bar: one plain line per run (for logs); the bar is off anyway when "
-                        "stderr is not a terminal")
+    p.add_argument(
+        "--preset",
+        default="metadata",
+        help="training preset of nax train (default metadata: as the shipped meta-dataset was trained)",
+    )
+    p.add_argument(
+        "--epochs-per-run",
+        type=int,
+        default=None,
+        help="epochs an architecture-table run is charged (default 200, NAS-Bench-201); other "
+        "searches charge what a run trains, and the journal header records it",
+    )
+    p.add_argument(
+        "--lower-is-better",
+        action="store_true",
+        help="the architecture table holds scores where lower is better (a loss): the search "
+        "minimises them and the characteristic model ranks them reversed",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar: one plain line per run (for logs); the bar is off anyway when stderr is not a terminal",
+    )
     p.add_argument("--population", type=int, default=20, help="evolution: population size")
     p.add_argument("--sample", type=int, default=5, help="evolution: tournament size")
     p.set_defaults(func=main)
@@ -67,11 +104,23 @@ def _config(args):
     from nax.search import config as config_lib
 
     return config_lib.SearchConfig(
-        dataset=args.dataset, strategy=args.strategy, early_stop=args.early_stop, stop_adapt=args.stop_adapt,
-        transfer_from=tuple(args.transfer_from), budget_epochs=args.budget_epochs,
-        budget_minutes=args.budget_minutes, seed=args.seed, evaluator=args.evaluator, tables=tuple(args.table),
-        batch=args.batch, preset=args.preset, epochs_per_run=args.epochs_per_run, population=args.population,
-        sample=args.sample, executor=args.executor or "local", lower_is_better=args.lower_is_better,
+        dataset=args.dataset,
+        strategy=args.strategy,
+        early_stop=args.early_stop,
+        stop_adapt=args.stop_adapt,
+        transfer_from=tuple(args.transfer_from),
+        budget_epochs=args.budget_epochs,
+        budget_minutes=args.budget_minutes,
+        seed=args.seed,
+        evaluator=args.evaluator,
+        tables=tuple(args.table),
+        batch=args.batch,
+        preset=args.preset,
+        epochs_per_run=args.epochs_per_run,
+        population=args.population,
+        sample=args.sample,
+        executor=args.executor or "local",
+        lower_is_better=args.lower_is_better,
     )
 
 
@@ -101,9 +150,13 @@ def main(args: argparse.Namespace) -> int:
         from nax.search.executors import RayExecutor
 
         executor = RayExecutor(num_gpus=args.gpus_per_run)
-    summary = config_lib.execute(cfg, out, resume=bool(args.resume), journaled=journaled, executor=executor,
-                                 quiet=args.quiet)
-    print(json.dumps({k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent",
-                                              "epochs_saved_by_stopping", "runs")}))
+    summary = config_lib.execute(
+        cfg, out, resume=bool(args.resume), journaled=journaled, executor=executor, quiet=args.quiet
+    )
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("best_arch", "best_accuracy", "epochs_spent", "epochs_saved_by_stopping", "runs")}
+        )
+    )
     print(f"wrote {out}/journal.jsonl, summary.json, curves.png, progress.png")
     return 0

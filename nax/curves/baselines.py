@@ -61,9 +61,7 @@ def pow3_least_squares(
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
             try:
-                p, _ = curve_fit(
-                    _pow3, x, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5), maxfev=2000
-                )
+                p, _ = curve_fit(_pow3, x, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5), maxfev=2000)
             except (RuntimeError, ValueError):
                 continue
         pred = _pow3(horizon[i], *p)
@@ -72,9 +70,7 @@ def pow3_least_squares(
     return np.clip(out, *clip) if clip is not None else out
 
 
-def curve_features(
-    values: np.ndarray, mask: np.ndarray, *, num_points: int = 10
-) -> np.ndarray:
+def curve_features(values: np.ndarray, mask: np.ndarray, *, num_points: int = 10) -> np.ndarray:
     """Baker-style features [N, 2 * num_points - 1]: each curve's observed values linearly
     resampled at ``num_points`` equally spaced positions of its observed span, then the
     first differences of those."""
@@ -103,22 +99,16 @@ class SVRPredictor:
         self.seed = seed
         self.model = make_pipeline(StandardScaler(), NuSVR(nu=nu, C=C, kernel="rbf"))
 
-    def fit(
-        self, values: np.ndarray, mask: np.ndarray, final: np.ndarray
-    ) -> SVRPredictor:
+    def fit(self, values: np.ndarray, mask: np.ndarray, final: np.ndarray) -> SVRPredictor:
         """Train on truncated curves [N, T] (+ mask) and their final values [N]."""
         x = curve_features(values, mask, num_points=self.num_points)
         y = np.asarray(final, np.float64)
         if self.max_train is not None and len(x) > self.max_train:
-            keep = np.random.default_rng(self.seed).choice(
-                len(x), self.max_train, replace=False
-            )
+            keep = np.random.default_rng(self.seed).choice(len(x), self.max_train, replace=False)
             x, y = x[keep], y[keep]
         self.model.fit(x, y)
         return self
 
     def predict(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Predicted final values [N] of truncated curves [N, T]."""
-        return self.model.predict(
-            curve_features(values, mask, num_points=self.num_points)
-        )
+        return self.model.predict(curve_features(values, mask, num_points=self.num_points))

@@ -83,9 +83,7 @@ FAMILIES: dict[str, Callable] = {
 DEFAULT_FAMILIES: tuple[str, ...] = ("pow3", "log_power", "weibull", "ilog2")
 
 
-def progress(
-    name: str, t: jax.Array, log_kappa: jax.Array, log_delta: jax.Array
-) -> jax.Array:
+def progress(name: str, t: jax.Array, log_kappa: jax.Array, log_delta: jax.Array) -> jax.Array:
     """Normalised progress ``p(t) = h(t)/h(1)`` of family ``name``, in [0, 1].
 
     ``t``: normalised time (fraction of full training), any shape broadcasting with the
@@ -113,9 +111,7 @@ def num_params(families: tuple[str, ...] = DEFAULT_FAMILIES) -> int:
     return 5 + len(families) - 1
 
 
-def curve_mean(
-    z: jax.Array, t: jax.Array, families: tuple[str, ...] = DEFAULT_FAMILIES
-) -> jax.Array:
+def curve_mean(z: jax.Array, t: jax.Array, families: tuple[str, ...] = DEFAULT_FAMILIES) -> jax.Array:
     """Expected curve value (fraction in (0, 1)) at normalised times ``t``.
 
     ``z``: [..., D] unconstrained parameters; ``t``: [..., T] normalised times; the

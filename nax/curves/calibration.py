@@ -76,7 +76,7 @@ class Calibration(NamedTuple):
     adapted: dict | None = None
 
     @property
-    def source(self) -> "Calibration":
+    def source(self) -> Calibration:
         """The sources' calibration this one was adapted from (itself if not adapted)."""
         if self.adapted is None:
             return self
@@ -94,12 +94,19 @@ class Calibration(NamedTuple):
         return out
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "calibration") -> "Calibration":
+    def from_dict(cls, d: dict, where: str = "calibration") -> Calibration:
         missing = {"kind", "log_a", "b", "c"} - set(d)
         if missing or d["kind"] != KIND:
             raise ValueError(f"{where}: calibration is not a {KIND!r} record (missing {sorted(missing)})")
-        return cls(float(d["log_a"]), float(d["b"]), float(d["c"]), float(d.get("d", 0.0)),
-                   float(d.get("df", models.NOISE_DF)), d.get("fit"), d.get("adapted"))
+        return cls(
+            float(d["log_a"]),
+            float(d["b"]),
+            float(d["c"]),
+            float(d.get("d", 0.0)),
+            float(d.get("df", models.NOISE_DF)),
+            d.get("fit"),
+            d.get("adapted"),
+        )
 
 
 def ext_scale(calibration: Calibration, gap, headroom):
@@ -178,16 +185,9 @@ def fit_params(m, s, y, gap, headroom, weight, *, nodes: int = 8) -> tuple[Calib
         return float(v), np.asarray(g, np.float64)
 
     # a coarse grid first: the likelihood in log a is flat where sigma_ext << s_z
-    grid = [
-        (la, b, c)
-        for la in (-5.0, -3.5, -2.5, -1.5)
-        for b in (0.5, 1.0, 2.0)
-        for c in (0.0, 1.0)
-    ]
+    grid = [(la, b, c) for la in (-5.0, -3.5, -2.5, -1.5) for b in (0.5, 1.0, 2.0) for c in (0.0, 1.0)]
     start = min(grid, key=lambda th: f(th)[0])
-    res = scipy.optimize.minimize(
-        f, np.asarray(start), jac=True, method="L-BFGS-B", bounds=BOUNDS
-    )
+    res = scipy.optimize.minimize(f, np.asarray(start), jac=True, method="L-BFGS-B", bounds=BOUNDS)
     theta = res.x
     return Calibration(float(theta[0]), float(theta[1]), float(theta[2])), float(res.fun)
 
@@ -209,12 +209,11 @@ class Evidence(NamedTuple):
     run: np.ndarray
 
     @staticmethod
-    def concat(items: Sequence["Evidence"]) -> "Evidence":
+    def concat(items: Sequence[Evidence]) -> Evidence:
         # predictions may keep different numbers of finite draws: use the common first S
         n = min(e.m.shape[0] for e in items)
         return Evidence(
-            *(np.concatenate([e.m[:n] for e in items], axis=1),
-              np.concatenate([e.s[:n] for e in items], axis=1)),
+            *(np.concatenate([e.m[:n] for e in items], axis=1), np.concatenate([e.s[:n] for e in items], axis=1)),
             *(np.concatenate([getattr(e, k) for e in items]) for k in ("y", "gap", "head", "run")),
         )
 
@@ -301,20 +300,20 @@ def adapt(
     # the likelihood is flat in log a where sigma_ext << s_z: start from the best of a
     # few scales and shifts, not only from the sources' value
     starts = [np.clip(theta0, lo, hi)] + [
-        np.clip([la, theta0[1], theta0[2], d], lo, hi)
-        for la in (-5.0, -3.5, -2.5, -1.5, -0.5)
-        for d in (0.0, 2.0)
+        np.clip([la, theta0[1], theta0[2], d], lo, hi) for la in (-5.0, -3.5, -2.5, -1.5, -0.5) for d in (0.0, 2.0)
     ]
     start = min(starts, key=lambda th: f(th)[0])
     res = scipy.optimize.minimize(f, start, jac=True, method="L-BFGS-B", bounds=bounds)
     return calibration._replace(
-        log_a=float(res.x[0]), b=float(res.x[1]), c=float(res.x[2]), d=float(res.x[3]),
+        log_a=float(res.x[0]),
+        b=float(res.x[1]),
+        c=float(res.x[2]),
+        d=float(res.x[3]),
         adapted={
             "runs": int(len(counts)),
             "predictions": int(k),
             "scale": [float(v) for v in scale],
-            "source": {"log_a": float(theta0[0]), "b": float(theta0[1]), "c": float(theta0[2]),
-                       "d": float(source.d)},
+            "source": {"log_a": float(theta0[0]), "b": float(theta0[1]), "c": float(theta0[2]), "d": float(source.d)},
         },
     )
 

@@ -34,9 +34,7 @@ LOG_SIGMA_SCALE_MIN = 0.25
 CALIBRATION_INFERENCE = InferenceConfig(num_steps=1000, num_samples=200)
 
 
-def source_datasets(
-    tables, *, max_curves: int | None = None, seed: int = 0
-) -> list[tuple[str, object]]:
+def source_datasets(tables, *, max_curves: int | None = None, seed: int = 0) -> list[tuple[str, object]]:
     """(dataset name, ``CurveTable``) of every dataset in ``tables`` (a table or a list),
     each a seeded random subset of at most ``max_curves`` runs."""
     if not isinstance(tables, (list, tuple)):
@@ -46,16 +44,12 @@ def source_datasets(
     for table in tables:
         for name, sub in table.by_dataset().items():
             if max_curves is not None and sub.n_runs > max_curves:
-                sub = sub.subset(
-                    np.sort(rng.choice(sub.n_runs, max_curves, replace=False))
-                )
+                sub = sub.subset(np.sort(rng.choice(sub.n_runs, max_curves, replace=False)))
             parts.append((name, sub))
     return parts
 
 
-def observed_from_tables(
-    tables, *, max_curves: int | None = None, seed: int = 0
-) -> Observed:
+def observed_from_tables(tables, *, max_curves: int | None = None, seed: int = 0) -> Observed:
     """Stack curve tables (``nax.tables.CurveTable``) into one batch, one dataset per name.
 
     Each dataset's horizon is the last epoch column of its runs; ``max_curves`` keeps a
@@ -95,9 +89,7 @@ def observed_from_tables(
     )
 
 
-def prior_from_fit(
-    fit: inference_lib.Fit, families: tuple[str, ...], *, minimize: bool, info: dict
-) -> CurvePrior:
+def prior_from_fit(fit: inference_lib.Fit, families: tuple[str, ...], *, minimize: bool, info: dict) -> CurvePrior:
     """Summarise the population level of a hierarchical fit as a :class:`CurvePrior`."""
     lat = {k: np.asarray(v, np.float64) for k, v in fit.latents.items()}
     mu_pop, tau, sigma, chol = lat["mu_pop"], lat["tau"], lat["sigma"], lat["L"]
@@ -159,9 +151,7 @@ def fit_prior(
     )
     info = {
         "datasets": list(obs.dataset_names),
-        "curves_per_dataset": np.bincount(
-            obs.dataset, minlength=len(obs.dataset_names)
-        ).tolist(),
+        "curves_per_dataset": np.bincount(obs.dataset, minlength=len(obs.dataset_names)).tolist(),
         "method": cfg.method,
         "seed": seed,
         "num_steps": cfg.num_steps if cfg.method == "svi" else None,
@@ -237,9 +227,7 @@ def fit_calibration(
     for name, table in sources:
         table = table.subset(table.mask[:, -1])
         if max_curves is not None and table.n_runs > max_curves:
-            table = table.subset(
-                np.sort(rng.choice(table.n_runs, max_curves, replace=False))
-            )
+            table = table.subset(np.sort(rng.choice(table.n_runs, max_curves, replace=False)))
         if table.n_runs < 2:
             continue
         horizon = int(table.epochs[-1])
@@ -259,9 +247,7 @@ def fit_calibration(
                 seed=seed,
             )
             if not pred.ok:
-                problems.append(
-                    f"{name}@{cutoff}: {'; '.join(pred.diagnostics['problems'])}"
-                )
+                problems.append(f"{name}@{cutoff}: {'; '.join(pred.diagnostics['problems'])}")
                 continue
             m, s = pred.final_mean_scale()
             groups.append(
@@ -282,16 +268,12 @@ def fit_calibration(
         return None
     cat = lambda k: np.concatenate([g[k] for g in groups], axis=-1)
     weight = np.concatenate([np.full(len(g["y"]), 1.0 / len(g["y"])) for g in groups])
-    calibration, nll = fit_params(
-        cat("m"), cat("s"), cat("y"), cat("gap"), cat("head"), weight / weight.sum()
-    )
+    calibration, nll = fit_params(cat("m"), cat("s"), cat("y"), cat("gap"), cat("head"), weight / weight.sum())
     coverage = []
     for g in groups:
         # the uncalibrated draws plus extrapolation noise: the calibrated predictive
         e = ext_scale(calibration, g["gap"], g["head"])
-        y = to_model_scale(g["samples"], g["minimize"]) + e * rng.standard_t(
-            models.NOISE_DF, g["samples"].shape
-        )
+        y = to_model_scale(g["samples"], g["minimize"]) + e * rng.standard_t(models.NOISE_DF, g["samples"].shape)
         if g["minimize"]:
             y = np.clip(y, 1e-12, 1.0)
         after = from_model_scale(y, g["minimize"])

@@ -46,7 +46,7 @@ class InferenceConfig:
         if self.method not in ("svi", "nuts"):
             raise ValueError(f"unknown inference method {self.method!r}; use 'svi' or 'nuts'")
 
-    def replace(self, **changes) -> "InferenceConfig":
+    def replace(self, **changes) -> InferenceConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -66,15 +66,11 @@ class Fit:
 
 def _optimizer(lr: float, num_steps: int):
     schedule = optax.cosine_decay_schedule(lr, num_steps, alpha=0.1)
-    return numpyro.optim.optax_to_numpyro(
-        optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-    )
+    return numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
 
 
 @functools.lru_cache(maxsize=64)
-def _svi_program(
-    model: str, num_steps: int, num_samples: int, lr: float, static: tuple
-):
+def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static: tuple):
     # one jitted program per configuration; jax.jit then caches it per input shape, so
     # repeated fits on same-sized batches (cutoffs, epochs of a replay) compile once
     kwargs = dict(static)
@@ -91,9 +87,7 @@ def _svi_program(
 
         state, losses = jax.lax.scan(step, state, None, length=num_steps)
         params = svi.get_params(state)
-        latents = Predictive(guide, params=params, num_samples=num_samples)(
-            k_draw, *args, **kwargs
-        )
+        latents = Predictive(guide, params=params, num_samples=num_samples)(k_draw, *args, **kwargs)
         return losses, {k: v for k, v in latents.items() if k != "y"}
 
     return jax.jit(run)
@@ -120,9 +114,7 @@ def fit(
     fn = models.MODELS[model]
     start = time.perf_counter()
     if method == "svi":
-        program = _svi_program(
-            model, num_steps, num_samples, float(lr), tuple(sorted(kwargs.items()))
-        )
+        program = _svi_program(model, num_steps, num_samples, float(lr), tuple(sorted(kwargs.items())))
         losses, latents = program(key, *args)
         losses = np.asarray(losses)
         finite = np.isfinite(losses)
@@ -134,9 +126,7 @@ def fit(
         problems = []
         # a few skipped steps (stable_update) are harmless; many mean the fit went astray
         if (~finite).mean() > 0.01 or not np.isfinite(tail).all():
-            problems.append(
-                f"{int((~finite).sum())} of {num_steps} ELBO steps non-finite"
-            )
+            problems.append(f"{int((~finite).sum())} of {num_steps} ELBO steps non-finite")
         if not all(np.isfinite(np.asarray(v)).all() for v in latents.values()):
             problems.append("non-finite posterior draws")
     elif method == "nuts":
@@ -157,9 +147,7 @@ def fit(
         mcmc.run(key, *args, extra_fields=("diverging",), **kwargs)
         grouped = mcmc.get_samples(group_by_chain=True)
         divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-        stats = summary(
-            {k: np.asarray(v) for k, v in grouped.items()}, group_by_chain=True
-        )
+        stats = summary({k: np.asarray(v) for k, v in grouped.items()}, group_by_chain=True)
         r_hat = max(float(np.nanmax(s["r_hat"])) for s in stats.values())
         ess = min(float(np.nanmin(s["n_eff"])) for s in stats.values())
         latents = {k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}

@@ -40,9 +40,7 @@ def prior_loc_scale(num_params: int) -> tuple[jax.Array, jax.Array]:
 def _likelihood(z, y, mask, t, families):
     mean = basis.curve_mean(z, t, families)
     scale = basis.noise_scale(z)[:, None]
-    numpyro.sample(
-        "y", dist.StudentT(NOISE_DF, mean, scale).mask(mask).to_event(1), obs=y
-    )
+    numpyro.sample("y", dist.StudentT(NOISE_DF, mean, scale).mask(mask).to_event(1), obs=y)
 
 
 def no_transfer(y, mask, t, *, families=basis.DEFAULT_FAMILIES):
@@ -54,9 +52,7 @@ def no_transfer(y, mask, t, *, families=basis.DEFAULT_FAMILIES):
         _likelihood(z, y, mask, t, families)
 
 
-def hierarchical(
-    y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES
-):
+def hierarchical(y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES):
     """Population -> dataset -> curve. ``dataset``: int [N] in [0, num_datasets)."""
     d = basis.num_params(families)
     loc, scale = prior_loc_scale(d)
@@ -80,9 +76,7 @@ def transfer(y, mask, t, prior: dict, *, families=basis.DEFAULT_FAMILIES):
     curve-level correlation, fixed at its posterior estimate).
     """
     d = basis.num_params(families)
-    mu_t = numpyro.sample(
-        "mu_t", dist.Normal(prior["mu_loc"], prior["mu_scale"]).to_event(1)
-    )
+    mu_t = numpyro.sample("mu_t", dist.Normal(prior["mu_loc"], prior["mu_scale"]).to_event(1))
     sigma = numpyro.sample(
         "sigma",
         dist.LogNormal(prior["log_sigma_loc"], prior["log_sigma_scale"]).to_event(1),
@@ -100,9 +94,7 @@ MODELS = {
 }
 
 
-def curve_params(
-    name: str, latents: dict, *, dataset=None, prior: dict | None = None
-) -> jax.Array:
+def curve_params(name: str, latents: dict, *, dataset=None, prior: dict | None = None) -> jax.Array:
     """Per-curve parameters ``z`` [S, N, D] from latent samples (leading dim S)."""
     if name == "no_transfer":
         return latents["z"]
@@ -150,17 +142,11 @@ def _per_curve(name, n, d, init_loc):
 def no_transfer_guide(y, mask, t, *, families=basis.DEFAULT_FAMILIES):
     d = basis.num_params(families)
     loc, _ = prior_loc_scale(d)
-    init = (
-        jnp.broadcast_to(loc, (y.shape[0], d))
-        .at[:, basis.FINAL]
-        .set(_logit_last(y, mask))
-    )
+    init = jnp.broadcast_to(loc, (y.shape[0], d)).at[:, basis.FINAL].set(_logit_last(y, mask))
     _per_curve("z", y.shape[0], d, init)
 
 
-def hierarchical_guide(
-    y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES
-):
+def hierarchical_guide(y, mask, t, dataset, num_datasets: int, *, families=basis.DEFAULT_FAMILIES):
     d = basis.num_params(families)
     loc, _ = prior_loc_scale(d)
     _normal("mu_pop", (d,), loc)
@@ -195,13 +181,9 @@ def _logit_last(y, mask):
     return jnp.log(last) - jnp.log1p(-last)
 
 
-def log_likelihood(
-    z: jax.Array, y: jax.Array, t: jax.Array, families=basis.DEFAULT_FAMILIES
-) -> jax.Array:
+def log_likelihood(z: jax.Array, y: jax.Array, t: jax.Array, families=basis.DEFAULT_FAMILIES) -> jax.Array:
     """Pointwise log density of values ``y`` [N, K] at times ``t`` [N, K] under ``z`` [S, N, D] -> [S, N, K]."""
-    mean = basis.curve_mean(
-        z, jnp.broadcast_to(t, z.shape[:-1] + t.shape[-1:]), families
-    )
+    mean = basis.curve_mean(z, jnp.broadcast_to(t, z.shape[:-1] + t.shape[-1:]), families)
     return dist.StudentT(NOISE_DF, mean, basis.noise_scale(z)[..., None]).log_prob(y)
 
 

@@ -71,9 +71,7 @@ def prepare(
     if values.ndim == 1:
         values = values[None]
     if values.ndim != 2:
-        raise ValueError(
-            f"curves must be a [curves, epochs] array, got shape {values.shape}"
-        )
+        raise ValueError(f"curves must be a [curves, epochs] array, got shape {values.shape}")
     n, num_t = values.shape
     if mask is None:
         mask = np.isfinite(values)
@@ -82,14 +80,10 @@ def prepare(
         bad = mask & ~np.isfinite(values)
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise ValueError(
-                f"curve {r} has a non-finite value at observed column {c}; mark it unobserved in the mask"
-            )
+            raise ValueError(f"curve {r} has a non-finite value at observed column {c}; mark it unobserved in the mask")
     empty = ~mask.any(axis=1)
     if empty.any():
-        raise ValueError(
-            f"{int(empty.sum())} curve(s) have no observed value (first: row {int(np.argmax(empty))})"
-        )
+        raise ValueError(f"{int(empty.sum())} curve(s) have no observed value (first: row {int(np.argmax(empty))})")
     epochs = np.arange(1, num_t + 1) if epochs is None else np.asarray(epochs)
     if epochs.shape != (num_t,):
         raise ValueError(f"epochs must have shape ({num_t},), got {epochs.shape}")
@@ -109,24 +103,16 @@ def prepare(
     obs = values[mask]
     if minimize:
         if (obs < 0).any():
-            raise ValueError(
-                "minimize=True expects non-negative losses; found a negative value"
-            )
+            raise ValueError("minimize=True expects non-negative losses; found a negative value")
     elif (obs < 0).any() or (obs > 1).any():
-        hint = (
-            " (percentages? divide by 100)"
-            if obs.max() > 1 and obs.max() <= 100
-            else ""
-        )
+        hint = " (percentages? divide by 100)" if obs.max() > 1 and obs.max() <= 100 else ""
         raise ValueError(
             f"accuracy values must be fractions in [0, 1], found range [{obs.min():.4g}, {obs.max():.4g}]{hint}; "
             "use minimize=True (--minimize) for losses"
         )
     y = np.where(mask, to_model_scale(np.where(mask, values, 0.0), minimize), 0.0)
     t = np.clip(epochs[None, :] / horizon[:, None], 0.0, None)
-    dataset = (
-        np.zeros(n, np.int32) if dataset is None else np.asarray(dataset, np.int32)
-    )
+    dataset = np.zeros(n, np.int32) if dataset is None else np.asarray(dataset, np.int32)
     return Observed(
         y=y.astype(np.float32),
         mask=mask,

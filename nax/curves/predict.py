@@ -111,9 +111,7 @@ class Prediction:
         recomposed under another calibration (:func:`compose_draws`) without a new fit:
         ``y`` [S, N, K] model-scale draws without extrapolation noise, ``ext`` [S, N, K] its
         standard Student-t draws, ``gap`` and ``headroom`` [N, K]."""
-        epochs = np.broadcast_to(
-            np.asarray(epochs), (len(self.horizon),) + np.shape(epochs)[-1:]
-        )
+        epochs = np.broadcast_to(np.asarray(epochs), (len(self.horizon),) + np.shape(epochs)[-1:])
         t = jnp.asarray(epochs / self.horizon[:, None], jnp.float32)
         mean = np.asarray(_curve_mean(self.z, t, self.families), np.float64)
         scale = np.asarray(basis.noise_scale(self.z), np.float64)[..., None]
@@ -145,14 +143,10 @@ class Prediction:
         y = to_model_scale(v, self.minimize)
         if self.calibrated:
             m, s = self.final_mean_scale()
-            lpd = calib.log_density(
-                self.calibration, m, s, y, 1.0 - self.t_obs, 1.0 - self.y_last
-            )
+            lpd = calib.log_density(self.calibration, m, s, y, 1.0 - self.t_obs, 1.0 - self.y_last)
             return lpd - v if self.minimize else lpd
         t = jnp.ones((len(self.horizon), 1), jnp.float32)
-        ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[
-            ..., 0
-        ]
+        ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[..., 0]
         lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
 
@@ -217,9 +211,7 @@ def predict(
             context_horizon = int(query.horizon.max())
         ctx = prepare(context, None, horizon=context_horizon, minimize=minimize)
         width = max(y.shape[1], ctx.y.shape[1])
-        pad = lambda a, w, c=0: np.pad(
-            a, ((0, 0), (0, w - a.shape[1])), constant_values=c
-        )
+        pad = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)
         y = np.concatenate([pad(y, width), pad(ctx.y, width)])
         m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
         t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
@@ -240,16 +232,12 @@ def predict(
     model = "no_transfer" if prior is None else "transfer"
     args = data if prior is None else data + (prior.model_prior(),)
     result = inference_lib.fit(model, args, {"families": families}, inference, seed=seed)
-    z = models.curve_params(
-        model, result.latents, prior=None if prior is None else prior.model_prior()
-    )[:, :n]
+    z = models.curve_params(model, result.latents, prior=None if prior is None else prior.model_prior())[:, :n]
     if not bool(jnp.isfinite(z).all()):
         # report, never crash: non-finite draws are dropped; with none left the caller sees ok=False
         finite = np.asarray(jnp.isfinite(z).all(axis=(1, 2)))
         result.diagnostics["ok"] = False
-        result.diagnostics["problems"].append(
-            f"{int((~finite).sum())} non-finite draws dropped"
-        )
+        result.diagnostics["problems"].append(f"{int((~finite).sum())} non-finite draws dropped")
         z = z[finite] if finite.any() else jnp.zeros((1,) + z.shape[1:])
     # where each query curve was last seen, for the extrapolation noise
     last = np.argmax(np.cumsum(query.mask, axis=1), axis=1)
@@ -257,9 +245,7 @@ def predict(
     return Prediction(
         t_obs=query.t[rows_n, last].astype(np.float64),
         y_last=query.y[rows_n, last].astype(np.float64),
-        calibration=None
-        if prior is None
-        else (calibration if calibration is not None else prior.calibration),
+        calibration=None if prior is None else (calibration if calibration is not None else prior.calibration),
         z=z,
         horizon=query.horizon,
         families=families,

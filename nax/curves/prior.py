@@ -77,9 +77,7 @@ class CurvePrior:
     @classmethod
     def from_dict(cls, d: dict, where: str = "prior") -> CurvePrior:
         if d.get("format") != FORMAT:
-            raise ValueError(
-                f"{where}: not a nax curve prior (format {d.get('format')!r}, expected {FORMAT!r})"
-            )
+            raise ValueError(f"{where}: not a nax curve prior (format {d.get('format')!r}, expected {FORMAT!r})")
         version = d.get("version")
         if version not in READABLE_VERSIONS:
             raise ValueError(
@@ -102,15 +100,12 @@ class CurvePrior:
             raise ValueError(f"{where}: unknown curve families {unknown}")
         dim = basis.num_params(fams)
         arrs = {
-            k: np.asarray(d[k], np.float64)
-            for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L")
+            k: np.asarray(d[k], np.float64) for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L")
         }
         for k, v in arrs.items():
             want = (dim, dim) if k == "L" else (dim,)
             if v.shape != want:
-                raise ValueError(
-                    f"{where}: field {k} has shape {v.shape}, expected {want}"
-                )
+                raise ValueError(f"{where}: field {k} has shape {v.shape}, expected {want}")
         return cls(
             families=fams,
             minimize=bool(d.get("minimize", False)),

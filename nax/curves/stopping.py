@@ -52,10 +52,7 @@ class Schedule(NamedTuple):
     horizon: int
 
     def due(self, epoch: int) -> bool:
-        return (
-            self.min_epochs <= epoch < self.horizon
-            and (epoch - self.min_epochs) % self.check_every == 0
-        )
+        return self.min_epochs <= epoch < self.horizon and (epoch - self.min_epochs) % self.check_every == 0
 
     def epochs(self) -> np.ndarray:
         return np.arange(self.min_epochs, self.horizon, self.check_every)
@@ -105,7 +102,7 @@ class StopConfig:
         if self.min_epochs < 1 or self.check_every < 1:
             raise ValueError("min_epochs and check_every are at least 1")
 
-    def replace(self, **changes) -> "StopConfig":
+    def replace(self, **changes) -> StopConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -163,17 +160,17 @@ class FinalDraws(NamedTuple):
     minimize: bool
 
     @classmethod
-    def from_prediction(cls, pred: Prediction) -> "FinalDraws":
+    def from_prediction(cls, pred: Prediction) -> FinalDraws:
         y, ext, gap, head = pred.draw_components(pred.horizon[:, None])
         last = lambda a: None if a is None else a[..., 0]
-        return cls(last(y), last(ext), last(gap), last(head), pred.final_mean_scale()[0],
-                   pred.ok, pred.minimize)
+        return cls(last(y), last(ext), last(gap), last(head), pred.final_mean_scale()[0], pred.ok, pred.minimize)
 
-    def take(self, rows) -> "FinalDraws":
+    def take(self, rows) -> FinalDraws:
         """The draws of runs ``rows`` (an index array or slice)."""
         col = lambda a: None if a is None else a[..., rows]
-        return FinalDraws(col(self.y), col(self.ext), col(self.gap), col(self.head),
-                          col(self.mean), self.ok, self.minimize)
+        return FinalDraws(
+            col(self.y), col(self.ext), col(self.gap), col(self.head), col(self.mean), self.ok, self.minimize
+        )
 
 
 class StopRule(NamedTuple):
@@ -287,8 +284,9 @@ def _decide(prior, horizon: int, config: StopConfig, state: StopState, curves, b
     return _judge(prior, config, state, FinalDraws.from_prediction(pred), best)
 
 
-def _update(prior, horizon: int, config: StopConfig, state: StopState,
-            finished: Sequence[Finished], key: jax.Array) -> StopState:
+def _update(
+    prior, horizon: int, config: StopConfig, state: StopState, finished: Sequence[Finished], key: jax.Array
+) -> StopState:
     adapting = config.adapt and prior is not None and prior.calibration is not None
     checks = adapt_checkpoints(horizon, config.min_epochs, config.adapt_checks)
     rows, again, given, completed = [], [], [], 0
@@ -311,15 +309,20 @@ def _update(prior, horizon: int, config: StopConfig, state: StopState,
         ev = []
         if again and len(checks):
             # run ids continue past the context, so each run weighs one in the refit
-            ev = finished_evidence(prior, np.array(again), state.context, checks,
-                                   first_id=len(state.context), minimize=config.minimize,
-                                   inference=config.inference, seed=state.seed)
+            ev = finished_evidence(
+                prior,
+                np.array(again),
+                state.context,
+                checks,
+                first_id=len(state.context),
+                minimize=config.minimize,
+                inference=config.inference,
+                seed=state.seed,
+            )
         runs = state.runs + completed
         state = state._replace(evidence=state.evidence + tuple(ev) + tuple(given), runs=runs)
         if config.refit.due(runs, state.fitted_at):
-            state = state._replace(
-                calibration=calib.adapt(prior.calibration, list(state.evidence)), fitted_at=runs
-            )
+            state = state._replace(calibration=calib.adapt(prior.calibration, list(state.evidence)), fitted_at=runs)
     context = np.concatenate([state.context, np.array(rows).reshape(-1, horizon)])
     return state._replace(context=context, seed=int(jax.random.randint(key, (), 0, 2**30)))
 

@@ -12,30 +12,27 @@ dataset and transfers from the tables given, by default the shipped meta-dataset
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
 
 from nax import space as space_lib
-from nax import tables
 from nax.search import evaluators as ev_lib
 from nax.search import executors as ex_lib
 from nax.search import journal as journal_lib
-from nax.search import loop
+from nax.search import loop, report, strategies
 from nax.search import progress as progress_lib
-from nax.search import report
-from nax.search import strategies
+from nax.search.sources import final_accuracies, load_tables, sources_of
 
 STRATEGIES = ("transfer", "evolution", "random")
 EVALUATORS = ("train", "table")
 JOURNAL = "journal.jsonl"
-METADATA_DIR = Path(__file__).resolve().parent.parent / "metadata"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,84 +102,12 @@ class SearchConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SearchConfig":
+    def from_dict(cls, d: dict) -> SearchConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
             raise ValueError(f"unknown search config fields {sorted(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-# ---------------------------------------------------------------------------- tables
-def _table_kind(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"table {path} not found")
-    with open(path, newline="") as fh:
-        header = [h.strip() for h in next(csv.reader(fh), [])]
-    if {"arch", "dataset"} <= set(header) and {"accuracy", "score"} & set(header):
-        return "arch"
-    return "curve"
-
-
-def table_paths(config: SearchConfig) -> list[Path]:
-    """The tables of this search: given, or the shipped meta-dataset."""
-    if config.tables:
-        return [Path(t) for t in config.tables]
-    # the curve tables (archs.csv holds the same final accuracies, derived from them)
-    paths = [p for p in sorted(METADATA_DIR.glob("*.csv")) if _table_kind(p) == "curve"]
-    if not paths:
-        raise FileNotFoundError(f"no meta-dataset in {METADATA_DIR}; give --table CSV (a curve table or "
-                                "an architecture table such as NAS-Bench-201's)")
-    return paths
-
-
-def load_tables(config: SearchConfig):
-    """``("curve", CurveTable)`` or ``("arch", ArchTable)`` of all the search's tables."""
-    paths = table_paths(config)
-    kinds = {_table_kind(p) for p in paths}
-    if kinds == {"arch"}:
-        if len(paths) != 1:
-            raise ValueError("give one architecture table (or curve tables)")
-        return "arch", tables.load_archs(paths[0], space=space_lib.get(config.space),
-                                         lower_is_better=config.lower_is_better)
-    if config.lower_is_better:
-        raise ValueError("--lower-is-better is for an architecture table of scores (losses); "
-                         "the search maximises the accuracies of curve tables")
-    if kinds != {"curve"}:
-        raise ValueError("tables must be all curve tables or one architecture table")
-    return "curve", tables.concat([tables.load_curves(p) for p in paths])
-
-
-def final_accuracies(kind: str, table, space) -> tables.ArchTable:
-    """An architecture table of final accuracies (a curve table's last observed values);
-    a table of scores higher-is-better (a loss negated: the model ranks them)."""
-    if kind == "arch":
-        if table.unit != "score":
-            return table
-        return tables.ArchTable.from_encodings(table.encodings, table.datasets, table.oriented, space=space,
-                                               meta=table.meta, unit="score", source=table.source)
-    if "arch" not in table.meta:
-        raise ValueError(f"curve table {table.source} has no 'arch' column: cannot transfer selection from it")
-    full = table.lengths == table.lengths.max() if len(table.lengths) else np.zeros(0, bool)
-    sub = table.subset(full)
-    return tables.ArchTable.from_encodings(
-        np.stack([space.from_string(str(a)) for a in sub.meta["arch"]]), sub.datasets, sub.final,
-        space=space, source=table.source)
-
-
-def _datasets(kind: str, table) -> list[str]:
-    return sorted(set(map(str, table.datasets)))
-
-
-def sources_of(config: SearchConfig, kind: str, table) -> list[str]:
-    """The transfer-from datasets: as configured, else every table dataset but the target."""
-    present = _datasets(kind, table)
-    if config.transfer_from:
-        missing = [d for d in config.transfer_from if d not in present]
-        if missing:
-            raise ValueError(f"transfer-from datasets {missing} are not in the tables; present: {', '.join(present)}")
-        return list(config.transfer_from)
-    return [d for d in present if d != config.dataset]
 
 
 # ---------------------------------------------------------------------------- parts
@@ -240,8 +165,10 @@ def resolve(config: SearchConfig, evaluator, *, strict: bool = True) -> SearchCo
     epochs = int(evaluator.max_epochs)
     fixed = not isinstance(evaluator, ev_lib.ArchTableEvaluator)
     if strict and fixed and config.epochs_per_run not in (None, epochs):
-        raise ValueError(f"--epochs-per-run is for an architecture table; a run of this search trains {epochs} "
-                         f"epochs, not {config.epochs_per_run}")
+        raise ValueError(
+            f"--epochs-per-run is for an architecture table; a run of this search trains {epochs} "
+            f"epochs, not {config.epochs_per_run}"
+        )
     budget = config.budget_epochs
     if budget is None and config.budget_minutes is None:
         budget = float(20 * epochs)
@@ -268,8 +195,14 @@ def _fitted(path: Path | None, what: str, fit, save, load, reuse: bool, stage, l
     return load(path)
 
 
-def fit_parts(setup: Setup, out: Path | None = None, *, reuse: bool = False, stage=None,
-              log: Callable[[str], None] = lambda s: None) -> Parts:
+def fit_parts(
+    setup: Setup,
+    out: Path | None = None,
+    *,
+    reuse: bool = False,
+    stage=None,
+    log: Callable[[str], None] = lambda s: None,
+) -> Parts:
     """Strategy and stopping rule of ``setup``: the transferred models are fitted, or with
     ``reuse`` loaded from ``out`` where an earlier start of this search saved them.
     ``stage(what)``: a context manager around each fit (default: ``log`` a line first)."""
@@ -286,10 +219,16 @@ def fit_parts(setup: Setup, out: Path | None = None, *, reuse: bool = False, sta
         from nax import characteristics as ch
         from nax.search import transfer
 
-        model = _fitted(out and out / MODEL_FILE, f"the characteristic model on {', '.join(sources)}",
-                        lambda: ch.fit(final_accuracies(kind, table, space), list(sources), seed=config.seed,
-                                       space=space),
-                        lambda m, p: m.save(str(p)), lambda p: ch.CharacteristicModel.load(str(p)), reuse, stage, log)
+        model = _fitted(
+            out and out / MODEL_FILE,
+            f"the characteristic model on {', '.join(sources)}",
+            lambda: ch.fit(final_accuracies(kind, table, space), list(sources), seed=config.seed, space=space),
+            lambda m, p: m.save(str(p)),
+            lambda p: ch.CharacteristicModel.load(str(p)),
+            reuse,
+            stage,
+            log,
+        )
         strategy = transfer.strategy_from_model(model, space, batch=config.batch, candidates=setup.candidates)
 
     stop_rule = None
@@ -301,10 +240,19 @@ def fit_parts(setup: Setup, out: Path | None = None, *, reuse: bool = False, sta
             from nax.curves import stopping
 
             curve_sources = table.subset(np.isin(table.datasets, sources))
-            prior = _fitted(out and out / PRIOR_FILE, f"the curve prior on {', '.join(sources)}",
-                            lambda: curves.fit_prior(curve_sources, seed=config.seed, max_curves=200),
-                            lambda pr, p: pr.save(p), curves.CurvePrior.load, reuse, stage, log)
-            stop_rule = stopping.stop_rule(prior, setup.evaluator.max_epochs, stopping.StopConfig(adapt=config.stop_adapt))
+            prior = _fitted(
+                out and out / PRIOR_FILE,
+                f"the curve prior on {', '.join(sources)}",
+                lambda: curves.fit_prior(curve_sources, seed=config.seed, max_curves=200),
+                lambda pr, p: pr.save(p),
+                curves.CurvePrior.load,
+                reuse,
+                stage,
+                log,
+            )
+            stop_rule = stopping.stop_rule(
+                prior, setup.evaluator.max_epochs, stopping.StopConfig(adapt=config.stop_adapt)
+            )
     max_runs = None if setup.candidates is None else len(setup.candidates)
     return Parts(strategy, setup.evaluator, setup.budget, stop_rule, notes, max_runs)
 
@@ -320,8 +268,17 @@ def read_journal(out: str | Path) -> tuple[dict, list[dict]]:
     return journal_lib.read(Path(out) / JOURNAL)
 
 
-def execute(config: SearchConfig | None, out: str | Path, *, resume: bool = False, journaled=None,
-            log: Callable[[str], None] = print, quiet: bool = False, on_run=None, executor=None) -> dict:
+def execute(
+    config: SearchConfig | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    journaled=None,
+    log: Callable[[str], None] = print,
+    quiet: bool = False,
+    on_run=None,
+    executor=None,
+) -> dict:
     """Run (or with ``resume``, continue) the search of ``config`` in ``out``; returns the summary.
 
     The journal header goes first, then the transferred models are fitted and saved beside
@@ -344,8 +301,7 @@ def execute(config: SearchConfig | None, out: str | Path, *, resume: bool = Fals
     if resume:
         # a journal from before the budget was resolved in its header resumes too
         then = resolve(SearchConfig.from_dict(head["config"]), setup.evaluator, strict=False).to_dict()
-        journal_lib.check_header({**head, "config": then}, config.to_dict(), config.seed,
-                                 ignore=SearchConfig.RESUMABLE)
+        journal_lib.check_header({**head, "config": then}, config.to_dict(), config.seed, ignore=SearchConfig.RESUMABLE)
         journal = journal_lib.Journal.reopen(path)
         journal.append({"event": "resume", "time": time.time()})
     else:
@@ -365,21 +321,42 @@ def execute(config: SearchConfig | None, out: str | Path, *, resume: bool = Fals
             if on_run is not None:
                 on_run(run, best, spent)
 
-        outcome = loop.run_search(parts.strategy, evaluator, parts.budget, jax.random.key(config.seed),
-                                  executor=executor, journal=journal, stop_rule=parts.stop_rule,
-                                  replay=replay, on_run=each, max_runs=parts.max_runs)
+        outcome = loop.run_search(
+            parts.strategy,
+            evaluator,
+            parts.budget,
+            jax.random.key(config.seed),
+            executor=executor,
+            journal=journal,
+            stop_rule=parts.stop_rule,
+            replay=replay,
+            on_run=each,
+            max_runs=parts.max_runs,
+        )
     finally:
         show.close()
         journal.close()
     score = setup.kind == "arch" and setup.table.unit == "score"
     if score:  # the runs' finals are oriented (a loss negated); report the table's own value
         best = outcome.best
-        extra_score = {"best_accuracy": None, "lower_is_better": config.lower_is_better,
-                       "best_score": None if best is None else (-1 if config.lower_is_better else 1) * best.result.final}
-    extra = {"strategy": config.strategy, "early_stop": parts.stop_rule is not None, "seed": config.seed,
-             "budget_epochs": parts.budget.epochs, "budget_minutes": parts.budget.minutes, "notes": parts.notes,
-             "accuracy_decimals_from": why, **(extra_score if score else {})}
-    name = ("negated score (lower is better)" if config.lower_is_better else "score") if score else "validation accuracy"
+        extra_score = {
+            "best_accuracy": None,
+            "lower_is_better": config.lower_is_better,
+            "best_score": None if best is None else (-1 if config.lower_is_better else 1) * best.result.final,
+        }
+    extra = {
+        "strategy": config.strategy,
+        "early_stop": parts.stop_rule is not None,
+        "seed": config.seed,
+        "budget_epochs": parts.budget.epochs,
+        "budget_minutes": parts.budget.minutes,
+        "notes": parts.notes,
+        "accuracy_decimals_from": why,
+        **(extra_score if score else {}),
+    }
+    name = (
+        ("negated score (lower is better)" if config.lower_is_better else "score") if score else "validation accuracy"
+    )
     return report.write_outputs(outcome, out, extra, decimals=decimals, budget=parts.budget, value_name=name)
 
 

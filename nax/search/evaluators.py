@@ -69,7 +69,9 @@ class RunResult:
         if self.status == "completed":
             return self.final
         if self.status == "stopped":
-            return self.predicted_final if self.predicted_final is not None else (self.curve[-1] if self.curve else None)
+            return (
+                self.predicted_final if self.predicted_final is not None else (self.curve[-1] if self.curve else None)
+            )
         return None
 
 
@@ -85,8 +87,9 @@ class Evaluator(Protocol):
     def evaluate(self, enc: np.ndarray, seed: int, should_stop: StopFn | None = None) -> RunResult: ...
 
 
-def _replay(arch: str, curve: np.ndarray, should_stop: StopFn | None, sec_per_epoch: float | None,
-            t0: float) -> RunResult:
+def _replay(
+    arch: str, curve: np.ndarray, should_stop: StopFn | None, sec_per_epoch: float | None, t0: float
+) -> RunResult:
     """Walk a recorded curve epoch by epoch, as training would produce it."""
     seen: list[float] = []
     n = len(curve)
@@ -102,8 +105,18 @@ def _replay(arch: str, curve: np.ndarray, should_stop: StopFn | None, sec_per_ep
 def _result(arch, status, seen, final, predicted, sec_per_epoch, t0) -> RunResult:
     wall = time.perf_counter() - t0
     cost_s = len(seen) * sec_per_epoch if sec_per_epoch is not None else wall
-    return RunResult(arch, status, tuple(seen), final, None if predicted is None else float(predicted),
-                     len(seen), float(cost_s), wall, None, tuple({"val_acc": v} for v in seen))
+    return RunResult(
+        arch,
+        status,
+        tuple(seen),
+        final,
+        None if predicted is None else float(predicted),
+        len(seen),
+        float(cost_s),
+        wall,
+        None,
+        tuple({"val_acc": v} for v in seen),
+    )
 
 
 class CurveTableEvaluator:
@@ -114,15 +127,24 @@ class CurveTableEvaluator:
     training seconds of a row), that time pro rata; otherwise the replay's wall time.
     """
 
-    def __init__(self, table: CurveTable, dataset: str, space: CellSpace = nb201, *,
-                 arch_column: str = "arch", seconds_column: str = "train_time_s"):
+    def __init__(
+        self,
+        table: CurveTable,
+        dataset: str,
+        space: CellSpace = nb201,
+        *,
+        arch_column: str = "arch",
+        seconds_column: str = "train_time_s",
+    ):
         if table.minimize:
             raise ValueError("the search maximises accuracy; this curve table holds losses (minimize)")
         if arch_column not in table.meta:
             raise ValueError(f"curve table {table.source} has no {arch_column!r} column of architecture strings")
         known = sorted(set(map(str, table.datasets)))
         if dataset not in known:
-            raise ValueError(f"unknown dataset {dataset!r} in curve table {table.source}; available: {', '.join(known)}")
+            raise ValueError(
+                f"unknown dataset {dataset!r} in curve table {table.source}; available: {', '.join(known)}"
+            )
         sel = table.datasets == dataset
         keep = table.epochs > 0
         values = table.values[sel][:, keep]
@@ -165,18 +187,24 @@ class ArchTableEvaluator:
     def __init__(self, table: ArchTable, dataset: str, *, epochs: int = 200):
         known = sorted(set(map(str, table.datasets)))
         if dataset not in known:
-            raise ValueError(f"unknown dataset {dataset!r} in architecture table {table.source}; "
-                             f"available: {', '.join(known)}")
+            raise ValueError(
+                f"unknown dataset {dataset!r} in architecture table {table.source}; available: {', '.join(known)}"
+            )
         sel = np.flatnonzero(table.datasets == dataset)
         seeds = table.meta["seed"][sel] if "seed" in table.meta else np.zeros(len(sel))
         sel = sel[np.lexsort((seeds, np.asarray(table.archs, dtype=object)[sel].astype(str)))]
         acc = table.oriented[sel] if table.unit == "score" else table.accuracy_fraction[sel]
-        secs = table.meta["train_time_s"][sel].astype(np.float64) if "train_time_s" in table.meta else np.full(len(sel), np.nan)
+        secs = (
+            table.meta["train_time_s"][sel].astype(np.float64)
+            if "train_time_s" in table.meta
+            else np.full(len(sel), np.nan)
+        )
         self.space, self.dataset, self.max_epochs = table.space, dataset, int(epochs)
         self._rows: dict[str, list[tuple[float, float]]] = {}
         idx = self.space.index(table.encodings[sel])
-        names = {int(k): self.space.to_string(table.encodings[sel[j]])
-                 for k, j in zip(*np.unique(idx, return_index=True))}
+        names = {
+            int(k): self.space.to_string(table.encodings[sel[j]]) for k, j in zip(*np.unique(idx, return_index=True))
+        }
         for k, v, s in zip(idx.tolist(), acc.tolist(), secs.tolist()):
             self._rows.setdefault(names[k], []).append((v, s))
 
@@ -202,8 +230,15 @@ class ArrayEvaluator:
     and no seconds. The values are returned as ``final`` unchanged.
     """
 
-    def __init__(self, encodings: np.ndarray, values: np.ndarray, space: CellSpace = nb201, *,
-                 dataset: str = "target", epochs: int = 1):
+    def __init__(
+        self,
+        encodings: np.ndarray,
+        values: np.ndarray,
+        space: CellSpace = nb201,
+        *,
+        dataset: str = "target",
+        epochs: int = 1,
+    ):
         encodings = space.validate(encodings).reshape(-1, space.num_edges)
         values = np.asarray(values, np.float64)
         if len(values) != len(encodings):
@@ -230,7 +265,9 @@ class TrainingEvaluator:
     (non-finite loss) keeps its partial curve and counts as a failure for the strategy.
     """
 
-    def __init__(self, dataset: Any, cfg: Any = None, space: CellSpace = nb201, data_dir: str | os.PathLike | None = None):
+    def __init__(
+        self, dataset: Any, cfg: Any = None, space: CellSpace = nb201, data_dir: str | os.PathLike | None = None
+    ):
         from nax import data, train
 
         if isinstance(dataset, train.Splits):  # arrays in hand (tests, custom data)
@@ -269,15 +306,28 @@ class TrainingEvaluator:
             return bool(stop)
 
         t0 = time.perf_counter()
-        rec = train.train_architecture(enc, self.splits(), self.cfg.replace(seed=int(seed)), callback=callback,
-                                       space=self.space)
+        rec = train.train_architecture(
+            enc, self.splits(), self.cfg.replace(seed=int(seed)), callback=callback, space=self.space
+        )
         wall = time.perf_counter() - t0
         # a diverged epoch has no validation accuracy: the curve is the finite prefix
         curve = tuple(float(m.val_accuracy) for m in rec.curve if math.isfinite(m.val_accuracy))
-        metrics = tuple({"val_acc": m.val_accuracy, "val_loss": m.val_loss, "train_loss": m.train_loss,
-                         "epoch_s": m.epoch_s} for m in rec.curve)
+        metrics = tuple(
+            {"val_acc": m.val_accuracy, "val_loss": m.val_loss, "train_loss": m.train_loss, "epoch_s": m.epoch_s}
+            for m in rec.curve
+        )
         status = rec.status
         error = "non-finite training loss" if status == "diverged" else None
         final = curve[-1] if status == "completed" and curve else None
-        return RunResult(rec.arch, status, curve, final, predicted[0] if status == "stopped" else None,
-                         len(rec.curve), wall, wall, error, metrics)
+        return RunResult(
+            rec.arch,
+            status,
+            curve,
+            final,
+            predicted[0] if status == "stopped" else None,
+            len(rec.curve),
+            wall,
+            wall,
+            error,
+            metrics,
+        )

@@ -69,8 +69,15 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, num_cpus: float = 1, num_gpus: float = 0,
-                 max_retries: int = 1, init_kwargs: dict | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        max_retries: int = 1,
+        init_kwargs: dict | None = None,
+    ):
         try:
             import ray
         except ImportError:
@@ -78,8 +85,9 @@ class RayExecutor:
         self._ray = ray
         if not ray.is_initialized():
             ray.init(address=address, **(init_kwargs or {}))
-        self._remote = ray.remote(_ray_run_task).options(num_cpus=num_cpus, num_gpus=num_gpus,
-                                                         max_retries=max_retries, retry_exceptions=False)
+        self._remote = ray.remote(_ray_run_task).options(
+            num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries, retry_exceptions=False
+        )
         self.max_retries = max_retries
         self._evaluator_ref = (None, None)
 
@@ -102,8 +110,12 @@ class RayExecutor:
                 yield self._ray.get(fut)
             except self._ray.exceptions.RayError as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                yield _failed(evaluator, task, f"worker died ({1 + self.max_retries} attempts): "
-                              f"{type(e).__name__}: {first}", time.perf_counter() - t0)
+                yield _failed(
+                    evaluator,
+                    task,
+                    f"worker died ({1 + self.max_retries} attempts): {type(e).__name__}: {first}",
+                    time.perf_counter() - t0,
+                )
 
     def close(self) -> None:
         pass

@@ -33,20 +33,40 @@ from nax.journal import JournalWarning
 FORMAT = 1
 EVENTS = ("start", "epoch", "end", "stopped", "failed", "resume")
 _RESULT = ("run", "arch", "status", "curve", "final", "cost_epochs", "cost_s")
-REQUIRED = {"header": ("format", "nax_version", "seed", "config"), "start": ("run", "arch", "seed"),
-            "epoch": ("run", "epoch", "metrics"), "end": _RESULT, "stopped": _RESULT + ("predicted_final",),
-            "failed": _RESULT + ("error",), "resume": ()}
+REQUIRED = {
+    "header": ("format", "nax_version", "seed", "config"),
+    "start": ("run", "arch", "seed"),
+    "epoch": ("run", "epoch", "metrics"),
+    "end": _RESULT,
+    "stopped": _RESULT + ("predicted_final",),
+    "failed": _RESULT + ("error",),
+    "resume": (),
+}
 #: fields that hold wall-clock measurements (left out when comparing two journals)
 CLOCK_FIELDS = ("time", "wall_s")
 
-__all__ = ["CLOCK_FIELDS", "EVENTS", "FORMAT", "Journal", "JournalWarning", "check_header", "header", "read",
-           "strip_clock"]
+__all__ = [
+    "CLOCK_FIELDS",
+    "EVENTS",
+    "FORMAT",
+    "Journal",
+    "JournalWarning",
+    "check_header",
+    "header",
+    "read",
+    "strip_clock",
+]
 
 
 def header(config: Mapping[str, Any], seed: int) -> dict:
     """The header line of a journal for ``config`` (JSON-able mapping) and ``seed``."""
-    return {"event": "header", "format": FORMAT, "nax_version": nax.__version__, "seed": int(seed),
-            "config": jsonio.clean(dict(config))}
+    return {
+        "event": "header",
+        "format": FORMAT,
+        "nax_version": nax.__version__,
+        "seed": int(seed),
+        "config": jsonio.clean(dict(config)),
+    }
 
 
 class Journal(jsonl.Journal):
@@ -55,8 +75,11 @@ class Journal(jsonl.Journal):
     @classmethod
     def create(cls, path: str | os.PathLike, config: Mapping[str, Any], seed: int) -> Journal:
         """Start a new journal at ``path``; refuses to overwrite a non-empty file."""
-        return super().create(path, header(config, seed),
-                              exists_hint=f"resume it with --resume {Path(path).parent} or choose another --out")
+        return super().create(
+            path,
+            header(config, seed),
+            exists_hint=f"resume it with --resume {Path(path).parent} or choose another --out",
+        )
 
 
 def read(path: str | os.PathLike) -> tuple[dict, list[dict]]:
@@ -83,12 +106,13 @@ def read(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     return head, out[1:]
 
 
-def check_header(head: Mapping[str, Any], config: Mapping[str, Any], seed: int,
-                 ignore: Iterable[str] = ()) -> None:
+def check_header(head: Mapping[str, Any], config: Mapping[str, Any], seed: int, ignore: Iterable[str] = ()) -> None:
     """Raise ValueError unless the journal was written by this nax version for this config."""
     if head.get("nax_version") != nax.__version__:
-        raise ValueError(f"journal was written by nax {head.get('nax_version')}, this is nax "
-                         f"{nax.__version__}: a resumed search would not continue exactly; start a new one")
+        raise ValueError(
+            f"journal was written by nax {head.get('nax_version')}, this is nax "
+            f"{nax.__version__}: a resumed search would not continue exactly; start a new one"
+        )
     want = header(config, seed)
     diffs = [f"seed: journal {head.get('seed')!r}, now {want['seed']!r}"] if head.get("seed") != want["seed"] else []
     old, new = head.get("config", {}), want["config"]

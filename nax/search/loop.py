@@ -53,8 +53,11 @@ from nax.search.strategies import Observation, Strategy
 def finished(results: Sequence[RunResult]) -> list[Finished]:
     """What the stopping rule learns from a batch: the runs that ended with a curve
     (completed, or stopped by the rule; not failed or diverged)."""
-    return [Finished(np.asarray(r.curve, np.float64), r.status == "completed") for r in results
-            if r.status in ("completed", "stopped")]
+    return [
+        Finished(np.asarray(r.curve, np.float64), r.status == "completed")
+        for r in results
+        if r.status in ("completed", "stopped")
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +118,9 @@ class SearchOutcome:
 
     def summary(self) -> dict:
         best = self.best
-        counts = {s: sum(r.result.status == s for r in self.runs) for s in ("completed", "stopped", "diverged", "failed")}
+        counts = {
+            s: sum(r.result.status == s for r in self.runs) for s in ("completed", "stopped", "diverged", "failed")
+        }
         return {
             "dataset": self.dataset,
             "best_arch": best.result.arch if best else None,
@@ -134,10 +139,20 @@ class SearchOutcome:
 def _result_event(run: Run, dataset: str) -> dict:
     r = run.result
     kind = {"completed": "end", "stopped": "stopped"}.get(r.status, "failed")
-    ev = {"event": kind, "run": run.run, "arch": r.arch, "dataset": dataset, "status": r.status,
-          "epoch": len(r.curve), "metrics": {"val_acc": r.final if r.status == "completed" else (r.curve[-1] if r.curve else None)},
-          "curve": list(r.curve), "final": r.final, "cost_epochs": r.cost_epochs, "cost_s": r.cost_s,
-          "wall_s": r.wall_s}
+    ev = {
+        "event": kind,
+        "run": run.run,
+        "arch": r.arch,
+        "dataset": dataset,
+        "status": r.status,
+        "epoch": len(r.curve),
+        "metrics": {"val_acc": r.final if r.status == "completed" else (r.curve[-1] if r.curve else None)},
+        "curve": list(r.curve),
+        "final": r.final,
+        "cost_epochs": r.cost_epochs,
+        "cost_s": r.cost_s,
+        "wall_s": r.wall_s,
+    }
     if kind == "stopped":
         ev["predicted_final"] = r.predicted_final
     if kind == "failed":
@@ -146,10 +161,18 @@ def _result_event(run: Run, dataset: str) -> dict:
 
 
 def _result_from_event(ev: dict) -> RunResult:
-    return RunResult(ev["arch"], ev["status"], tuple(float(v) for v in ev["curve"]), ev.get("final"),
-                     ev.get("predicted_final"), int(ev["cost_epochs"]), float(ev["cost_s"]),
-                     float(ev.get("wall_s") or 0.0), ev.get("error"),
-                     tuple({"val_acc": float(v)} for v in ev["curve"]))
+    return RunResult(
+        ev["arch"],
+        ev["status"],
+        tuple(float(v) for v in ev["curve"]),
+        ev.get("final"),
+        ev.get("predicted_final"),
+        int(ev["cost_epochs"]),
+        float(ev["cost_s"]),
+        float(ev.get("wall_s") or 0.0),
+        ev.get("error"),
+        tuple({"val_acc": float(v)} for v in ev["curve"]),
+    )
 
 
 class Replay(NamedTuple):
@@ -232,8 +255,9 @@ def iter_search(
         tasks = []
         # every run of a batch may train to the end: hand out only the whole runs that fit
         for enc in encs:
-            if (max_runs is not None and next_run >= max_runs) or \
-                    not budget.fits(epochs + len(tasks) * evaluator.max_epochs, seconds, evaluator.max_epochs):
+            if (max_runs is not None and next_run >= max_runs) or not budget.fits(
+                epochs + len(tasks) * evaluator.max_epochs, seconds, evaluator.max_epochs
+            ):
                 break
             tasks.append(Task(next_run, enc, _run_seed(k_seed, next_run), should_stop))
             next_run += 1
@@ -241,12 +265,24 @@ def iter_search(
             if t.run in replay.starts:
                 was = replay.starts[t.run]["arch"]
                 if was != evaluator.space.to_string(t.enc):
-                    raise ValueError(f"journal run {t.run} evaluated {was} but this search asks for "
-                                     f"{evaluator.space.to_string(t.enc)}: the journal comes from another search")
+                    raise ValueError(
+                        f"journal run {t.run} evaluated {was} but this search asks for "
+                        f"{evaluator.space.to_string(t.enc)}: the journal comes from another search"
+                    )
         todo = [t for t in tasks if t.run not in replay.finished]
         if journal is not None and todo:
-            journal.extend({"event": "start", "run": t.run, "batch": batch, "arch": evaluator.space.to_string(t.enc),
-                            "dataset": dataset, "seed": t.seed, "time": time.time()} for t in todo)
+            journal.extend(
+                {
+                    "event": "start",
+                    "run": t.run,
+                    "batch": batch,
+                    "arch": evaluator.space.to_string(t.enc),
+                    "dataset": dataset,
+                    "seed": t.seed,
+                    "time": time.time(),
+                }
+                for t in todo
+            )
         fresh = executor.map(evaluator, todo) if todo else iter(())
         batch_runs = []
         for t in tasks:
@@ -254,9 +290,22 @@ def iter_search(
             result = next(fresh) if new else replay.finished[t.run]
             run = Run(t.run, batch, t.seed, np.asarray(t.enc), result)
             if new and journal is not None:
-                journal.extend([*({"event": "epoch", "run": t.run, "arch": result.arch, "dataset": dataset,
-                                   "epoch": e, "metrics": dict(m)} for e, m in enumerate(result.epoch_metrics, start=1)),
-                                _result_event(run, dataset)])
+                journal.extend(
+                    [
+                        *(
+                            {
+                                "event": "epoch",
+                                "run": t.run,
+                                "arch": result.arch,
+                                "dataset": dataset,
+                                "epoch": e,
+                                "metrics": dict(m),
+                            }
+                            for e, m in enumerate(result.epoch_metrics, start=1)
+                        ),
+                        _result_event(run, dataset),
+                    ]
+                )
             epochs += result.cost_epochs
             seconds += result.cost_s
             if result.status == "completed" and result.final is not None and (best is None or result.final > best):
@@ -291,8 +340,17 @@ def run_search(
     """
     runs: list[Run] = []
     epochs, seconds = 0, 0.0
-    stream = iter_search(strategy, evaluator, budget, key, executor=executor, journal=journal,
-                         stop_rule=stop_rule, replay=replay, max_runs=max_runs)
+    stream = iter_search(
+        strategy,
+        evaluator,
+        budget,
+        key,
+        executor=executor,
+        journal=journal,
+        stop_rule=stop_rule,
+        replay=replay,
+        max_runs=max_runs,
+    )
     for step in stream:
         runs.append(step.run)
         epochs, seconds = step.epochs, step.seconds

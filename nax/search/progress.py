@@ -13,7 +13,7 @@ import contextlib
 import sys
 import threading
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from tqdm.auto import tqdm
 
@@ -86,10 +86,16 @@ class Progress:
             self._emit(f"replaying {len(self._replayed)} finished runs from the journal ...")
         if self.live:
             epochs = budget.epochs is not None
-            self._bar = tqdm(total=budget.epochs if epochs else 60.0 * budget.minutes, unit="epoch" if epochs else "s",
-                             desc="search", file=self.file, dynamic_ncols=True, leave=True,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit} "
-                                        "[{elapsed}<{remaining}{postfix}]")
+            self._bar = tqdm(
+                total=budget.epochs if epochs else 60.0 * budget.minutes,
+                unit="epoch" if epochs else "s",
+                desc="search",
+                file=self.file,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit} "
+                "[{elapsed}<{remaining}{postfix}]",
+            )
 
     def _tell_resume(self) -> None:
         if not self._resume_told:
@@ -160,10 +166,11 @@ class Progress:
         else:
             spent = f"{self._seconds / 60:.1f}/{b.minutes:g} min ({100 * self._seconds / 60 / b.minutes:.0f}%)"
         eta = self.eta()
-        return (f"run {run.run:3d} {r.arch} {what} | best {self._fmt(self._best)} | {spent}"
-                + ("" if eta is None else f", eta {_duration(eta)}"))
+        return f"run {run.run:3d} {r.arch} {what} | best {self._fmt(self._best)} | {spent}" + (
+            "" if eta is None else f", eta {_duration(eta)}"
+        )
 
-    def watch(self, evaluator) -> "Watched":
+    def watch(self, evaluator) -> Watched:
         """``evaluator`` reporting each run's start and epochs here (in-process executors)."""
         return Watched(evaluator, self)
 

@@ -50,9 +50,15 @@ def written_decimals(values) -> int:
     return MAX_DECIMALS
 
 
-def write_outputs(outcome: SearchOutcome, out: str | Path, extra: dict | None = None, *,
-                  decimals: int | None = None, budget: Budget | None = None,
-                  value_name: str = "validation accuracy") -> dict:
+def write_outputs(
+    outcome: SearchOutcome,
+    out: str | Path,
+    extra: dict | None = None,
+    *,
+    decimals: int | None = None,
+    budget: Budget | None = None,
+    value_name: str = "validation accuracy",
+) -> dict:
     """``summary.json``, ``curves.png`` and ``progress.png`` in ``out``; returns the summary.
 
     ``decimals``: round the summary's accuracies so (None: as the table writes them);
@@ -96,8 +102,9 @@ def _best_label(best, decimals: int) -> str:
     return f"best: run {best.run}, {best.result.final:.{decimals}f}"
 
 
-def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4,
-                value_name: str = "validation accuracy") -> None:
+def plot_curves(
+    outcome: SearchOutcome, path: str | Path, *, decimals: int = 4, value_name: str = "validation accuracy"
+) -> None:
     """Completed runs zoomed on the range that matters, the best one highlighted and named;
     beside them the stopped runs with the final accuracy the transferred curve model predicted."""
     runs = outcome.runs
@@ -116,8 +123,9 @@ def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4,
     if has_curves:
         for r in done:
             if r is not best and r.result.curve:
-                ax.plot(np.arange(1, len(r.result.curve) + 1), r.result.curve, color=cmap(rank[r.run]), lw=0.9,
-                        alpha=0.8)
+                ax.plot(
+                    np.arange(1, len(r.result.curve) + 1), r.result.curve, color=cmap(rank[r.run]), lw=0.9, alpha=0.8
+                )
         ax.set_xlabel("epoch")
         ax.set_xlim(1, T)
     else:  # an architecture table: final accuracies only
@@ -126,20 +134,34 @@ def plot_curves(outcome: SearchOutcome, path: str | Path, *, decimals: int = 4,
     if best is not None:
         xs = np.arange(1, len(best.result.curve) + 1) if has_curves else [best.run]
         ys = best.result.curve if has_curves else [best.result.final]
-        ax.plot(xs, ys, color="crimson", lw=2.4, marker=None if has_curves else "*", ms=12, zorder=5,
-                label=_best_label(best, decimals))
+        ax.plot(
+            xs,
+            ys,
+            color="crimson",
+            lw=2.4,
+            marker=None if has_curves else "*",
+            ms=12,
+            zorder=5,
+            label=_best_label(best, decimals),
+        )
         ax.legend(loc="lower right", fontsize=8)
     below = sum(f < lo for f in finals)
     ax.set_ylim(lo, hi)
     ax.set_ylabel(value_name)
-    ax.set_title(f"{len(done)} completed runs (colour: final accuracy rank)"
-                 + (f"; {below} end below the axis" if below else ""), fontsize=10)
+    ax.set_title(
+        f"{len(done)} completed runs (colour: final accuracy rank)"
+        + (f"; {below} end below the axis" if below else ""),
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     if stopped:
         _plot_stopped(axes[1], stopped, best, T, decimals)
-    fig.suptitle(f"{outcome.dataset}: {len(runs)} runs" + ("" if has_curves else " (final accuracies only)")
-                 + ("" if best is None else "\nbest architecture: " + _wrap(best.result.arch, 60 if stopped else 45)),
-                 fontsize=9)
+    fig.suptitle(
+        f"{outcome.dataset}: {len(runs)} runs"
+        + ("" if has_curves else " (final accuracies only)")
+        + ("" if best is None else "\nbest architecture: " + _wrap(best.result.arch, 60 if stopped else 45)),
+        fontsize=9,
+    )
     fig.savefig(path, dpi=150)
 
 
@@ -166,7 +188,9 @@ def _plot_stopped(ax, stopped, best, T: int, decimals: int) -> None:
             ax.plot([t[-1], T], [c[-1], r.result.predicted_final], ":", color="tab:red", lw=0.8, alpha=0.6)
             ax.plot(T, r.result.predicted_final, "o", mfc="white", color="tab:red", ms=4)
     if best is not None:
-        ax.axhline(best.result.final, color="crimson", lw=1.2, ls="--", label=f"best final {best.result.final:.{decimals}f}")
+        ax.axhline(
+            best.result.final, color="crimson", lw=1.2, ls="--", label=f"best final {best.result.final:.{decimals}f}"
+        )
     ax.plot([], [], color="tab:red", marker="x", lw=0.9, label="observed until stopped")
     ax.plot([], [], ":o", color="tab:red", mfc="white", lw=0.8, label="predicted final (transferred curve model)")
     ax.set_xlim(1, T + 0.5)
@@ -182,8 +206,14 @@ def _cmap(name):
     return colormaps[name]
 
 
-def plot_progress(outcome: SearchOutcome, path: str | Path, *, budget: Budget | None = None,
-                  decimals: int = 4, value_name: str = "validation accuracy") -> None:
+def plot_progress(
+    outcome: SearchOutcome,
+    path: str | Path,
+    *,
+    budget: Budget | None = None,
+    decimals: int = 4,
+    value_name: str = "validation accuracy",
+) -> None:
     """Best final accuracy so far against the budget spent (epochs, or minutes for a time
     budget), every run's result, and the budget marked."""
     minutes = budget is not None and budget.epochs is None
@@ -212,20 +242,43 @@ def plot_progress(outcome: SearchOutcome, path: str | Path, *, budget: Budget | 
     if shown:
         ax.plot(*zip(*shown), "x", color="tab:red", alpha=0.7, label="stopped run (last accuracy)")
     if under:
-        ax.plot(*zip(*under), "v", color="tab:red", alpha=0.7, clip_on=False,
-                label=f"stopped run, last accuracy below the axis ({len(under)})")
+        ax.plot(
+            *zip(*under),
+            "v",
+            color="tab:red",
+            alpha=0.7,
+            clip_on=False,
+            label=f"stopped run, last accuracy below the axis ({len(under)})",
+        )
     if predicted:
-        ax.plot(*zip(*predicted), "o", mfc="none", color="tab:red", ms=4, alpha=0.6, label="stopped run (predicted final)")
+        ax.plot(
+            *zip(*predicted), "o", mfc="none", color="tab:red", ms=4, alpha=0.6, label="stopped run (predicted final)"
+        )
     steps = [(x, y) for x, y in zip(xs, ys) if y is not None]
     if steps:
         sx, sy = zip(*steps)
-        ax.step(list(sx) + [spent], list(sy) + [sy[-1]], where="post", color="k", lw=1.6,
-                label=f"best so far ({sy[-1]:.{decimals}f})")
+        ax.step(
+            list(sx) + [spent],
+            list(sy) + [sy[-1]],
+            where="post",
+            color="k",
+            lw=1.6,
+            label=f"best so far ({sy[-1]:.{decimals}f})",
+        )
     if budget is not None:
         limit = budget.minutes if minutes else budget.epochs
         ax.axvline(limit, color="0.4", ls="--", lw=1.2)
-        ax.annotate(f"budget {limit:g} {'min' if minutes else 'epochs'}", (limit, 1), xycoords=("data", "axes fraction"),
-                    xytext=(-4, -4), textcoords="offset points", ha="right", va="top", fontsize=8, color="0.3")
+        ax.annotate(
+            f"budget {limit:g} {'min' if minutes else 'epochs'}",
+            (limit, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4, -4),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="0.3",
+        )
         ax.set_xlim(0, max(limit, spent) * 1.03)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("training minutes charged" if minutes else "epochs spent")

@@ -82,8 +82,16 @@ def random_order(rng: np.random.Generator, m: int, init: np.ndarray, steps: int 
     return order[~np.isin(order, init)][:steps]
 
 
-def _search(strategy: Strategy, encodings: np.ndarray, accuracy: np.ndarray, init: np.ndarray, steps: int,
-            min_steps: int, key: jax.Array, space: space_lib.CellSpace) -> np.ndarray:
+def _search(
+    strategy: Strategy,
+    encodings: np.ndarray,
+    accuracy: np.ndarray,
+    init: np.ndarray,
+    steps: int,
+    min_steps: int,
+    key: jax.Array,
+    space: space_lib.CellSpace,
+) -> np.ndarray:
     """Run ``strategy`` (warm-started with the ``init`` evaluations) for at most ``steps``
     evaluations, ending once at least ``min_steps`` were made and one is in the true top 1%;
     the indices it evaluated, in order."""
@@ -98,10 +106,12 @@ def _search(strategy: Strategy, encodings: np.ndarray, accuracy: np.ndarray, ini
         hits.append(bool(top[row[int(space.index(step.run.enc[None])[0])]]))
         return any(hits) and len(hits) >= min_steps
 
-    out = loop.run_search(warm, evaluator, loop.Budget(epochs=steps), key, until=until,
-                          max_runs=len(encodings) - len(set(init.tolist())))
-    return np.array([row[int(i)] for i in space.index(np.stack([r.enc for r in out.runs]))] if out.runs else [],
-                    np.int64)
+    out = loop.run_search(
+        warm, evaluator, loop.Budget(epochs=steps), key, until=until, max_runs=len(encodings) - len(set(init.tolist()))
+    )
+    return np.array(
+        [row[int(i)] for i in space.index(np.stack([r.enc for r in out.runs]))] if out.runs else [], np.int64
+    )
 
 
 class GreedyState(NamedTuple):
@@ -110,8 +120,9 @@ class GreedyState(NamedTuple):
     observed: tuple[tuple[int, float], ...]  # (pool position, value), in the order told
 
 
-def _greedy(model: model_lib.CharacteristicModel, space: space_lib.CellSpace, encodings: np.ndarray,
-            transfer: bool) -> Strategy:
+def _greedy(
+    model: model_lib.CharacteristicModel, space: space_lib.CellSpace, encodings: np.ndarray, transfer: bool
+) -> Strategy:
     """Greedy on the posterior mean: each ask takes the unasked cell of highest mean under
     the model conditioned on every value told so far (``transfer`` False: the target alone)."""
     pool = strategies.make_pool(space, encodings)
@@ -123,8 +134,9 @@ def _greedy(model: model_lib.CharacteristicModel, space: space_lib.CellSpace, en
     def ask(state: GreedyState, key: jax.Array) -> tuple[np.ndarray, GreedyState]:
         del key
         idx = [p for p, _ in state.observed]
-        post = model_lib.update(model, (pool.encs_PxE[idx], np.array([v for _, v in state.observed])),
-                                transfer=transfer)
+        post = model_lib.update(
+            model, (pool.encs_PxE[idx], np.array([v for _, v in state.observed])), transfer=transfer
+        )
         mean, _ = model_lib.score(post, pool.encs_PxE, return_std=False)
         mean[state.asked_P] = -np.inf
         pick = int(np.argmax(mean))
@@ -154,8 +166,16 @@ def model_guided(
     Stops after ``steps`` proposals, or earlier once at least ``min_steps`` have been made
     and one of them is in the true top 1%.
     """
-    return _search(_greedy(model, space, encodings, transfer), encodings, accuracy, init, steps, min_steps,
-                   jax.random.key(0), space)
+    return _search(
+        _greedy(model, space, encodings, transfer),
+        encodings,
+        accuracy,
+        init,
+        steps,
+        min_steps,
+        jax.random.key(0),
+        space,
+    )
 
 
 def regularized_evolution(

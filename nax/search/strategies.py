@@ -200,8 +200,9 @@ def evolution(
                 pop.append((p, float(o.value)))
         # architectures told without being asked (a warm start) stand for random initial members
         unasked = len({p for p in pos if p is not None and not state.asked_P[p]})
-        return state._replace(asked_P=_mark(state.asked_P, pos), population=tuple(pop[-population:]),
-                              n_random=state.n_random + unasked)
+        return state._replace(
+            asked_P=_mark(state.asked_P, pos), population=tuple(pop[-population:]), n_random=state.n_random + unasked
+        )
 
     return Strategy(init, ask, tell)
 

@@ -38,8 +38,9 @@ class TransferState(NamedTuple):
     posterior: Any  # the model conditioned on ``observed`` (a CharacteristicModel before any)
 
 
-def strategy_from_model(model: ch.CharacteristicModel, space: CellSpace, *, batch: int = 1,
-                        candidates: np.ndarray | None = None) -> Strategy:
+def strategy_from_model(
+    model: ch.CharacteristicModel, space: CellSpace, *, batch: int = 1, candidates: np.ndarray | None = None
+) -> Strategy:
     """Thompson sampling over ``candidates`` (default: the space) with a fitted ``model``."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -82,8 +83,15 @@ def strategy_from_model(model: ch.CharacteristicModel, space: CellSpace, *, batc
     return Strategy(init, ask, tell)
 
 
-def strategy(space: CellSpace, table, sources: Sequence[str], *, seed: int = 0, batch: int = 1,
-             candidates: np.ndarray | None = None) -> Strategy:
+def strategy(
+    space: CellSpace,
+    table,
+    sources: Sequence[str],
+    *,
+    seed: int = 0,
+    batch: int = 1,
+    candidates: np.ndarray | None = None,
+) -> Strategy:
     """Fit the characteristic model on ``sources`` of the architecture table ``table``
     (``nax.tables.ArchTable``, final accuracies) and search by Thompson sampling."""
     model = ch.fit(table, list(sources), seed=seed, space=space)

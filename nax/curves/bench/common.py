@@ -31,14 +31,10 @@ def load_datasets(
     """Curve tables of every dataset in ``paths``: name -> trimmed ``CurveTable``."""
     out = {}
     for path in paths:
-        table = tables_lib.load_curves(
-            path, prefix=prefix, dataset_column=dataset_column, minimize=minimize
-        )
+        table = tables_lib.load_curves(path, prefix=prefix, dataset_column=dataset_column, minimize=minimize)
         for name, sub in table.by_dataset().items():
             if name in out:
-                raise ValueError(
-                    f"dataset {name!r} appears in more than one file ({path})"
-                )
+                raise ValueError(f"dataset {name!r} appears in more than one file ({path})")
             out[name] = sub
     return out
 
@@ -51,9 +47,7 @@ def complete_runs(table) -> tables_lib.CurveTable:
 def truncate(table, cutoff: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Keep the epochs ``<= cutoff * horizon`` (at least the first one): values, mask [N, T], columns kept."""
     horizon = int(table.epochs[-1])
-    k = max(
-        1, int(np.searchsorted(table.epochs, round(cutoff * horizon), side="right"))
-    )
+    k = max(1, int(np.searchsorted(table.epochs, round(cutoff * horizon), side="right")))
     mask = table.mask.copy()
     mask[:, k:] = False
     return np.where(mask, table.values, np.nan), mask, k
@@ -90,8 +84,17 @@ class Priors:
     same priors, and a fit takes minutes on a loaded machine).
     """
 
-    def __init__(self, train: dict, *, seed: int, max_curves: int | None, calibrate: bool,
-                 inference: InferenceConfig = PRIOR_INFERENCE, log=print, cache_dir=None):
+    def __init__(
+        self,
+        train: dict,
+        *,
+        seed: int,
+        max_curves: int | None,
+        calibrate: bool,
+        inference: InferenceConfig = PRIOR_INFERENCE,
+        log=print,
+        cache_dir=None,
+    ):
         self.train, self.log, self.cache = train, log, {}
         self.seed, self.max_curves, self.calibrate, self.inference = seed, max_curves, calibrate, inference
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
@@ -100,8 +103,12 @@ class Priors:
         if self.cache_dir is None:
             return None
         settings = {"cutoffs": calibration.CUTOFFS, "bounds": calibration.BOUNDS}
-        fit = {"seed": self.seed, "num_steps": self.inference.num_steps,
-               "max_curves": self.max_curves, "calibrate": self.calibrate}
+        fit = {
+            "seed": self.seed,
+            "num_steps": self.inference.num_steps,
+            "max_curves": self.max_curves,
+            "calibrate": self.calibrate,
+        }
         if self.inference != PRIOR_INFERENCE.replace(num_steps=self.inference.num_steps):
             fit["inference"] = self.inference.to_dict()
         key = json.dumps(
@@ -122,15 +129,17 @@ class Priors:
                 self.cache[sources] = CurvePrior.load(path)
                 return self.cache[sources]
             self.log(f"fitting prior on {', '.join(sources)}")
-            prior = fit_prior([self.train[n] for n in sources], seed=self.seed, inference=self.inference,
-                              max_curves=self.max_curves, calibrate=self.calibrate)
+            prior = fit_prior(
+                [self.train[n] for n in sources],
+                seed=self.seed,
+                inference=self.inference,
+                max_curves=self.max_curves,
+                calibrate=self.calibrate,
+            )
             self.log(f"  {prior.info['seconds']:.1f}s  {prior.info['diagnostics']}")
             cal = prior.calibration
             if cal is not None:
-                self.log(
-                    f"  calibration log_a {cal.log_a:.3f} b {cal.b:.3f} c {cal.c:.3f} "
-                    f"({cal.fit['seconds']:.0f}s)"
-                )
+                self.log(f"  calibration log_a {cal.log_a:.3f} b {cal.b:.3f} c {cal.c:.3f} ({cal.fit['seconds']:.0f}s)")
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 prior.save(path)

@@ -23,7 +23,12 @@ import numpy as np
 
 from nax.curves import calibration
 from nax.curves.bench.common import (
-    Priors, complete_runs, load_datasets, meta, require_sources, subsample,
+    Priors,
+    complete_runs,
+    load_datasets,
+    meta,
+    require_sources,
+    subsample,
 )
 from nax.curves.fitting import PRIOR_INFERENCE
 from nax.curves.inference import InferenceConfig
@@ -40,8 +45,16 @@ def default_check_every(horizon: int, min_epochs: int) -> int:
     return max(1, int(np.ceil((horizon - min_epochs) / 12)))
 
 
-def replay(rule: StopRule, draws: dict, final: np.ndarray, order, *, evidence: dict | None = None,
-           curves: np.ndarray | None = None, key=None) -> tuple[int, float, dict]:
+def replay(
+    rule: StopRule,
+    draws: dict,
+    final: np.ndarray,
+    order,
+    *,
+    evidence: dict | None = None,
+    curves: np.ndarray | None = None,
+    key=None,
+) -> tuple[int, float, dict]:
     """Replay runs in ``order`` under ``rule``: each run is checked at the epochs of
     ``rule.schedule`` that have cached draws (``draws[e]``: :class:`FinalDraws` of every
     run at epoch ``e``; a failed fit has none and stops nothing) and stops at the first
@@ -69,8 +82,10 @@ def replay(rule: StopRule, draws: dict, final: np.ndarray, order, *, evidence: d
             best = final[run]
         ev = None
         if evidence is not None:
-            ev = tuple(calibration.Evidence(ev.m[:, [run]], ev.s[:, [run]], *(a[[run]] for a in ev[2:]))
-                       for ev in evidence.values())
+            ev = tuple(
+                calibration.Evidence(ev.m[:, [run]], ev.s[:, [run]], *(a[[run]] for a in ev[2:]))
+                for ev in evidence.values()
+            )
         t0 = time.perf_counter()
         before = state.fitted_at
         curve = final[run : run + 1] if curves is None else curves[run]
@@ -115,23 +130,35 @@ def early_stop_benchmark(
     ``transfer_uncalibrated``: the same draws without the extrapolation noise.
     """
     config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference", "refit")}
-    config.update(inference=inference.to_dict(), prior_inference=prior_inference.to_dict(),
-                  refit=vars(refit), prior_cache=None if prior_cache is None else str(prior_cache))
+    config.update(
+        inference=inference.to_dict(),
+        prior_inference=prior_inference.to_dict(),
+        refit=vars(refit),
+        prior_cache=None if prior_cache is None else str(prior_cache),
+    )
     record = meta("nax curves early-stop", config)  # at the start: a long run would record a later commit
     load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
     if "transfer" in methods:
         require_sources(train, test)
-    priors = Priors(train, seed=seed, max_curves=max_train_curves, calibrate=calibrate,
-                    inference=prior_inference, log=log, cache_dir=prior_cache)
+    priors = Priors(
+        train,
+        seed=seed,
+        max_curves=max_train_curves,
+        calibrate=calibrate,
+        inference=prior_inference,
+        log=log,
+        cache_dir=prior_cache,
+    )
     results = []
     for name, full in test.items():
         table = subsample(complete_runs(full), max_curves, seed)
         final, horizon, n = table.values[:, -1], int(table.epochs[-1]), table.n_runs
         min_epochs = max(1, round(min_fraction * horizon))
         every = check_every if check_every is not None else default_check_every(horizon, min_epochs)
-        base = StopConfig(min_epochs=min_epochs, check_every=every, adapt=False, refit=refit,
-                          minimize=minimize, inference=inference)
+        base = StopConfig(
+            min_epochs=min_epochs, check_every=every, adapt=False, refit=refit, minimize=minimize, inference=inference
+        )
         epochs = Schedule(min_epochs, every, horizon).epochs()
         for method in methods:
             prior = priors.for_target(name) if method == "transfer" else None
@@ -144,8 +171,16 @@ def early_stop_benchmark(
                 k = int(np.searchsorted(table.epochs, e, side="right"))
                 mask = table.mask.copy()
                 mask[:, k:] = False
-                pred = predict(prior, np.where(mask, table.values, np.nan), mask, horizon,
-                               epochs=table.epochs, minimize=minimize, inference=inference, seed=seed)
+                pred = predict(
+                    prior,
+                    np.where(mask, table.values, np.nan),
+                    mask,
+                    horizon,
+                    epochs=table.epochs,
+                    minimize=minimize,
+                    inference=inference,
+                    seed=seed,
+                )
                 if pred.ok:  # a failed fit never stops a run
                     draws[int(e)] = FinalDraws.from_prediction(pred)
                     if calibrated and adapt:
@@ -167,13 +202,33 @@ def early_stop_benchmark(
             for variant, pr, cfg, ev, is_cal in variants:
                 for threshold in thresholds:
                     rule = stop_rule(pr, horizon, cfg.replace(delta=float(threshold)))
-                    results.append(_replays(rule, draws, final, table.values, ev, repeats, seed, {
-                        "dataset": name, "threshold": float(threshold), "method": variant,
-                        "calibrated": is_cal, "n_curves": n,
-                    }, {
-                        "repeats": repeats, "min_epochs": min_epochs, "checkpoints": [int(e) for e in epochs],
-                        "inference": inference.method, "seconds": seconds, "problems": "; ".join(problems),
-                    }, log))
+                    results.append(
+                        _replays(
+                            rule,
+                            draws,
+                            final,
+                            table.values,
+                            ev,
+                            repeats,
+                            seed,
+                            {
+                                "dataset": name,
+                                "threshold": float(threshold),
+                                "method": variant,
+                                "calibrated": is_cal,
+                                "n_curves": n,
+                            },
+                            {
+                                "repeats": repeats,
+                                "min_epochs": min_epochs,
+                                "checkpoints": [int(e) for e in epochs],
+                                "inference": inference.method,
+                                "seconds": seconds,
+                                "problems": "; ".join(problems),
+                            },
+                            log,
+                        )
+                    )
     return {"results": results, "priors": priors.info(), "meta": record}
 
 
@@ -188,16 +243,23 @@ def _replays(rule, draws, final, curves, evidence, repeats, seed, head, tail, lo
         saved.append(1.0 - used / (n * horizon))
         regret.append(abs(best_all - best))
         fits, seconds = fits + stats["fits"], seconds + stats["seconds"]
-    r = {**head, "epochs_saved": float(np.mean(saved)), "regret": float(np.mean(regret)),
-         "regret_max": float(np.max(regret)), **tail}
+    r = {
+        **head,
+        "epochs_saved": float(np.mean(saved)),
+        "regret": float(np.mean(regret)),
+        "regret_max": float(np.max(regret)),
+        **tail,
+    }
     if evidence is not None:
         cal = stats["calibration"] if stats["calibration"] is not None else rule.prior.calibration
         keep = ("log_a", "b", "c", "d", "adapted")
         r["adapted_calibration_last_repeat"] = {k: v for k, v in cal.to_dict().items() if k in keep}
         r["adapt_fits"] = fits  # over all repeats
         r["adapt_seconds"] = seconds
-    log(f"{head['dataset']:>22} {head['threshold']:5.3f} {head['method']:>22} saved {r['epochs_saved']:.3f} "
-        f"regret {r['regret']:.4f} ({tail['seconds']:.0f}s)")
+    log(
+        f"{head['dataset']:>22} {head['threshold']:5.3f} {head['method']:>22} saved {r['epochs_saved']:.3f} "
+        f"regret {r['regret']:.4f} ({tail['seconds']:.0f}s)"
+    )
     return r
 
 

@@ -22,7 +22,14 @@ import numpy as np
 
 from nax.curves import baselines, calibration
 from nax.curves.bench.common import (
-    Priors, complete_runs, load_datasets, meta, require_sources, sources_for, subsample, truncate,
+    Priors,
+    complete_runs,
+    load_datasets,
+    meta,
+    require_sources,
+    sources_for,
+    subsample,
+    truncate,
 )
 from nax.curves.fitting import PRIOR_INFERENCE
 from nax.curves.inference import InferenceConfig
@@ -31,8 +38,9 @@ from nax.curves.predict import predict
 DEFAULT_CUTOFFS = (0.1, 0.2, 0.3, 0.5)
 
 
-def _record(results, log, row, truth, method, pred_final, lpd=None, cov=None, seconds=0.0,
-            inference="none", extra=None):
+def _record(
+    results, log, row, truth, method, pred_final, lpd=None, cov=None, seconds=0.0, inference="none", extra=None
+):
     """Append one result row (MAE against ``truth`` [n]) and log it."""
     n = len(truth)
     err = np.abs(np.asarray(pred_final) - truth)
@@ -88,14 +96,24 @@ def extrapolation_benchmark(
     prediction's (``method`` is replaced by "nuts" for the NUTS rows).
     """
     config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference")}
-    config.update(inference=inference.to_dict(), prior_inference=prior_inference.to_dict(),
-                  prior_cache=None if prior_cache is None else str(prior_cache))
+    config.update(
+        inference=inference.to_dict(),
+        prior_inference=prior_inference.to_dict(),
+        prior_cache=None if prior_cache is None else str(prior_cache),
+    )
     record = meta("nax curves benchmark", config)  # at the start: a long run would record a later commit
     load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
     train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
     require_sources(train, test)
-    priors = Priors(train, seed=seed, max_curves=max_train_curves, calibrate=calibrate,
-                    inference=prior_inference, log=log, cache_dir=prior_cache)
+    priors = Priors(
+        train,
+        seed=seed,
+        max_curves=max_train_curves,
+        calibrate=calibrate,
+        inference=prior_inference,
+        log=log,
+        cache_dir=prior_cache,
+    )
     results = []
     for name, full in test.items():
         table = subsample(complete_runs(full), max_curves, seed)
@@ -107,8 +125,7 @@ def extrapolation_benchmark(
         nuts_idx = np.random.default_rng(seed).permutation(n)[: min(nuts_curves, n)]
         for cutoff in cutoffs:
             values, mask, k = truncate(table, cutoff)
-            row = {"dataset": name, "cutoff": float(cutoff), "n_curves": n, "epochs_observed": k,
-                   "horizon": horizon}
+            row = {"dataset": name, "cutoff": float(cutoff), "n_curves": n, "epochs_observed": k, "horizon": horizon}
             add = functools.partial(_record, results, log, row, final)
 
             t0 = time.perf_counter()
@@ -136,25 +153,54 @@ def extrapolation_benchmark(
                 if prior is not None:
                     fits.append(("transfer_nuts", prior, "nuts", nuts_idx))
             for method, pr, inf, idx in fits:
-                pred = predict(pr, values[idx], mask[idx], horizon, epochs=table.epochs, minimize=minimize,
-                               inference=inference.replace(method=inf), seed=seed)
+                pred = predict(
+                    pr,
+                    values[idx],
+                    mask[idx],
+                    horizon,
+                    epochs=table.epochs,
+                    minimize=minimize,
+                    inference=inference.replace(method=inf),
+                    seed=seed,
+                )
                 lpd, cov = _interval_stats(pred, final[idx])
                 extra = {"ok": pred.ok, "problems": "; ".join(pred.diagnostics["problems"])}
                 if inf == "nuts":
                     extra.update({k: pred.diagnostics[k] for k in ("r_hat_max", "ess_min", "divergences")})
-                _record(results, log, row, final[idx], method, pred.mean, lpd, cov, pred.seconds, inf,
-                        {**extra, "calibrated": pred.calibrated})
+                _record(
+                    results,
+                    log,
+                    row,
+                    final[idx],
+                    method,
+                    pred.mean,
+                    lpd,
+                    cov,
+                    pred.seconds,
+                    inf,
+                    {**extra, "calibrated": pred.calibrated},
+                )
                 if method == "transfer":
                     for k_done in finished:
-                        _within_target(results, log, row, table, values, mask, pred, pr, k_done,
-                                       inference, seed)
+                        _within_target(results, log, row, table, values, mask, pred, pr, k_done, inference, seed)
                 if pred.calibrated:
                     # the same posterior draws without the extrapolation noise: what the
                     # calibration changes, at no extra inference
                     raw = dataclasses.replace(pred, calibration=None)
                     lpd, cov = _interval_stats(raw, final[idx])
-                    _record(results, log, row, final[idx], f"{method}_uncalibrated", raw.mean, lpd, cov,
-                            pred.seconds, inf, {**extra, "calibrated": False})
+                    _record(
+                        results,
+                        log,
+                        row,
+                        final[idx],
+                        f"{method}_uncalibrated",
+                        raw.mean,
+                        lpd,
+                        cov,
+                        pred.seconds,
+                        inf,
+                        {**extra, "calibrated": False},
+                    )
     return {"results": results, "priors": priors.info(), "meta": record}
 
 
@@ -192,14 +238,33 @@ def _within_target(results, log, row, table, values, mask, pred, prior, k_done, 
     within = predict(prior, values[rest], mask[rest], horizon, context=context(done), calibration=cal, **kw)
     extra = {"finished": int(k_done), "ok": within.ok, "problems": "; ".join(within.diagnostics["problems"])}
     if cal is not None:
-        extra["adapted_calibration"] = {"log_a": cal.log_a, "b": cal.b, "c": cal.c,
-                                        "d": cal.d if cal.adapted is not None else None}
+        extra["adapted_calibration"] = {
+            "log_a": cal.log_a,
+            "b": cal.b,
+            "c": cal.c,
+            "d": cal.d if cal.adapted is not None else None,
+        }
     seconds = time.perf_counter() - t0
-    base = dataclasses.replace(pred, z=pred.z[:, rest], horizon=pred.horizon[rest],
-                               t_obs=pred.t_obs[rest], y_last=pred.y_last[rest])
+    base = dataclasses.replace(
+        pred, z=pred.z[:, rest], horizon=pred.horizon[rest], t_obs=pred.t_obs[rest], y_last=pred.y_last[rest]
+    )
     lpd0, cov0 = _interval_stats(base, final[rest])
-    extra.update(paired_transfer_mae=float(np.mean(np.abs(base.mean - final[rest]))),
-                 paired_transfer_lpd=lpd0, paired_transfer_cov90=cov0)
+    extra.update(
+        paired_transfer_mae=float(np.mean(np.abs(base.mean - final[rest]))),
+        paired_transfer_lpd=lpd0,
+        paired_transfer_cov90=cov0,
+    )
     lpd, cov = _interval_stats(within, final[rest])
-    _record(results, log, row, final[rest], f"transfer_finished{k_done}",
-            within.mean, lpd, cov, seconds, "svi", {**extra, "calibrated": within.calibrated})
+    _record(
+        results,
+        log,
+        row,
+        final[rest],
+        f"transfer_finished{k_done}",
+        within.mean,
+        lpd,
+        cov,
+        seconds,
+        "svi",
+        {**extra, "calibrated": within.calibrated},
+    )

@@ -41,8 +41,7 @@ def extrapolation_tables(results: Sequence[dict]) -> str:
             if not cols:
                 continue
             seen = {r["dataset"]: r.get("epochs_observed", "") for r in rows}
-            body = [[d, str(seen[d])] + [cell(by[d, m]) if (d, m) in by else "" for m in cols]
-                    for d in datasets]
+            body = [[d, str(seen[d])] + [cell(by[d, m]) if (d, m) in by else "" for m in cols] for d in datasets]
             out.append(f"{title} at cutoff {cutoff:g}\n" + _table(["dataset", "epochs", *cols], body))
     return "\n\n".join(out)
 
@@ -61,8 +60,11 @@ def early_stop_tables(results: Sequence[dict]) -> str:
         mean = ["mean"]
         for m in methods:
             rs = [by[d, m] for d in datasets if (d, m) in by]
-            mean.append(f"{sum(r['epochs_saved'] for r in rs) / len(rs):.3f} / "
-                        f"{100 * sum(r['regret'] for r in rs) / len(rs):.2f}")
-        out.append(f"epochs saved / regret (points) at delta {threshold:g}\n"
-                   + _table(["dataset", *methods], body + [mean]))
+            mean.append(
+                f"{sum(r['epochs_saved'] for r in rs) / len(rs):.3f} / "
+                f"{100 * sum(r['regret'] for r in rs) / len(rs):.2f}"
+            )
+        out.append(
+            f"epochs saved / regret (points) at delta {threshold:g}\n" + _table(["dataset", *methods], body + [mean])
+        )
     return "\n\n".join(out)

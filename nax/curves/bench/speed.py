@@ -29,15 +29,40 @@ def speed_benchmark(
     svi = inference.replace(method="svi")
     for label, s in (("cold", seed), ("warm", seed + 1)):
         pred = predict(prior, values, mask, horizon, epochs=table.epochs, inference=svi, seed=s)
-        rows.append({"method": "transfer", "inference": "svi", "call": label, "n_curves": table.n_runs,
-                     "seconds": pred.seconds, "ok": pred.ok})
+        rows.append(
+            {
+                "method": "transfer",
+                "inference": "svi",
+                "call": label,
+                "n_curves": table.n_runs,
+                "seconds": pred.seconds,
+                "ok": pred.ok,
+            }
+        )
         log(rows[-1])
     for k in nuts_curves:
-        pred = predict(prior, values[:k], mask[:k], horizon, epochs=table.epochs,
-                       inference=inference.replace(method="nuts"), seed=seed)
+        pred = predict(
+            prior,
+            values[:k],
+            mask[:k],
+            horizon,
+            epochs=table.epochs,
+            inference=inference.replace(method="nuts"),
+            seed=seed,
+        )
         d = pred.diagnostics
-        rows.append({"method": "transfer", "inference": "nuts", "call": "cold", "n_curves": k,
-                     "seconds": pred.seconds, "ok": pred.ok, "r_hat_max": d["r_hat_max"],
-                     "ess_min": d["ess_min"], "divergences": d["divergences"]})
+        rows.append(
+            {
+                "method": "transfer",
+                "inference": "nuts",
+                "call": "cold",
+                "n_curves": k,
+                "seconds": pred.seconds,
+                "ok": pred.ok,
+                "r_hat_max": d["r_hat_max"],
+                "ess_min": d["ess_min"],
+                "divergences": d["divergences"],
+            }
+        )
         log(rows[-1])
     return {"results": rows}
