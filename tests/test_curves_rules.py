@@ -211,6 +211,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
     assert len(record["meta"]["git_commit"]) == 40 and record["meta"]["config"]["finished"] == [4]
     printed = capsys.readouterr().out
     assert "MAE at cutoff 0.2" in printed and "LPD / cov90 at cutoff 0.2" in printed
+    assert "{'" not in printed, "progress lines print readable text, not raw dicts"
     mae_line = next(line for line in printed.splitlines() if line.split()[:1] == ["a"])
     transfer = next(r for r in rows if r["method"] == "last_value")
     assert f"{transfer['mae']:.4f}" in mae_line

@@ -136,7 +136,7 @@ class Priors:
                 max_curves=self.max_curves,
                 calibrate=self.calibrate,
             )
-            self.log(f"  {prior.info['seconds']:.1f}s  {prior.info['diagnostics']}")
+            self.log(f"  {prior.info['seconds']:.1f} s, {_fit_summary(prior.info['diagnostics'])}")
             cal = prior.calibration
             if cal is not None:
                 self.log(f"  calibration log_a {cal.log_a:.3f} b {cal.b:.3f} c {cal.c:.3f} ({cal.fit['seconds']:.0f}s)")
@@ -159,3 +159,14 @@ class Priors:
 def meta(command: str, config: dict) -> dict:
     """The record of a benchmark run: the command, its configuration and provenance."""
     return {"command": command, "config": config, **provenance(paths=["nax"])}
+
+
+def _fit_summary(diag: dict) -> str:
+    """One readable line of a fit's diagnostics (the JSON keeps them all)."""
+    parts = [
+        f"{k.replace('_', ' ')} {v:.6g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+        for k, v in diag.items()
+        if k not in ("ok", "problems")
+    ]
+    status = "ok" if diag.get("ok", True) else "PROBLEMS: " + "; ".join(map(str, diag.get("problems", [])))
+    return ", ".join(parts + [status])

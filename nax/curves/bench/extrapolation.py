@@ -49,7 +49,7 @@ def _record(
     results.append(r)
     log(
         f"{row['dataset']:>22} {row['cutoff']:4.2f} {method:>16} mae {r['mae']:.4f} "
-        f"lpd {lpd if lpd is None else round(lpd, 3)} cov90 {cov if cov is None else round(cov, 3)} "
+        f"lpd {'-' if lpd is None else f'{lpd:.3f}'} cov90 {'-' if cov is None else f'{cov:.3f}'} "
         f"s/curve {r['sec_per_curve']:.4f} {(extra or {}).get('problems', '')}"
     )
 
