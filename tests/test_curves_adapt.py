@@ -202,6 +202,7 @@ def test_a_shift_shared_by_the_targets_runs_is_learned_as_location_not_noise():
     assert cal.adapted["source"]["d"] == 0.0
 
 
+@pytest.mark.slow
 def test_prediction_mean_and_density_follow_the_shift():
     rng = np.random.default_rng(0)
     partial = stepped(0.5, 0.0, rng, n=3)
@@ -215,6 +216,7 @@ def test_prediction_mean_and_density_follow_the_shift():
     assert np.all(moved.log_density(pred.mean + shift) > pred.log_density(pred.mean + shift))
 
 
+@pytest.mark.slow
 def test_run_check_is_the_rules_decision_on_its_schedule_and_pickles():
     """The per-run callback (search workers, a training loop) applies the schedule and the
     rule's decision; it travels to another process."""

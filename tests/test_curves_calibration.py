@@ -47,6 +47,7 @@ def coverage(params, m, s, y, gap, head, seed=0):
     return float(np.mean((y >= lo) & (y <= hi)))
 
 
+@pytest.mark.slow
 def test_fit_recovers_known_extrapolation_noise_and_calibrates():
     m, s, y, gap, head = simulated_predictive(0)
     params, nll = calibration.fit_params(m, s, y, gap, head, np.full(len(y), 1 / len(y)))

@@ -86,6 +86,7 @@ def test_provenance_of_this_checkout():
         assert p["git_commit"] == _head()
 
 
+@pytest.mark.slow
 def test_build_metadataset_quick_writes_config_and_provenance(tmp_path):
     mod = _module("build_metadataset")
     out = tmp_path / "meta"

@@ -71,6 +71,7 @@ def test_analytic_matches_built_for_small_presets_and_grey_images():
     assert round(models.analytic_size(np.zeros(6, np.int32), 10)[1] / 1e6, 2) == 7.78
 
 
+@pytest.mark.slow
 def test_supernet_equals_specialised_network():
     """With the same parameters, the encoding-as-input network computes the specialised one."""
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 1))

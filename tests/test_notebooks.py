@@ -33,6 +33,7 @@ def run_notebook(name: str, params: dict, tmp_path, monkeypatch, timeout: int = 
     return json.loads(text.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_posteriors_notebook(tmp_path, monkeypatch):
     params = {
         "target": "fashion_mnist",

@@ -13,6 +13,7 @@ CONV = S.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_con
 FAST = train.preset("tiny", epochs=3, batch_size=64, evaluate_test=True)
 
 
+@pytest.mark.slow
 def test_runs_on_two_devices_with_replicated_state():
     assert jax.local_device_count() == 2, "conftest forces two CPU devices"
     tr = train.Trainer(10, FAST)
@@ -54,6 +55,7 @@ def test_compile_once_for_twenty_architectures(digits_splits):
     assert tr.trace_counts == {"init": 1, "train": 1, "eval": 1}
 
 
+@pytest.mark.slow
 def test_shared_trainer_compiles_once_per_program(digits_splits):
     cfg = FAST.replace(epochs=1, batch_size=80, evaluate_test=False)  # a batch shape no other test uses
     tr = train.get_trainer(10, cfg)
@@ -66,6 +68,7 @@ def test_shared_trainer_compiles_once_per_program(digits_splits):
     assert {k: tr.trace_counts[k] - before[k] for k in before} == traced
 
 
+@pytest.mark.slow
 def test_steps_are_pure_functions_of_their_arguments(digits_splits):
     """Same state and batch in, same state and loss out, whatever ran in between."""
     cfg = FAST
@@ -117,6 +120,7 @@ def test_callback_stops_the_run(digits_splits):
     assert rec.test_accuracy is None
 
 
+@pytest.mark.slow
 def test_divergence_is_a_status_not_an_exception(digits_splits):
     rec = train.train_architecture(CONV, digits_splits, FAST.replace(learning_rate=1e12, weight_decay=0.0))
     assert rec.status == "diverged"
