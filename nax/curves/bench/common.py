@@ -156,6 +156,39 @@ class Priors:
         }
 
 
+def setup(
+    train_paths,
+    test_paths,
+    *,
+    prefix,
+    dataset_column,
+    minimize,
+    transfer: bool,
+    seed,
+    max_train_curves,
+    calibrate,
+    prior_inference,
+    prior_cache,
+    log,
+) -> tuple[dict, dict, Priors]:
+    """Source and target datasets of a benchmark, and the leave-one-out priors of its sources
+    (``transfer``: refuse a target without another source dataset)."""
+    load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
+    train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
+    if transfer:
+        require_sources(train, test)
+    priors = Priors(
+        train,
+        seed=seed,
+        max_curves=max_train_curves,
+        calibrate=calibrate,
+        inference=prior_inference,
+        log=log,
+        cache_dir=prior_cache,
+    )
+    return train, test, priors
+
+
 def meta(command: str, config: dict) -> dict:
     """The record of a benchmark run: the command, its configuration and provenance."""
     return {"command": command, "config": config, **provenance(paths=["nax"])}

@@ -22,11 +22,9 @@ import numpy as np
 
 from nax.curves import baselines, calibration
 from nax.curves.bench.common import (
-    Priors,
     complete_runs,
-    load_datasets,
     meta,
-    require_sources,
+    setup,
     sources_for,
     subsample,
     truncate,
@@ -102,17 +100,19 @@ def extrapolation_benchmark(
         prior_cache=None if prior_cache is None else str(prior_cache),
     )
     record = meta("nax curves benchmark", config)  # at the start: a long run would record a later commit
-    load = {"prefix": prefix, "dataset_column": dataset_column, "minimize": minimize}
-    train, test = load_datasets(train_paths, **load), load_datasets(test_paths, **load)
-    require_sources(train, test)
-    priors = Priors(
-        train,
+    train, test, priors = setup(
+        train_paths,
+        test_paths,
+        prefix=prefix,
+        dataset_column=dataset_column,
+        minimize=minimize,
+        transfer=True,
         seed=seed,
-        max_curves=max_train_curves,
+        max_train_curves=max_train_curves,
         calibrate=calibrate,
-        inference=prior_inference,
+        prior_inference=prior_inference,
+        prior_cache=prior_cache,
         log=log,
-        cache_dir=prior_cache,
     )
     results = []
     for name, full in test.items():
