@@ -214,3 +214,33 @@ def test_cli_methods_restate_the_benchmark_and_a_subset_reruns_its_rows(tmp_path
     assert {r["method"] for r in rows["all"]} == {"random", "ridge_onehot", "evolution"}
     # evolution alone gives the rows it gives beside the others (its key follows the random order's draws)
     assert [r for r in rows["all"] if r["method"] == "evolution"] == rows["one"]
+
+
+@pytest.mark.slow  # fits the model for three settings: ~20 s on the 2-core machine
+def test_benchmark_sources_never_include_the_target(tmp_path, monkeypatch):
+    """Leave one out: every (target, N, repeat) setting of ``nax select benchmark`` fits its
+    model and baselines on the other datasets' rows only (the dissimilar synthetic target,
+    which is none of them, on all of them)."""
+    p = _table(tmp_path, n_datasets=3)
+    seen = []
+    real = benchmark._one_setting
+
+    def spy(cfg, space, target, t_enc, t_acc, src_data, *a, **kw):
+        seen.append((target, sorted(s for s, _ in src_data)))
+        return real(cfg, space, target, t_enc, t_acc, src_data, *a, **kw)
+
+    monkeypatch.setattr(benchmark, "_one_setting", spy)
+    cfg = benchmark.BenchConfig(
+        table=str(p),
+        sources=("d0", "d1", "d2"),
+        targets=("d0", "d2"),
+        samples_per_source=(20,),
+        target_evals=(0,),
+        repeats=1,
+        search_steps=20,
+        dissimilar=True,
+        methods=("characteristics", "ridge_onehot"),
+    )
+    out = benchmark.run(cfg, progress=False)
+    assert seen == [("d0", ["d1", "d2"]), ("d2", ["d0", "d1"]), (benchmark.SYNTHETIC, ["d0", "d1", "d2"])]
+    assert {r["target"] for r in out["results"]} == {"d0", "d2", benchmark.SYNTHETIC}

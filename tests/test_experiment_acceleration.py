@@ -154,3 +154,65 @@ def test_real_training_quick_variant(tmp_path):
     # the baseline's target is its own best: reached by definition
     assert real_base["reached"] and real_base["target_accuracy"] == real_base["accuracy_at_budget"]
     assert (tmp_path / "acceleration_real_digits_real.png").stat().st_size > 1000
+
+
+class _Fitted(Exception):
+    """Raised by a spy once it has recorded what a transferred model is fitted on."""
+
+
+def _spy_fits(monkeypatch, runs, seen, stop_at):
+    """Record the datasets each transferred model of a suite is fitted on; stop the suite at
+    ``stop_at`` ("model" or "prior") before any search runs (the searches are tested above)."""
+
+    def fit_model(table, sources, **kw):
+        seen["model"] = sorted(map(str, sources))
+        if stop_at == "model":
+            raise _Fitted
+        return None  # the model is only used by the searches, which never start here
+
+    def fit_prior(cfg, table):
+        seen["prior"] = sorted(set(map(str, table.datasets)))
+        raise _Fitted
+
+    monkeypatch.setattr(runs.ch, "fit", fit_model)
+    monkeypatch.setattr(runs, "fit_prior", fit_prior)
+
+
+def test_every_suite_fits_its_transfer_on_the_other_datasets_only(monkeypatch):
+    """Leave one out in every suite: neither the characteristic model nor the curve prior of
+    a target ever sees the target's own rows."""
+    _module()
+    import acceleration_config as conf
+    import acceleration_run as runs
+
+    cfg = conf.CONFIGS["quick"]
+    if not (META / "archs.csv").is_file():
+        pytest.skip(f"the meta-dataset is absent from {META}")
+    ct, at = conf.load_metadata(cfg)
+    for target in conf.META_DATASETS:
+        seen = {}
+        _spy_fits(monkeypatch, runs, seen, "prior")
+        with pytest.raises(_Fitted):
+            runs.metadata_target(cfg, ct, at, target, log=lambda m: None)
+        others = sorted(d for d in conf.META_DATASETS if d != target)
+        assert seen == {"model": others, "prior": others}, target
+
+    if not shared_data_dir().is_dir():
+        pytest.skip("../shared/data absent: the NAS-Bench-201 and Baker et al. suites are not checked")
+    from nax import tables
+
+    nb = tables.load_archs(conf.nb201_path(cfg))
+    for target in conf.NB201_DATASETS:
+        seen = {}
+        _spy_fits(monkeypatch, runs, seen, "model")
+        with pytest.raises(_Fitted):
+            runs.nb201_target(cfg, nb, target, log=lambda m: None)
+        assert seen == {"model": sorted(d for d in conf.NB201_DATASETS if d != target)}, target
+    names = ("metaqnn_cifar10", "metaqnn_svhn", "deep_resnets_cifar10", "deep_resnets_tinyimagenet")
+    sets = {n: conf.baker_table(n) for n in names}
+    for target in names:
+        seen = {}
+        _spy_fits(monkeypatch, runs, seen, "prior")
+        with pytest.raises(_Fitted):
+            runs.baker_target(cfg, sets, target, log=lambda m: None)
+        assert seen == {"prior": sorted(n for n in names if n != target)}, target
