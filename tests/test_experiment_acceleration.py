@@ -94,12 +94,11 @@ def test_results_are_consistent(quick):
         assert 0.0 <= r["target_accuracy"] <= 1.0
         assert 0 < r["epochs_to_target"] <= r["cap_epochs"]  # no run starts that would cross the cap
         if r["variant"] == "baseline":
-            # the baseline defines the target: it reaches it within its budget, speed-up exactly 1
+            # the baseline's best within its budget is the target: it reaches it within the budget
             assert r["reached"] and r["epochs_to_target"] <= r["budget_epochs"]
-            assert r["speedup_epochs"] == 1.0
+        if r["suite"] == "baker":
             # Baker et al. record no training time: seconds are not measured there
-            assert r["speedup_seconds"] == (None if r["suite"] == "baker" else 1.0)
-            assert r["accuracy_at_budget"] == r["target_accuracy"]
+            assert r["speedup_seconds"] is None
         if r["reached"]:
             # speed-up is the baseline's epochs over the variant's, seed by seed
             base = next(
@@ -111,9 +110,16 @@ def test_results_are_consistent(quick):
                 and b["variant"] == "baseline"
             )
             assert math.isclose(r["speedup_epochs"], base["epochs_to_target"] / r["epochs_to_target"])
+    # the aggregate is the ratio of the seeds' mean epochs to target, and the accuracy
+    # difference at B is in points against the same target's baseline, recomputed from the rows
     for a in payload["aggregate"]:
-        if a["variant"] == "baseline":
-            assert a["speedup_epochs_ratio_of_means"] == 1.0 and a["accuracy_diff_points"] == 0.0
+        mine = [r for r in rows if (r["suite"], r["target"], r["variant"]) == (a["suite"], a["target"], a["variant"])]
+        base = [r for r in rows if (r["suite"], r["target"], r["variant"]) == (a["suite"], a["target"], "baseline")]
+        mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)
+        expect = mean(base, "epochs_to_target") / mean(mine, "epochs_to_target")
+        assert math.isclose(a["speedup_epochs_ratio_of_means"], expect, rel_tol=1e-9)
+        diff = 100 * (mean(mine, "accuracy_at_budget") - mean(base, "accuracy_at_budget"))
+        assert math.isclose(a["accuracy_diff_points"], diff, rel_tol=1e-6, abs_tol=1e-9)
     # the stopping variants never charge more than full training would
     stop = [r for r in rows if r["variant"] in ("stopping", "both")]
     assert stop and all(r["runs_stopped"] <= r["runs"] for r in stop)
