@@ -4,6 +4,7 @@ and the table replay: the papers' tables, hand-worked promotions, budgets, purit
 from __future__ import annotations
 
 import jax
+import mf_replay as rp  # the multi-fidelity strategies' table simulator, a test harness until the driver runs jobs (issue 14)
 import numpy as np
 import pytest
 
@@ -11,7 +12,6 @@ from nax import space as space_lib
 from nax import tables
 from nax.search import freeze_thaw as ft
 from nax.search import halving as hv
-from nax.search import mf_replay as rp
 from nax.search import multifidelity as mf
 from nax.search import strategies
 from nax.search.multifidelity import Job, TrialResult

@@ -1,5 +1,9 @@
 """Replay a multi-fidelity strategy against a curve table: pausing and resuming are free.
 
+A test harness, not library code: nax has one search driver (``nax.search.loop``), and the
+multi-fidelity strategies (issue 14) run here only until that driver runs jobs that pause
+and resume; then this simulator goes.
+
 ``replay(strategy, pool, budget_epochs, key, workers=...)`` simulates ``workers`` parallel
 workers training the strategy's jobs on recorded curves. A job ``Job(trial, enc, epochs)``
 costs ``epochs`` minus the epochs the trial already has, in epochs and in simulated time
