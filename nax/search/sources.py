@@ -2,22 +2,19 @@
 
 A search reads either curve tables (by default the shipped meta-dataset, ``nax/metadata``)
 or one architecture table (e.g. NAS-Bench-201's); its sources are the configured
-transfer-from datasets, else every dataset of the tables but the target.
+transfer-from datasets, else every dataset of the tables but the target. ``config`` is a
+``nax.search.config.SearchConfig`` (not imported: config imports this module).
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nax import space as space_lib
 from nax import tables
-
-if TYPE_CHECKING:  # annotations only: config imports this module
-    from nax.search.config import SearchConfig
 
 METADATA_DIR = Path(__file__).resolve().parent.parent / "metadata"
 
@@ -32,7 +29,7 @@ def _table_kind(path: Path) -> str:
     return "curve"
 
 
-def table_paths(config: SearchConfig) -> list[Path]:
+def table_paths(config) -> list[Path]:
     """The tables of this search: given, or the shipped meta-dataset."""
     if config.tables:
         return [Path(t) for t in config.tables]
@@ -46,7 +43,7 @@ def table_paths(config: SearchConfig) -> list[Path]:
     return paths
 
 
-def load_tables(config: SearchConfig):
+def load_tables(config):
     """``("curve", CurveTable)`` or ``("arch", ArchTable)`` of all the search's tables."""
     paths = table_paths(config)
     kinds = {_table_kind(p) for p in paths}
@@ -98,7 +95,7 @@ def _datasets(kind: str, table) -> list[str]:
     return sorted(set(map(str, table.datasets)))
 
 
-def sources_of(config: SearchConfig, kind: str, table) -> list[str]:
+def sources_of(config, kind: str, table) -> list[str]:
     """The transfer-from datasets: as configured, else every table dataset but the target."""
     present = _datasets(kind, table)
     if config.transfer_from:
