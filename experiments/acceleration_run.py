@@ -177,6 +177,20 @@ def run_target(
     return rows, {v: np.array(c) for v, c in curves_by_variant.items()}
 
 
+def _four_variants(cfg: Config, space, cands, model, prior, horizon: int) -> dict:
+    """The meta-dataset's four variants: regularized evolution or transferred selection,
+    each without or with the transferred stopping rule (fresh state per seed)."""
+    rule = lambda: stop_rule(prior, horizon, stop_config(cfg))
+    evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
+    sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
+    return {
+        "baseline": lambda: (evo(), None),
+        "selection": lambda: (sel(), None),
+        "stopping": lambda: (evo(), rule()),
+        "both": lambda: (sel(), rule()),
+    }
+
+
 def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> tuple[list[dict], dict, np.ndarray]:
     space = space_lib.nb201
     sources = [d for d in sorted(set(map(str, curve_table.datasets))) if d != target]
@@ -193,15 +207,7 @@ def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> t
         f"{target}: {len(cands)} cells, budget {budget} epochs (cap {cap:g}); models fitted on "
         f"{', '.join(sources)} in {time.perf_counter() - t0:.1f} s"
     )
-    rule = lambda: stop_rule(prior, evaluator.max_epochs, stop_config(cfg))
-    evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
-    sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
-    builders = {
-        "baseline": lambda: (evo(), None),
-        "selection": lambda: (sel(), None),
-        "stopping": lambda: (evo(), rule()),
-        "both": lambda: (sel(), rule()),
-    }
+    builders = _four_variants(cfg, space, cands, model, prior, evaluator.max_epochs)
     grid = np.linspace(0, cap, 101)
     rows, cv = run_target(target, "metadata", evaluator, builders, cfg.seeds, budget, cap, grid, log)
     for r in rows:
@@ -329,15 +335,7 @@ def run_real_suites(rc: RealConfig, log: Callable[[str], None] = print):
     real_ev = _PoolTraining(cands, rc.target, tcfg, space)
     model = ch.fit(at, sources, seed=0, space=space)
     prior = fit_prior(cfg, ct.subset(np.isin(ct.datasets, sources)))
-    rule = lambda: stop_rule(prior, table_ev.max_epochs, stop_config(cfg))
-    evo = lambda: strategies.evolution(space, cfg.population, cfg.sample, 1, cands)
-    sel = lambda: transfer.strategy_from_model(model, space, candidates=cands)
-    builders = {
-        "baseline": lambda: (evo(), None),
-        "selection": lambda: (sel(), None),
-        "stopping": lambda: (evo(), rule()),
-        "both": lambda: (sel(), rule()),
-    }
+    builders = _four_variants(cfg, space, cands, model, prior, table_ev.max_epochs)
     budget = rc.budget_runs * table_ev.max_epochs
     cap = rc.cap * budget
     grid = np.linspace(0, cap, 101)

@@ -86,17 +86,9 @@ CONFIGS = {
         datasets=("digits", "mnist5k"),
         num_archs=3,
         arch_seed=2019,
-        train=train.TrainConfig(
-            epochs=3,
-            channels=4,
-            cells_per_stage=1,
-            batch_size=64,
-            learning_rate=0.1,
-            image_size=(8, 8),
-            train_limit=256,
-            val_limit=128,
-            evaluate_test=True,
-            eval_batch_size=256,
+        # the full config's training, shrunk: fewer epochs and images
+        train=train.PRESETS["metadata"].replace(
+            epochs=3, batch_size=64, train_limit=256, val_limit=128, eval_batch_size=256
         ),
         command="python experiments/build_metadataset.py --config quick --out runs/metadataset-quick",
     ),
