@@ -13,7 +13,6 @@ the machine slow every start.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -82,6 +81,7 @@ def main(argv=None) -> int:
     worst = max(r["median_s"] for r in rows)
     print(f"\n{len(rows)} commands, worst median {worst:.3f} s; load average {load_before:.1f} at the start")
 
+    from nax import jsonio
     from nax.provenance import provenance
 
     out = {
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         **provenance(paths=["nax/cli", "nax/__init__.py", "benchmarks/bench_cli.py"]),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    args.json.write_text(jsonio.dumps(out, indent=1) + "\n")
     print(f"wrote {args.json}")
     return 0 if worst < TARGET_S else 1
 

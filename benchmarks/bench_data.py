@@ -10,7 +10,6 @@ of ``--repeats`` epochs.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import shutil
@@ -18,7 +17,7 @@ import statistics
 import tempfile
 import time
 
-from nax import data
+from nax import data, jsonio
 
 
 def _time_epoch(arrays: data.Arrays, batch_size: int, image_size, fit: str, repeats: int) -> tuple[float, int]:
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.platform(), "python": platform.python_version(), "repeats": args.repeats}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    out.write_text(jsonio.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     print(f"\nwrote {out}")
     return 0
 

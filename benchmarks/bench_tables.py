@@ -13,7 +13,6 @@ writes ``{"results": [...], "machine": {...}}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nax import __version__, tables
+from nax import __version__, jsonio, tables
 from nax.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     record = provenance(paths=["nax/tables", "nax/space.py", "benchmarks/bench_tables.py"])
     payload = {"results": results, "target_s": TARGET_S, "machine": machine, "provenance": record}
-    args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    args.json.write_text(jsonio.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
 

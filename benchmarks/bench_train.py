@@ -118,8 +118,10 @@ def main(argv=None) -> int:
             f"\n20 architectures x 1 epoch (mnist5k, 1,280 images): specialised {tw['specialised']:.1f} s, "
             f"supernet {tw['supernet']:.1f} s, ratio {tw['specialised'] / tw['supernet']:.1f}x"
         )
+    from nax import jsonio
+
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"results": results, "cpus": os.cpu_count()}, indent=1) + "\n")
+    args.json.write_text(jsonio.dumps({"results": results, "cpus": os.cpu_count()}, indent=1) + "\n")
     return 0
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import sys
 
 import numpy as np
 
-from nax import tables
+from nax import jsonio, tables
 from nax.provenance import provenance
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -137,7 +136,7 @@ def main(argv=None) -> int:
         "command": cfg.command,
         **provenance(paths=("nax", "experiments/metadata_card.py")),
     }
-    (out / "sanity.json").write_text(json.dumps({**s, **meta}, indent=1) + "\n")
+    (out / "sanity.json").write_text(jsonio.dumps({**s, **meta}, indent=1) + "\n")
     plot(src, datasets, out / "curves.png")
     print(f"{'dataset':<15}{'runs':>6}{'mean':>7}{'min':>7}{'max':>7}{'p90-p10':>9}{'chance':>8}{'rising':>8}")
     for ds, r in s["per_dataset"].items():

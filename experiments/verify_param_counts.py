@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import time
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from nax import models, space
+from nax import jsonio, models, space
 from nax.provenance import provenance
 
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
@@ -171,7 +170,7 @@ def main(argv=None) -> dict:
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+        args.json.write_text(jsonio.dumps(out, indent=1))
     return out
 
 

@@ -7,7 +7,6 @@ record, with provenance, to ``--json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -153,9 +152,11 @@ def _log(msg: str) -> None:
 
 
 def _write(out: dict, path: Path | None) -> None:
+    from nax import jsonio
+
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1))
+        path.write_text(jsonio.dumps(out, indent=1))
         _log(f"wrote {path}")
 
 
