@@ -4,6 +4,13 @@
 after every epoch but the last with the validation accuracies so far (fractions) and
 returns ``(stop, predicted_final)``; it is how early termination cuts a run.
 
+Evaluators that can pause a run and resume it later (multi-fidelity search) also have
+``evaluate_job(enc, seed, trial, start, epochs) -> RunResult``: bring trial ``trial``
+from the ``start`` epochs it has to ``epochs``. Its result holds the trial's whole curve
+so far, ``epoch_metrics`` of the epochs it trained, ``cost_epochs`` those epochs only,
+and status ``"paused"`` (below ``max_epochs``), ``"completed"`` (at ``max_epochs``) or a
+failure. Table evaluators pause and resume for free (they slice the recorded curve).
+
 - ``CurveTableEvaluator`` replays recorded learning curves of one dataset of a curve
   table, epoch by epoch, charging one epoch per replayed epoch, so early stopping saves
   exactly what it would save in real training.
@@ -18,61 +25,28 @@ so a search is reproducible from its seed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from nax.search.results import STATUSES, RunResult, StopFn, job_result
+from nax.search.train_evaluator import TrainingEvaluator
 from nax.space import CellSpace, nb201
 from nax.tables import ArchTable, CurveTable
 
-#: ``should_stop(curve_so_far) -> (stop, predicted_final)``
-StopFn = Callable[[tuple[float, ...]], tuple[bool, float | None]]
-
-STATUSES = ("completed", "stopped", "diverged", "failed")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-    """The outcome of evaluating one architecture.
-
-    ``curve``: validation accuracy (fraction) per epoch trained; ``final``: the accuracy
-    of the finished run (``curve[-1]`` when there is a curve); ``predicted_final``: the
-    stopping rule's prediction for a stopped run; ``cost_epochs``: epochs charged;
-    ``cost_s``: seconds charged (simulated for tables that record training time);
-    ``wall_s``: seconds this evaluation really took.
-    """
-
-    arch: str
-    status: str
-    curve: tuple[float, ...] = ()
-    final: float | None = None
-    predicted_final: float | None = None
-    cost_epochs: int = 0
-    cost_s: float = 0.0
-    wall_s: float = 0.0
-    error: str | None = None
-    epoch_metrics: tuple[Mapping[str, float], ...] = ()
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown run status {self.status!r}; accepted: {', '.join(STATUSES)}")
-
-    @property
-    def value(self) -> float | None:
-        """What the search maximises: the final accuracy, predicted for a stopped run;
-        None for a failed or diverged run."""
-        if self.status == "completed":
-            return self.final
-        if self.status == "stopped":
-            return (
-                self.predicted_final if self.predicted_final is not None else (self.curve[-1] if self.curve else None)
-            )
-        return None
+__all__ = [
+    "STATUSES",
+    "ArchTableEvaluator",
+    "ArrayEvaluator",
+    "CurveTableEvaluator",
+    "Evaluator",
+    "RunResult",
+    "StopFn",
+    "TrainingEvaluator",
+    "job_result",
+]
 
 
 class Evaluator(Protocol):
@@ -174,6 +148,18 @@ class CurveTableEvaluator:
         curve, per_epoch = rows[seed % len(rows)]
         return _replay(arch, curve, should_stop, per_epoch, t0)
 
+    def evaluate_job(self, enc, seed: int, trial: int, start: int, epochs: int) -> RunResult:
+        """Trial ``trial`` from ``start`` to ``epochs`` epochs: the recorded curve, sliced.
+        A curve shorter than ``epochs`` (the table's row ended) fails the job."""
+        del trial  # a table needs no state per trial: the curve is the same every time
+        t0 = time.perf_counter()
+        arch = self.space.to_string(enc)
+        rows = self._rows.get(arch)
+        if rows is None:
+            raise KeyError(f"architecture {arch} has no curve for {self.dataset!r} in the table")
+        curve, per_epoch = rows[seed % len(rows)]
+        return job_result(arch, curve[:epochs], start, epochs, self.max_epochs, per_epoch, t0)
+
 
 class ArchTableEvaluator:
     """Final accuracies of ``dataset`` from a ``nax.tables.ArchTable`` (NAS-Bench-201).
@@ -255,79 +241,3 @@ class ArrayEvaluator:
         if value is None:
             raise KeyError(f"architecture {self.space.to_string(enc)} has no value in the arrays")
         return RunResult(self.space.to_string(enc), "completed", (), value, None, self.max_epochs, 0.0, 0.0)
-
-
-class TrainingEvaluator:
-    """Real training with ``nax.train.train_architecture`` on a bundled dataset.
-
-    ``dataset``: a bundled dataset's name, or ``nax.train.Splits`` arrays. ``cfg``: a
-    ``nax.train.TrainConfig`` (its seed is replaced by each run's seed). A diverged run
-    (non-finite loss) keeps its partial curve and counts as a failure for the strategy.
-    """
-
-    def __init__(
-        self, dataset: Any, cfg: Any = None, space: CellSpace = nb201, data_dir: str | os.PathLike | None = None
-    ):
-        from nax import data, train
-
-        if isinstance(dataset, train.Splits):  # arrays in hand (tests, custom data)
-            self.dataset, self._splits, self._keep = dataset.name, dataset, True
-        else:
-            data.info(dataset)  # unknown name: ValueError listing the bundled datasets
-            self.dataset, self._splits, self._keep = dataset, None, False
-        self.space, self.data_dir = space, data_dir
-        self.cfg = cfg if cfg is not None else train.preset("cpu")
-        self.max_epochs = int(self.cfg.epochs)
-
-    def __getstate__(self):
-        # each (Ray) worker loads the arrays itself rather than receiving them
-        return self.__dict__ if self._keep else {**self.__dict__, "_splits": None}
-
-    def splits(self):
-        """The dataset's arrays, loaded once per process."""
-        from nax import train
-
-        if self._splits is None:
-            self._splits = train.load_splits(self.dataset, self.cfg, self.data_dir)
-        return self._splits
-
-    def candidates(self) -> None:
-        return None
-
-    def evaluate(self, enc, seed: int, should_stop: StopFn | None = None) -> RunResult:
-        from nax import train
-
-        predicted: list[float | None] = [None]
-
-        def callback(record) -> bool:
-            if should_stop is None:
-                return False
-            stop, predicted[0] = should_stop(tuple(float(v) for v in record.val_accuracies))
-            return bool(stop)
-
-        t0 = time.perf_counter()
-        rec = train.train_architecture(
-            enc, self.splits(), self.cfg.replace(seed=int(seed)), callback=callback, space=self.space
-        )
-        wall = time.perf_counter() - t0
-        # a diverged epoch has no validation accuracy: the curve is the finite prefix
-        curve = tuple(float(m.val_accuracy) for m in rec.curve if math.isfinite(m.val_accuracy))
-        metrics = tuple(
-            {"val_acc": m.val_accuracy, "val_loss": m.val_loss, "train_loss": m.train_loss, "epoch_s": m.epoch_s}
-            for m in rec.curve
-        )
-        status = rec.status
-        error = "non-finite training loss" if status == "diverged" else None
-        final = curve[-1] if status == "completed" and curve else None
-        return RunResult(
-            rec.arch,
-            status,
-            curve,
-            final,
-            predicted[0] if status == "stopped" else None,
-            len(rec.curve),
-            wall,
-            wall,
-            error,
-            metrics,
-        )

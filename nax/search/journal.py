@@ -10,6 +10,17 @@ every later line is one event::
     failed   ... as end, plus error                               raised, diverged or died
     resume   time                                                  a resumed process starts
 
+A multi-fidelity search (jobs that pause and resume trials) writes, per job::
+
+    job      job, run, arch, dataset, seed, start, epochs          train trial ``run`` from
+                                                                   ``start`` to ``epochs`` epochs
+    epoch    ... one per epoch the job trained (numbered within the trial)
+    paused   ... as end, plus job, start                           the job ended below a full run
+    end / failed ... plus job, start                               it ended the trial
+    checkpoint  run, epoch, path, bytes                            the training state it left
+    discarded   run, bytes                                         a trial's checkpoints deleted
+                                                                   (it can no longer resume)
+
 ``epoch`` (1-based) in end/stopped/failed is the last epoch trained, ``metrics`` holds
 ``val_acc`` (fraction), ``curve`` the per-epoch validation accuracies. ``time`` (unix
 seconds) and ``wall_s`` are the only fields that differ between two runs of the same
@@ -21,17 +32,18 @@ written as ``null``); a run without its end line is redone on resume.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import nax
 from nax import journal as jsonl
 from nax import jsonio
 from nax.journal import JournalWarning
+from nax.search.evaluators import RunResult
 
 FORMAT = 1
-EVENTS = ("start", "epoch", "end", "stopped", "failed", "resume")
+EVENTS = ("start", "epoch", "end", "stopped", "failed", "resume", "job", "paused", "checkpoint", "discarded")
 _RESULT = ("run", "arch", "status", "curve", "final", "cost_epochs", "cost_s")
 REQUIRED = {
     "header": ("format", "nax_version", "seed", "config"),
@@ -41,6 +53,10 @@ REQUIRED = {
     "stopped": _RESULT + ("predicted_final",),
     "failed": _RESULT + ("error",),
     "resume": (),
+    "job": ("job", "run", "arch", "seed", "start", "epochs"),
+    "paused": _RESULT + ("job", "start"),
+    "checkpoint": ("run", "epoch", "path", "bytes"),
+    "discarded": ("run", "bytes"),
 }
 #: fields that hold wall-clock measurements (left out when comparing two journals)
 CLOCK_FIELDS = ("time", "wall_s")
@@ -51,9 +67,12 @@ __all__ = [
     "FORMAT",
     "Journal",
     "JournalWarning",
+    "Replay",
     "check_header",
     "header",
     "read",
+    "replay_from",
+    "result_event",
     "strip_clock",
 ]
 
@@ -128,3 +147,81 @@ def check_header(head: Mapping[str, Any], config: Mapping[str, Any], seed: int, 
 def strip_clock(events: Iterable[Mapping[str, Any]]) -> list[dict]:
     """Events without their wall-clock fields, for comparing two journals."""
     return [{k: v for k, v in ev.items() if k not in CLOCK_FIELDS} for ev in events]
+
+
+# ---------------------------------------------------------------------------- events <-> results
+def result_event(run: int, result: RunResult, dataset: str, job: int | None = None, start: int = 0) -> dict:
+    """The event that records ``result`` of ``run`` (with ``job``: a multi-fidelity job)."""
+    r = result
+    kind = {"completed": "end", "stopped": "stopped", "paused": "paused"}.get(r.status, "failed")
+    ev = {
+        "event": kind,
+        "run": run,
+        "arch": r.arch,
+        "dataset": dataset,
+        "status": r.status,
+        "epoch": len(r.curve),
+        "metrics": {"val_acc": r.final if r.status == "completed" else (r.curve[-1] if r.curve else None)},
+        "curve": list(r.curve),
+        "final": r.final,
+        "cost_epochs": r.cost_epochs,
+        "cost_s": r.cost_s,
+        "wall_s": r.wall_s,
+    }
+    if job is not None:
+        ev["job"], ev["start"] = job, start
+    if kind == "stopped":
+        ev["predicted_final"] = r.predicted_final
+    if kind == "failed":
+        ev["error"] = r.error
+    return ev
+
+
+def result_from_event(ev: Mapping[str, Any]) -> RunResult:
+    return RunResult(
+        ev["arch"],
+        ev["status"],
+        tuple(float(v) for v in ev["curve"]),
+        ev.get("final"),
+        ev.get("predicted_final"),
+        int(ev["cost_epochs"]),
+        float(ev["cost_s"]),
+        float(ev.get("wall_s") or 0.0),
+        ev.get("error"),
+        tuple({"val_acc": float(v)} for v in ev["curve"][int(ev.get("start", 0)) :]),
+    )
+
+
+class Replay(NamedTuple):
+    """What a journal recorded. Full runs: ``starts`` and ``finished`` results by run id.
+    Multi-fidelity jobs: ``jobs`` (their job events) and ``job_results`` by job number,
+    ``order`` the job numbers in the order their results were recorded (the order the
+    strategy was told them), ``checkpoints`` each run's last checkpoint event."""
+
+    starts: dict[int, dict]
+    finished: dict[int, RunResult]
+    jobs: dict[int, dict] = {}
+    job_results: dict[int, RunResult] = {}
+    order: tuple[int, ...] = ()
+    checkpoints: dict[int, dict] = {}
+
+
+def replay_from(events: Sequence[Mapping[str, Any]]) -> Replay:
+    starts, finished, jobs, job_results, order, ckpts = {}, {}, {}, {}, [], {}
+    for ev in events:
+        kind = ev["event"]
+        if kind == "start":
+            starts[ev["run"]] = ev
+        elif kind == "job":
+            jobs[ev["job"]] = ev
+        elif kind in ("end", "stopped", "failed", "paused"):
+            if "job" in ev:
+                job_results[ev["job"]] = result_from_event(ev)
+                order.append(ev["job"])
+            else:
+                finished[ev["run"]] = result_from_event(ev)
+        elif kind == "checkpoint":
+            ckpts[ev["run"]] = ev
+        elif kind == "discarded":
+            ckpts.pop(ev["run"], None)
+    return Replay(starts, finished, jobs, job_results, tuple(order), ckpts)

@@ -1,4 +1,4 @@
-"""The search driver: ask -> evaluate (with early stopping) -> tell -> journal, until the budget is spent.
+"""The one search driver: ask -> evaluate (with early stopping) -> tell -> journal, until the budget is spent.
 
     for step in iter_search(strategy, evaluator, Budget(epochs=240), key):   # the stream
         print(step.run.run, step.best, step.epochs)
@@ -9,15 +9,30 @@ resume included); :func:`run_search` consumes that stream into a :class:`SearchO
 and ends early the first time ``until(step)`` is true. Progress displays, the acceleration
 experiment and the characteristic benchmark's simulated searches all read this one stream.
 
+Two kinds of strategy run through the same loop (:mod:`nax.search.jobs` turns each into
+tasks): a :class:`nax.search.strategies.Strategy` gives whole runs, a batch at a time;
+a multi-fidelity :class:`nax.search.multifidelity.MFStrategy` (Hyperband, ASHA,
+freeze-thaw) gives *jobs*, "train trial t until it has e epochs", one per free worker
+(``workers``), which pause a trial and resume it later from the epochs it has: a job is
+charged only the epochs it adds, and its step's ``run.result`` holds the trial's whole
+curve so far (status ``"paused"`` below a full run). ``best`` counts a trial only once it
+completed a full run, so a step stream is the anytime trace (best accuracy vs epochs
+spent) of either kind::
+
+    strat = halving.hyperband(1, 12, 3, space=ev.space, candidates=ev.candidates())
+    trace = [(s.epochs, s.best) for s in iter_search(strat, ev, Budget(epochs=300), key)]
+
 Early stopping: ``stop_rule`` is the curves rule (:func:`nax.curves.stopping.stop_rule`):
 each batch's runs get its per-run test (:func:`nax.curves.stopping.run_check`, against
 the best completed run so far), and the runs that ended are told to it after the batch.
 
-Everything random derives from one key: the strategy's asks use ``fold_in(k_ask, batch)``,
-each run's seed ``fold_in(k_seed, run)``, the stopping rule ``fold_in(k_stop, batch)``.
-Resuming replays the journal through the same code: each batch is asked again, runs the
-journal finished are told from the journal instead of evaluated, and the first run
-without a terminal event (the one in flight at the kill) is evaluated afresh. For
+Everything random derives from one key: the strategy's asks use ``fold_in(k_ask, batch)``
+(a job: ``fold_in(k_ask, job)``), each run's seed ``fold_in(k_seed, run)``, the stopping
+rule ``fold_in(k_stop, batch)``. Resuming replays the journal through the same code: each
+batch (job) is asked again, runs (jobs) the journal finished are told from the journal
+instead of evaluated, in the order the journal recorded them (so an asynchronous search
+on Ray resumes exactly too), and those without a terminal event (in flight at the kill)
+are evaluated afresh (a training job resumes from its trial's last checkpoint). For
 deterministic evaluators (tables) the resumed search is therefore exactly the
 uninterrupted one.
 
@@ -29,35 +44,32 @@ epochs left, counting the whole runs already handed out in its batch; a run that
 not fit is not started (it is not shortened: a cut run has no final accuracy to report),
 so a search with early stopping may end with fewer than ``max_epochs`` epochs unspent.
 A minutes budget cannot be known before a run ends: it is checked before each run, and
-the runs started before it ran out finish.
+the runs started before it ran out finish. A job is charged the epochs it adds to its
+trial, and is started only if they fit beside the jobs in flight (see :mod:`nax.search.jobs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from nax.curves.stopping import Finished, StopRule, run_check
+from nax.curves.stopping import StopRule
+from nax.search import jobs as jobs_lib
 from nax.search import journal as journal_lib
 from nax.search.evaluators import Evaluator, RunResult
 from nax.search.executors import InProcessExecutor, Task
-from nax.search.strategies import Observation, Strategy
+from nax.search.jobs import finished
+from nax.search.multifidelity import MFStrategy
+from nax.search.strategies import Strategy
 
-
-def finished(results: Sequence[RunResult]) -> list[Finished]:
-    """What the stopping rule learns from a batch: the runs that ended with a curve
-    (completed, or stopped by the rule; not failed or diverged)."""
-    return [
-        Finished(np.asarray(r.curve, np.float64), r.status == "completed")
-        for r in results
-        if r.status in ("completed", "stopped")
-    ]
+__all__ = ["Budget", "Replay", "Run", "SearchOutcome", "Step", "finished", "iter_search", "replay_from", "run_search"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +100,19 @@ class Budget:
 
 @dataclasses.dataclass
 class Run:
-    """One run of the search: its id, batch, seed, encoding and result."""
+    """One run of the search: its id, batch, seed, encoding and result.
+
+    A job of a multi-fidelity search: ``run`` is its trial, ``job`` its number (also in
+    ``batch``), ``start`` the epochs the trial had before it; ``result`` holds the
+    trial's whole curve so far and charges the job's epochs only."""
 
     run: int
     batch: int
     seed: int
     enc: np.ndarray
     result: RunResult
+    job: int | None = None
+    start: int = 0
 
 
 @dataclasses.dataclass
@@ -118,9 +136,12 @@ class SearchOutcome:
 
     def summary(self) -> dict:
         best = self.best
-        counts = {
-            s: sum(r.result.status == s for r in self.runs) for s in ("completed", "stopped", "diverged", "failed")
-        }
+        jobs = [r for r in self.runs if r.job is not None]
+        # a multi-fidelity search: a trial's state is its last job's (paused, completed, failed)
+        last = list({r.run: r for r in self.runs}.values()) if jobs else self.runs
+        statuses = ("completed", "stopped", "diverged", "failed") + (("paused",) if jobs else ())
+        counts = {s: sum(r.result.status == s for r in last) for s in statuses}
+        extra = {"jobs": len(jobs)} if jobs else {}
         return {
             "dataset": self.dataset,
             "best_arch": best.result.arch if best else None,
@@ -130,84 +151,25 @@ class SearchOutcome:
             "seconds_spent": self.seconds_spent,
             "epochs_saved_by_stopping": self.epochs_saved,
             "epochs_per_full_run": self.max_epochs,
-            "runs": len(self.runs),
+            "runs": len(last),
             **{f"runs_{k}": v for k, v in counts.items()},
+            **extra,
         }
 
 
-# ---------------------------------------------------------------------------- journal <-> runs
-def _result_event(run: Run, dataset: str) -> dict:
-    r = run.result
-    kind = {"completed": "end", "stopped": "stopped"}.get(r.status, "failed")
-    ev = {
-        "event": kind,
-        "run": run.run,
-        "arch": r.arch,
-        "dataset": dataset,
-        "status": r.status,
-        "epoch": len(r.curve),
-        "metrics": {"val_acc": r.final if r.status == "completed" else (r.curve[-1] if r.curve else None)},
-        "curve": list(r.curve),
-        "final": r.final,
-        "cost_epochs": r.cost_epochs,
-        "cost_s": r.cost_s,
-        "wall_s": r.wall_s,
-    }
-    if kind == "stopped":
-        ev["predicted_final"] = r.predicted_final
-    if kind == "failed":
-        ev["error"] = r.error
-    return ev
-
-
-def _result_from_event(ev: dict) -> RunResult:
-    return RunResult(
-        ev["arch"],
-        ev["status"],
-        tuple(float(v) for v in ev["curve"]),
-        ev.get("final"),
-        ev.get("predicted_final"),
-        int(ev["cost_epochs"]),
-        float(ev["cost_s"]),
-        float(ev.get("wall_s") or 0.0),
-        ev.get("error"),
-        tuple({"val_acc": float(v)} for v in ev["curve"]),
-    )
-
-
-class Replay(NamedTuple):
-    """What a journal recorded: start events and finished results by run id."""
-
-    starts: dict[int, dict]
-    finished: dict[int, RunResult]
-
-
-def replay_from(events: Sequence[dict]) -> Replay:
-    starts, finished = {}, {}
-    for ev in events:
-        if ev["event"] == "start":
-            starts[ev["run"]] = ev
-        elif ev["event"] in ("end", "stopped", "failed"):
-            finished[ev["run"]] = _result_from_event(ev)
-    return Replay(starts, finished)
-
-
 # ---------------------------------------------------------------------------- the loop
-# jitted: one dispatch per run instead of several (the same numbers; a simulated search
-# on a table spends most of its time here otherwise)
-_fold_in = jax.jit(jax.random.fold_in)
-_seed = jax.jit(lambda key, run: jax.random.randint(jax.random.fold_in(key, run), (), 0, 2**31 - 1))
-
-
-def _run_seed(key: jax.Array, run: int) -> int:
-    return int(_seed(key, run))
+#: the journal's view of results (moved to nax.search.journal; kept here for callers)
+Replay = journal_lib.Replay
+replay_from = journal_lib.replay_from
 
 
 class Step(NamedTuple):
-    """One element of the search's stream: a run that finished, and the search after it.
+    """One element of the search's stream: a run (or a multi-fidelity job) that finished,
+    and the search after it.
 
-    ``best``: the best final accuracy of a completed run so far (None before the first);
-    ``epochs``, ``seconds``: charged so far, this run included; ``replayed``: told from
+    ``best``: the best final accuracy of a completed run so far (None before the first;
+    a multi-fidelity trial counts once it completed a full run); ``epochs``, ``seconds``:
+    charged so far by finished runs or jobs, this one included; ``replayed``: told from
     the journal of a resumed search rather than evaluated now.
     """
 
@@ -218,8 +180,28 @@ class Step(NamedTuple):
     replayed: bool
 
 
+class _Pending(NamedTuple):
+    task: Task
+    cost: int  # epochs it may charge at most
+    replayed: RunResult | None  # its result in the journal of a resumed search
+
+
+def _check_replayed(evaluator, task: Task, was: dict | None) -> None:
+    if was is None:
+        return
+    now = evaluator.space.to_string(task.enc)
+    same = was["arch"] == now and (task.job is None or (was["start"], was["epochs"]) == (task.start, task.epochs))
+    if not same:
+        what = f"{now}" if task.job is None else f"{now} from {task.start} to {task.epochs} epochs"
+        got = was["arch"] if task.job is None else f"{was['arch']} from {was['start']} to {was['epochs']} epochs"
+        raise ValueError(
+            f"journal {'run' if task.job is None else 'job'} {task.job if task.job is not None else task.run} "
+            f"evaluated {got} but this search asks for {what}: the journal comes from another search"
+        )
+
+
 def iter_search(
-    strategy: Strategy,
+    strategy: Strategy | MFStrategy,
     evaluator: Evaluator,
     budget: Budget,
     key: jax.Array,
@@ -229,93 +211,115 @@ def iter_search(
     stop_rule: StopRule | None = None,
     replay: Replay | None = None,
     max_runs: int | None = None,
+    workers: int = 1,
 ) -> Iterator[Step]:
-    """The search as a stream: one :class:`Step` per run, in run order, as each finishes.
+    """The search as a stream: one :class:`Step` per run or job, as each finishes.
 
-    Ends when ``budget`` is spent (see the module docstring), after ``max_runs`` runs (a
-    table evaluator has nothing new to show once its every architecture has run), or when
-    the consumer stops iterating: the runs of the batch in flight that were not yet
-    yielded are then not evaluated (in process) or their results are dropped (Ray), and
-    a resumed search evaluates them again. ``journal``: where new events go (already
-    holding the header); ``replay``: runs a journal already holds (resume).
+    ``strategy``: a :class:`Strategy` (whole runs, a batch at a time, with ``stop_rule``)
+    or an :class:`nax.search.multifidelity.MFStrategy` (jobs that pause and resume trials,
+    up to ``workers`` at once; the evaluator needs ``evaluate_job``). Ends when ``budget``
+    is spent (see the module docstring), after ``max_runs`` runs or trials (a table
+    evaluator has nothing new to show once its every architecture has run), when the
+    strategy has nothing more to ask, or when the consumer stops iterating: the runs in
+    flight that were not yet yielded are then not evaluated (in process) or their
+    results are dropped (Ray), and a resumed search evaluates them again. ``journal``:
+    where new events go (already holding the header); ``replay``: what a journal
+    already holds (resume).
     """
-    if budget.epochs is not None and budget.epochs < evaluator.max_epochs:
+    multi = isinstance(strategy, MFStrategy)
+    if stop_rule is not None and multi:
+        raise ValueError("early stopping is for whole runs; a multi-fidelity strategy decides itself which to continue")
+    if not multi and budget.epochs is not None and budget.epochs < evaluator.max_epochs:
         raise ValueError(f"the budget ({budget.epochs:g} epochs) is less than one run ({evaluator.max_epochs} epochs)")
     executor = executor or InProcessExecutor()
     replay = replay or Replay({}, {})
-    k_init, k_ask, k_seed, k_stop_init, k_stop = jax.random.split(key, 5)
-    state = strategy.init(k_init, evaluator.space)
-    rule_state = stop_rule.init(k_stop_init) if stop_rule else None
+    keys = jobs_lib.Keys.of(key)
+    sched = (
+        jobs_lib.Jobs(strategy, evaluator, keys, workers, max_runs)
+        if multi
+        else jobs_lib.Batches(strategy, evaluator, keys, stop_rule, max_runs)
+    )
+    recorded = {j: n for n, j in enumerate(replay.order)}  # job -> position its result was told at
     epochs, seconds, best = 0, 0.0, None
-    next_run, batch = 0, 0
     dataset = evaluator.dataset
-    while (max_runs is None or next_run < max_runs) and budget.fits(epochs, seconds, evaluator.max_epochs):
-        encs, state = strategy.ask(state, _fold_in(k_ask, batch))
-        should_stop = run_check(stop_rule, rule_state, best) if stop_rule else None
-        tasks = []
-        # every run of a batch may train to the end: hand out only the whole runs that fit
-        for enc in encs:
-            if (max_runs is not None and next_run >= max_runs) or not budget.fits(
-                epochs + len(tasks) * evaluator.max_epochs, seconds, evaluator.max_epochs
-            ):
-                break
-            tasks.append(Task(next_run, enc, _run_seed(k_seed, next_run), should_stop))
-            next_run += 1
-        for t in tasks:
-            if t.run in replay.starts:
-                was = replay.starts[t.run]["arch"]
-                if was != evaluator.space.to_string(t.enc):
-                    raise ValueError(
-                        f"journal run {t.run} evaluated {was} but this search asks for "
-                        f"{evaluator.space.to_string(t.enc)}: the journal comes from another search"
-                    )
-        todo = [t for t in tasks if t.run not in replay.finished]
-        if journal is not None and todo:
-            journal.extend(
-                {
-                    "event": "start",
-                    "run": t.run,
-                    "batch": batch,
-                    "arch": evaluator.space.to_string(t.enc),
-                    "dataset": dataset,
-                    "seed": t.seed,
-                    "time": time.time(),
-                }
-                for t in todo
-            )
-        fresh = executor.map(evaluator, todo) if todo else iter(())
-        batch_runs = []
-        for t in tasks:
-            new = t.run not in replay.finished
-            result = next(fresh) if new else replay.finished[t.run]
-            run = Run(t.run, batch, t.seed, np.asarray(t.enc), result)
+    flight: list[_Pending] = []
+    try:
+        while True:
+            held = epochs + sum(p.cost for p in flight)
+            fits = functools.partial(_fits, budget, held, seconds)
+            tasks = sched.ask(fits, len(flight), best)
+            if tasks:
+                fresh = _hand_out(tasks, sched, evaluator, replay, journal, dataset, executor)
+                flight += [_Pending(t, sched.cost(t), done) for t, done in zip(tasks, fresh)]
+            if not flight:
+                return
+            # whole runs in run order; jobs as they finish (the journal's order first on resume)
+            told = [i for i, p in enumerate(flight) if p.replayed is not None]
+            if sched.ordered:
+                i = 0
+            elif told:
+                i = min(told, key=lambda i: recorded[flight[i].task.job])
+            else:
+                i = None  # whichever job finishes first
+            if i is not None:
+                p = flight.pop(i)
+                result = p.replayed if p.replayed is not None else executor.take(p.task)[1]
+            else:
+                t, result = executor.take(None)
+                p = flight.pop(next(k for k, q in enumerate(flight) if q.task.key == t.key))
+            task, new = p.task, p.replayed is None
             if new and journal is not None:
-                journal.extend(
-                    [
-                        *(
-                            {
-                                "event": "epoch",
-                                "run": t.run,
-                                "arch": result.arch,
-                                "dataset": dataset,
-                                "epoch": e,
-                                "metrics": dict(m),
-                            }
-                            for e, m in enumerate(result.epoch_metrics, start=1)
-                        ),
-                        _result_event(run, dataset),
-                    ]
-                )
+                journal.extend(_result_events(task, result, dataset))
             epochs += result.cost_epochs
             seconds += result.cost_s
             if result.status == "completed" and result.final is not None and (best is None or result.final > best):
                 best = result.final
-            batch_runs.append(run)
+            run = Run(task.run, sched.group(task), task.seed, np.asarray(task.enc), result, task.job, task.start)
             yield Step(run, best, epochs, seconds, not new)
-        state = strategy.tell(state, [Observation(r.enc, r.result.value) for r in batch_runs])
-        if stop_rule is not None:
-            rule_state = stop_rule.update(rule_state, finished([r.result for r in batch_runs]), _fold_in(k_stop, batch))
-        batch += 1
+            sched.tell(task, result)
+    finally:
+        cancel = getattr(executor, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+
+def _fits(budget: Budget, held: float, seconds: float, more: float, cost: float) -> bool:
+    """A task costing up to ``cost`` fits beside ``held`` epochs (charged or in flight) and
+    ``more`` handed out before it in the same ask."""
+    return budget.fits(held + more, seconds, cost)
+
+
+def _hand_out(tasks, sched, evaluator, replay: Replay, journal, dataset: str, executor) -> list[RunResult | None]:
+    """Journal the tasks' start events and submit the ones a resumed journal has no result for."""
+    done, todo = [], []
+    for t in tasks:
+        was = replay.jobs.get(t.job) if t.job is not None else replay.starts.get(t.run)
+        _check_replayed(evaluator, t, was)
+        r = replay.job_results.get(t.job) if t.job is not None else replay.finished.get(t.run)
+        done.append(r)
+        if r is None:
+            todo.append(t)
+    if journal is not None and todo:
+        now = time.time()
+        journal.extend(
+            {**sched.start_event(t), "arch": evaluator.space.to_string(t.enc), "dataset": dataset, "time": now}
+            for t in todo
+        )
+    if todo:
+        executor.submit(evaluator, todo)
+    return done
+
+
+def _result_events(task: Task, result: RunResult, dataset: str) -> list[dict]:
+    """A finished run's or job's epoch lines and its result line."""
+    first = len(result.curve) - len(result.epoch_metrics) + 1
+    return [
+        *(
+            {"event": "epoch", "run": task.run, "arch": result.arch, "dataset": dataset, "epoch": e, "metrics": dict(m)}
+            for e, m in enumerate(result.epoch_metrics, start=first if task.job is not None else 1)
+        ),
+        journal_lib.result_event(task.run, result, dataset, task.job, task.start),
+    ]
 
 
 def run_search(
@@ -331,6 +335,7 @@ def run_search(
     journal: journal_lib.Journal | None = None,
     replay: Replay | None = None,
     max_runs: int | None = None,
+    workers: int = 1,
 ) -> SearchOutcome:
     """Search until ``budget`` is spent, or until ``until(step)`` is true after a run.
 
@@ -350,6 +355,7 @@ def run_search(
         stop_rule=stop_rule,
         replay=replay,
         max_runs=max_runs,
+        workers=workers,
     )
     for step in stream:
         runs.append(step.run)

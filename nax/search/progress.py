@@ -140,8 +140,8 @@ class Progress:
     def on_run(self, run, best: float | None, spent: int) -> None:
         """``loop.run_search``'s ``on_run``."""
         self._spent, self._seconds, self._best = spent, self._seconds + run.result.cost_s, best
-        self._runs_seen = run.run + 1
-        if run.run in self._replayed:
+        self._runs_seen = max(self._runs_seen, run.run + 1)
+        if (run.run if getattr(run, "job", None) is None else run.job) in self._replayed:
             self._n_replayed += 1
             return
         self._tell_resume()
@@ -152,6 +152,10 @@ class Progress:
         """``run   7 |arch| stopped 4/12 epochs acc 0.812 (predicted 0.850) | best 0.934 | 144/240 epochs (60%), eta 2m30s``"""
         r = run.result
         what = f"{r.status} {r.cost_epochs}/{self._max_epochs} epochs"
+        if getattr(run, "job", None) is not None:  # a multi-fidelity job: where it took its trial
+            what = f"{r.status} {run.start}->{len(r.curve)}/{self._max_epochs} epochs"
+            if r.status == "paused" and r.curve:
+                what += f" acc {self._fmt(r.curve[-1])}"
         if r.status == "completed":
             what += f" acc {self._fmt(r.final)}"
         elif r.status == "stopped":
@@ -203,3 +207,7 @@ class Watched:
             return should_stop(curve) if should_stop is not None else (False, None)
 
         return self.inner.evaluate(enc, seed, each_epoch)
+
+    def evaluate_job(self, enc, seed: int, trial: int, start: int, epochs: int):
+        self.progress.run_begins()
+        return self.inner.evaluate_job(enc, seed, trial, start, epochs)
