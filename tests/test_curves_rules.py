@@ -11,6 +11,7 @@ from nax import tables
 from nax.cli import main
 from nax.curves import baselines, basis
 from nax.curves.bench import common
+from nax.curves.bench.models import has_strength
 from nax.curves.fitting import observed_from_tables
 from nax.curves.inference import InferenceConfig
 from nax.curves.predict import Prediction
@@ -215,22 +216,26 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
     mae_line = next(line for line in printed.splitlines() if line.split()[:1] == ["a"])
     transfer = next(r for r in rows if r["method"] == "last_value")
     assert f"{transfer['mae']:.4f}" in mae_line
+    # transfer_full: the full prior, next to transfer's strength chosen from the target
+    # (where the curve model chooses one)
+    full = {"transfer_full"} if has_strength() else set()
     assert {r["method"] for r in rows} == {
         "last_value",
         "pow3",
+        "mmf",
         "svr",
         "no_transfer",
         "transfer",
         "transfer_uncalibrated",
         "transfer_finished4",
-    }
+    } | full
     calibrated = {r["method"]: r["calibrated"] for r in rows if "calibrated" in r}
     assert calibrated == {
         "no_transfer": False,
         "transfer": True,
         "transfer_uncalibrated": False,
         "transfer_finished4": True,
-    }
+    } | {m: True for m in full}
     # 4 of the 6 runs finished: scored on the other 2, next to transfer on the same 2
     within = next(r for r in rows if r["method"] == "transfer_finished4")
     assert within["finished"] == 4 and within["n_curves"] == 2
@@ -251,7 +256,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
             "sec_per_curve",
         } <= set(r)
         assert r["dataset"] == "a" and r["n_curves"] == 6 and r["mae"] >= 0
-        assert (r["lpd"] is None) == (r["method"] in ("last_value", "pow3", "svr"))
+        assert (r["lpd"] is None) == (r["method"] in ("last_value", "pow3", "mmf", "svr"))
     out = tmp_path / "stop.json"
     assert (
         main(

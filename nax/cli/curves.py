@@ -12,13 +12,40 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", nargs="+", required=True, metavar="CSV", help="source curve tables")
+    p.add_argument("--train", nargs="+", default=None, metavar="CSV", help="source curve tables")
     p.add_argument(
         "--test",
         nargs="+",
-        required=True,
+        default=None,
         metavar="CSV",
         help="target curve tables (left out of their own prior)",
+    )
+    p.add_argument(
+        "--family",
+        action="append",
+        default=None,
+        metavar="NAME=PATHS[:OPTS]",
+        help="a curve family instead of --train/--test (repeatable): NAME=PATH[,PATH...] with options "
+        "after ':' - prefix=P, column=C (dataset column; 'column=' for one dataset per file), minimize; "
+        "e.g. meta_loss=a.csv,b.csv:prefix=train_loss_,minimize",
+    )
+    p.add_argument(
+        "--protocol",
+        nargs="+",
+        choices=["cross-family", "loo"],
+        default=["cross-family", "loo"],
+        help="with --family: each family the target of the others, and/or leave one dataset out inside each",
+    )
+    p.add_argument(
+        "--mixed-directions",
+        action="store_true",
+        help="with --family: allow sources of another direction (accuracy vs loss) than the target's",
+    )
+    p.add_argument(
+        "--max-targets",
+        type=int,
+        default=None,
+        help="with --family: a seeded subset of each family's datasets as targets",
     )
     p.add_argument("--prefix", default="acc_", help="prefix of the per-epoch value columns")
     p.add_argument(
@@ -136,7 +163,17 @@ def register(subparsers) -> None:
 
 
 def _check_inputs(args) -> None:
-    for path in list(args.train) + list(args.test):
+    if args.family:
+        if args.train or args.test:
+            raise ValueError("give either --family (repeatable) or --train and --test, not both")
+        if args.minimize or args.prefix != "acc_" or args.dataset_column != "training_dataset":
+            raise ValueError("with --family, give prefix / column / minimize per family (NAME=PATHS:prefix=P,...)")
+        from nax.curves.bench.families import parse_family
+
+        args.families = [parse_family(spec) for spec in args.family]
+    elif not args.train or not args.test:
+        raise ValueError("give --train and --test curve tables, or --family NAME=PATHS (repeatable)")
+    for path in list(args.train or []) + list(args.test or []):
         if not Path(path).exists():
             raise FileNotFoundError(f"no such curve table: {path}")
     for k in getattr(args, "finished", []):
@@ -177,6 +214,27 @@ def _benchmark(args) -> int:
 
     _check_inputs(args)
     inference, prior_inference = _inference(args)
+    if args.family:
+        from nax.curves.bench.extrapolation import family_benchmark
+
+        out = family_benchmark(
+            args.families,
+            protocols=args.protocol,
+            mixed_directions=args.mixed_directions,
+            max_targets=args.max_targets,
+            cutoffs=args.cutoffs,
+            max_curves=args.max_curves,
+            max_train_curves=args.max_train_curves,
+            inference=inference,
+            prior_inference=prior_inference,
+            calibrate=args.calibrate,
+            prior_cache=args.prior_cache,
+            seed=args.seed,
+            log=_log,
+        )
+        print(extrapolation_tables(out["results"], out["skipped"]))
+        _write(out, args.json)
+        return 0
     out = extrapolation_benchmark(
         args.train,
         args.test,
@@ -193,7 +251,7 @@ def _benchmark(args) -> int:
         seed=args.seed,
         log=_log,
     )
-    print(extrapolation_tables(out["results"]))
+    print(extrapolation_tables(out["results"], out["skipped"]))
     _write(out, args.json)
     return 0
 
@@ -207,6 +265,31 @@ def _early_stop(args) -> int:
         if not 0 < t < 1:
             raise ValueError(f"--threshold is a probability in (0, 1), got {t}")
     inference, prior_inference = _inference(args)
+    if args.family:
+        from nax.curves.bench.early_stop import family_early_stop
+
+        out = family_early_stop(
+            args.families,
+            protocols=args.protocol,
+            mixed_directions=args.mixed_directions,
+            max_targets=args.max_targets,
+            thresholds=args.threshold,
+            max_curves=args.max_curves,
+            max_train_curves=args.max_train_curves,
+            repeats=args.repeats,
+            min_fraction=args.min_fraction,
+            check_every=args.check_every,
+            inference=inference,
+            prior_inference=prior_inference,
+            calibrate=args.calibrate,
+            adapt=args.adapt,
+            prior_cache=args.prior_cache,
+            seed=args.seed,
+            log=_log,
+        )
+        print(early_stop_tables(out["results"]))
+        _write(out, args.json)
+        return 0
     out = early_stop_benchmark(
         args.train,
         args.test,

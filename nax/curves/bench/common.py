@@ -15,6 +15,7 @@ import numpy as np
 from nax import tables as tables_lib
 from nax.curves import calibration
 from nax.curves import prior as prior_lib
+from nax.curves.bench.families import load_tables, on_model_scale
 from nax.curves.fitting import PRIOR_INFERENCE, fit_prior
 from nax.curves.inference import InferenceConfig
 from nax.curves.prior import CurvePrior
@@ -28,15 +29,10 @@ def load_datasets(
     dataset_column="training_dataset",
     minimize=False,
 ) -> dict:
-    """Curve tables of every dataset in ``paths``: name -> trimmed ``CurveTable``."""
-    out = {}
-    for path in paths:
-        table = tables_lib.load_curves(path, prefix=prefix, dataset_column=dataset_column, minimize=minimize)
-        for name, sub in table.by_dataset().items():
-            if name in out:
-                raise ValueError(f"dataset {name!r} appears in more than one file ({path})")
-            out[name] = sub
-    return out
+    """Curve tables of every dataset in ``paths``: name -> trimmed ``CurveTable`` (a table
+    whose curves move against the declared direction is refused,
+    :func:`nax.curves.bench.families.check_direction`)."""
+    return load_tables(paths, prefix=prefix, dataset_column=dataset_column, minimize=minimize)
 
 
 def complete_runs(table) -> tables_lib.CurveTable:
@@ -119,7 +115,13 @@ class Priors:
         return self.cache_dir / f"prior_{'+'.join(sources)}_{digest}.json"
 
     def for_target(self, target: str) -> CurvePrior | None:
-        sources = sources_for(target, self.train)
+        """The prior of ``target``: fitted on every other dataset of the pool."""
+        return self.for_sources(sources_for(target, self.train))
+
+    def for_sources(self, sources) -> CurvePrior | None:
+        """The prior fitted on the datasets ``sources`` of the pool (None: no sources).
+        Sources of both directions are fitted on the model's scale (``exp(-loss)``)."""
+        sources = tuple(sorted(sources))
         if not sources:
             return None
         if sources not in self.cache:
@@ -129,8 +131,11 @@ class Priors:
                 self.cache[sources] = CurvePrior.load(path)
                 return self.cache[sources]
             self.log(f"fitting prior on {', '.join(sources)}")
+            tabs = [self.train[n] for n in sources]
+            if len({t.minimize for t in tabs}) > 1:
+                tabs = [on_model_scale(t) for t in tabs]
             prior = fit_prior(
-                [self.train[n] for n in sources],
+                tabs,
                 seed=self.seed,
                 inference=self.inference,
                 max_curves=self.max_curves,

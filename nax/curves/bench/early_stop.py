@@ -22,7 +22,9 @@ import jax
 import numpy as np
 
 from nax.curves import calibration
+from nax.curves.bench import families as fam_lib
 from nax.curves.bench.common import (
+    Priors,
     complete_runs,
     meta,
     setup,
@@ -149,86 +151,178 @@ def early_stop_benchmark(
         prior_cache=prior_cache,
         log=log,
     )
-    results = []
-    for name, full in test.items():
-        table = subsample(complete_runs(full), max_curves, seed)
-        final, horizon, n = table.values[:, -1], int(table.epochs[-1]), table.n_runs
-        min_epochs = max(1, round(min_fraction * horizon))
-        every = check_every if check_every is not None else default_check_every(horizon, min_epochs)
-        base = StopConfig(
-            min_epochs=min_epochs, check_every=every, adapt=False, refit=refit, minimize=minimize, inference=inference
-        )
-        epochs = Schedule(min_epochs, every, horizon).epochs()
-        for method in methods:
-            prior = priors.for_target(name) if method == "transfer" else None
-            if method == "transfer" and prior is None:
-                continue
-            calibrated = prior is not None and prior.calibration is not None
-            t0 = time.perf_counter()
-            draws, evidence, problems = {}, {}, []
-            for e in epochs:
-                k = int(np.searchsorted(table.epochs, e, side="right"))
-                mask = table.mask.copy()
-                mask[:, k:] = False
-                pred = predict(
-                    prior,
-                    np.where(mask, table.values, np.nan),
-                    mask,
-                    horizon,
-                    epochs=table.epochs,
-                    minimize=minimize,
-                    inference=inference,
-                    seed=seed,
-                )
-                if pred.ok:  # a failed fit never stops a run
-                    draws[int(e)] = FinalDraws.from_prediction(pred)
-                    if calibrated and adapt:
-                        evidence[int(e)] = calibration.evidence(pred, final, np.arange(n))
-                problems += [f"epoch {e}: {p}" for p in pred.diagnostics["problems"]]
-            seconds = time.perf_counter() - t0
-            # evidence of a completed run: its predictions at three evenly spaced checks
-            keys = list(evidence)
-            if keys:
-                at = {keys[i] for i in np.linspace(0, len(keys) - 1, base.adapt_checks).round().astype(int)}
-                evidence = {e: ev for e, ev in evidence.items() if e in at}
-            # (name, prior, config, evidence, calibrated)
-            variants = [(method, prior, base, None, calibrated)]
-            if evidence:
-                variants.append((f"{method}_adaptive", prior, base.replace(adapt=True), evidence, True))
-            if calibrated:
-                raw = dataclasses.replace(prior, calibration=None)
-                variants.append((f"{method}_uncalibrated", raw, base, None, False))
-            for variant, pr, cfg, ev, is_cal in variants:
-                for threshold in thresholds:
-                    rule = stop_rule(pr, horizon, cfg.replace(delta=float(threshold)))
-                    results.append(
-                        _replays(
-                            rule,
-                            draws,
-                            final,
-                            table.values,
-                            ev,
-                            repeats,
-                            seed,
-                            {
-                                "dataset": name,
-                                "threshold": float(threshold),
-                                "method": variant,
-                                "calibrated": is_cal,
-                                "n_curves": n,
-                            },
-                            {
-                                "repeats": repeats,
-                                "min_epochs": min_epochs,
-                                "checkpoints": [int(e) for e in epochs],
-                                "inference": inference.method,
-                                "seconds": seconds,
-                                "problems": "; ".join(problems),
-                            },
-                            log,
-                        )
-                    )
+    jobs = [({"protocol": "loo"}, name, full, lambda n=name: priors.for_target(n)) for name, full in test.items()]
+    results = _run(jobs, **_run_kw(locals()))
     return {"results": results, "priors": priors.info(), "meta": record}
+
+
+def family_early_stop(
+    families,
+    *,
+    protocols: Sequence[str] = ("cross-family", "loo"),
+    mixed_directions: bool = False,
+    max_targets: int | None = None,
+    thresholds: Sequence[float] = (0.05,),
+    max_curves: int | None = 300,
+    max_train_curves: int | None = 300,
+    repeats: int = 10,
+    min_fraction: float = 0.1,
+    check_every: int | None = None,
+    inference: InferenceConfig = InferenceConfig(num_steps=800),
+    prior_inference: InferenceConfig = PRIOR_INFERENCE,
+    calibrate: bool = True,
+    adapt: bool = True,
+    refit: Refit = REPLAY_REFIT,
+    prior_cache: str | Path | None = None,
+    methods: Sequence[str] = ("transfer", "no_transfer"),
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """The early-stopping replay on families' folds (:mod:`.families`, as
+    :func:`nax.curves.bench.extrapolation.family_benchmark`); rows carry ``protocol``
+    and ``family``."""
+    config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference", "refit")}
+    config.update(
+        families=[dataclasses.asdict(f) for f in families],
+        inference=inference.to_dict(),
+        prior_inference=prior_inference.to_dict(),
+        refit=vars(refit),
+        prior_cache=None if prior_cache is None else str(prior_cache),
+    )
+    record = meta("nax curves early-stop", config)
+    pool, members = fam_lib.load_families(families)
+    folds = []
+    if "cross-family" in protocols:
+        folds += fam_lib.cross_family_folds(
+            families, members, max_targets=max_targets, mixed_directions=mixed_directions, seed=seed
+        )
+    if "loo" in protocols:
+        folds += fam_lib.loo_folds(families, members, max_targets=max_targets, seed=seed)
+    priors = Priors(
+        pool,
+        seed=seed,
+        max_curves=max_train_curves,
+        calibrate=calibrate,
+        inference=prior_inference,
+        log=log,
+        cache_dir=prior_cache,
+    )
+    jobs = [
+        (
+            {"protocol": f.protocol, "family": f.family},
+            name,
+            pool[name],
+            lambda s=f.sources[name]: priors.for_sources(s),
+        )
+        for f in folds
+        for name in f.targets
+    ]
+    results = _run(jobs, **_run_kw(locals()))
+    return {"results": results, "priors": priors.info(), "meta": record}
+
+
+def _run_kw(args: dict) -> dict:
+    keep = ("thresholds", "max_curves", "repeats", "min_fraction", "check_every", "inference", "calibrate", "adapt",
+            "refit", "methods", "seed", "log", "minimize")  # fmt: skip
+    return {k: args[k] for k in keep if k in args}
+
+
+def _run(jobs, *, thresholds, max_curves, repeats, min_fraction, check_every, inference, calibrate, adapt, refit,
+         methods, seed, log, minimize=None) -> list:  # fmt: skip
+    """Replay rows of every (where, name, table, prior_of) job: ``prior_of()`` is the
+    target's prior (fitted on its sources only), asked for only by ``transfer``."""
+    results = []
+    for where, name, full, prior_of in jobs:
+        results += _target(where, name, full, prior_of, thresholds=thresholds, max_curves=max_curves,
+                           repeats=repeats, min_fraction=min_fraction, check_every=check_every,
+                           inference=inference, calibrate=calibrate, adapt=adapt, refit=refit, methods=methods,
+                           seed=seed, log=log, minimize=full.minimize)  # fmt: skip
+    return results
+
+
+def _target(where, name, full, prior_of, *, thresholds, max_curves, repeats, min_fraction, check_every, inference,
+            calibrate, adapt, refit, methods, seed, log, minimize) -> list:  # fmt: skip
+    """Every method's replay rows on one target dataset."""
+    results = []
+    table = subsample(complete_runs(full), max_curves, seed)
+    final, horizon, n = table.values[:, -1], int(table.epochs[-1]), table.n_runs
+    min_epochs = max(1, round(min_fraction * horizon))
+    every = check_every if check_every is not None else default_check_every(horizon, min_epochs)
+    base = StopConfig(
+        min_epochs=min_epochs, check_every=every, adapt=False, refit=refit, minimize=minimize, inference=inference
+    )
+    epochs = Schedule(min_epochs, every, horizon).epochs()
+    for method in methods:
+        prior = prior_of() if method == "transfer" else None
+        if method == "transfer" and prior is None:
+            continue
+        calibrated = prior is not None and prior.calibration is not None
+        t0 = time.perf_counter()
+        draws, evidence, problems = {}, {}, []
+        for e in epochs:
+            k = int(np.searchsorted(table.epochs, e, side="right"))
+            mask = table.mask.copy()
+            mask[:, k:] = False
+            pred = predict(
+                prior,
+                np.where(mask, table.values, np.nan),
+                mask,
+                horizon,
+                epochs=table.epochs,
+                minimize=minimize,
+                inference=inference,
+                seed=seed,
+            )
+            if pred.ok:  # a failed fit never stops a run
+                draws[int(e)] = FinalDraws.from_prediction(pred)
+                if calibrated and adapt:
+                    evidence[int(e)] = calibration.evidence(pred, final, np.arange(n))
+            problems += [f"epoch {e}: {p}" for p in pred.diagnostics["problems"]]
+        seconds = time.perf_counter() - t0
+        # evidence of a completed run: its predictions at three evenly spaced checks
+        keys = list(evidence)
+        if keys:
+            at = {keys[i] for i in np.linspace(0, len(keys) - 1, base.adapt_checks).round().astype(int)}
+            evidence = {e: ev for e, ev in evidence.items() if e in at}
+        # (name, prior, config, evidence, calibrated)
+        variants = [(method, prior, base, None, calibrated)]
+        if evidence:
+            variants.append((f"{method}_adaptive", prior, base.replace(adapt=True), evidence, True))
+        if calibrated:
+            raw = dataclasses.replace(prior, calibration=None)
+            variants.append((f"{method}_uncalibrated", raw, base, None, False))
+        for variant, pr, cfg, ev, is_cal in variants:
+            for threshold in thresholds:
+                rule = stop_rule(pr, horizon, cfg.replace(delta=float(threshold)))
+                results.append(
+                    _replays(
+                        rule,
+                        draws,
+                        final,
+                        table.values,
+                        ev,
+                        repeats,
+                        seed,
+                        {
+                            "dataset": name,
+                            **where,
+                            "threshold": float(threshold),
+                            "method": variant,
+                            "calibrated": is_cal,
+                            "n_curves": n,
+                        },
+                        {
+                            "repeats": repeats,
+                            "min_epochs": min_epochs,
+                            "checkpoints": [int(e) for e in epochs],
+                            "inference": inference.method,
+                            "seconds": seconds,
+                            "problems": "; ".join(problems),
+                        },
+                        log,
+                    )
+                )
+    return results
 
 
 def _replays(rule, draws, final, curves, evidence, repeats, seed, head, tail, log) -> dict:
