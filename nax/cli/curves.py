@@ -42,6 +42,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="with --family: allow sources of another direction (accuracy vs loss) than the target's",
     )
     p.add_argument(
+        "--targets",
+        nargs="+",
+        default=None,
+        metavar="FAMILY",
+        help="with --family: only these families as targets (the others stay sources)",
+    )
+    p.add_argument(
         "--max-targets",
         type=int,
         default=None,
@@ -171,6 +178,9 @@ def _check_inputs(args) -> None:
         from nax.curves.bench.families import parse_family
 
         args.families = [parse_family(spec) for spec in args.family]
+        unknown = set(args.targets or ()) - {f.name for f in args.families}
+        if unknown:
+            raise ValueError(f"--targets names no --family: {', '.join(sorted(unknown))}")
     elif not args.train or not args.test:
         raise ValueError("give --train and --test curve tables, or --family NAME=PATHS (repeatable)")
     for path in list(args.train or []) + list(args.test or []):
@@ -222,6 +232,7 @@ def _benchmark(args) -> int:
             protocols=args.protocol,
             mixed_directions=args.mixed_directions,
             max_targets=args.max_targets,
+            target_families=args.targets,
             cutoffs=args.cutoffs,
             max_curves=args.max_curves,
             max_train_curves=args.max_train_curves,
@@ -273,6 +284,7 @@ def _early_stop(args) -> int:
             protocols=args.protocol,
             mixed_directions=args.mixed_directions,
             max_targets=args.max_targets,
+            target_families=args.targets,
             thresholds=args.threshold,
             max_curves=args.max_curves,
             max_train_curves=args.max_train_curves,

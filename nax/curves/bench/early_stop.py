@@ -162,6 +162,7 @@ def family_early_stop(
     protocols: Sequence[str] = ("cross-family", "loo"),
     mixed_directions: bool = False,
     max_targets: int | None = None,
+    target_families: Sequence[str] | None = None,
     thresholds: Sequence[float] = (0.05,),
     max_curves: int | None = 300,
     max_train_curves: int | None = 300,
@@ -198,6 +199,8 @@ def family_early_stop(
         )
     if "loo" in protocols:
         folds += fam_lib.loo_folds(families, members, max_targets=max_targets, seed=seed)
+    if target_families is not None:
+        folds = [f for f in folds if f.family in target_families]
     priors = Priors(
         pool,
         seed=seed,

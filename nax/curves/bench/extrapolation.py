@@ -232,6 +232,7 @@ def family_benchmark(
     protocols: Sequence[str] = ("cross-family", "loo"),
     mixed_directions: bool = False,
     max_targets: int | None = None,
+    target_families: Sequence[str] | None = None,
     cutoffs: Sequence[float] = DEFAULT_CUTOFFS,
     max_curves: int | None = 30,
     max_train_curves: int | None = 30,
@@ -244,7 +245,8 @@ def family_benchmark(
 ) -> dict:
     """Families as folds (:mod:`.families`): ``cross-family`` (each family the target of
     the others) and/or ``loo`` (leave one dataset out inside each family). ``max_targets``:
-    a seeded subset of each family's datasets as targets. Rows carry ``protocol`` and
+    a seeded subset of each family's datasets as targets; ``target_families``: only
+    these families as targets (all stay sources of the others). Rows carry ``protocol`` and
     ``family``; ``folds`` in the record lists each fold's sources and excluded families."""
     record = meta("nax curves benchmark", _config(locals()))
     pool, members = fam_lib.load_families(families)
@@ -262,6 +264,8 @@ def family_benchmark(
                     f"{', '.join(alone)} (leave one out needs two datasets)"
                 )
             folds.append(fold)
+    if target_families is not None:
+        folds = [f for f in folds if f.family in target_families]
     for fold in folds:
         if fold.excluded:
             log(f"{fold.family}: sources exclude {', '.join(fold.excluded)} (the same runs under another metric)")
