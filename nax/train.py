@@ -10,7 +10,7 @@ Reads top to bottom like big_vision's ``train.py``:
    ``Trainer`` serves every architecture of the space (compile once),
 3. ``train_architecture``: the epoch loop; per epoch train loss, validation accuracy
    and loss, wall time; a callback may stop the run; a non-finite loss ends it as
-   ``diverged`` with its partial curve.
+   ``diverged`` with its partial curve; with ``nax.checkpoints`` a run pauses and resumes.
 
 Results are ``RunRecord``s (``nax.records``): small, immutable, JSON-serialisable.
 """
@@ -31,6 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from nax import models
 from nax import space as space_lib
+from nax.checkpoints import Progress, RunCheckpoints
 from nax.records import EpochMetrics, RunRecord
 from nax.steps import make_optimizer, make_schedule, make_steps
 
@@ -281,6 +282,9 @@ def train_architecture(
     progress: bool = False,
     space: space_lib.CellSpace = space_lib.nb201,
     trainer: Trainer | None = None,
+    checkpoints: RunCheckpoints | None = None,
+    resume: bool = False,
+    until_epoch: int | None = None,
 ) -> RunRecord:
     """Train ``enc`` on ``dataset`` for ``cfg.epochs`` epochs and return its record.
 
@@ -288,6 +292,11 @@ def train_architecture(
     (status ``stopped``). A non-finite training loss ends the run as ``diverged``; the
     partial curve is kept and no exception escapes. ``trainer`` defaults to
     ``get_trainer``'s; one given must compile the same programs as ``cfg`` (``program_key``).
+
+    Pause and resume (``nax.checkpoints``): ``checkpoints`` saves the state after every epoch
+    but the last; ``until_epoch=e < cfg.epochs`` pauses after epoch e (``cfg.epochs`` stays the
+    schedule's horizon); ``resume=True`` continues from the checkpoint, with the whole curve
+    in the record, the uninterrupted run's. Only a paused run keeps its checkpoint.
     """
     enc = space.validate(enc)
     arch = space.to_string(enc)
@@ -305,34 +314,38 @@ def train_architecture(
     ):
         raise ValueError("the trainer given was built for another network or optimiser than cfg")
     schedule = make_schedule(cfg, steps)
+    until = cfg.epochs if until_epoch is None else int(until_epoch)
+    if not 1 <= until <= cfg.epochs:
+        raise ValueError(f"until_epoch must be in 1..{cfg.epochs} (cfg.epochs), got {until_epoch}")
 
     # ---------------------------------------------------------------- init
     t_start = time.perf_counter()
     key = jax.random.key(cfg.seed)
-    state = trainer.init(jax.random.fold_in(key, 0), enc, splits.train_images.shape[1:])
-    num_params = models.analytic_size(
-        enc, splits.num_classes, cfg.channels, cfg.cells_per_stage, splits.train_images.shape[1:]
-    )[0]
+    shape = splits.train_images.shape[1:]
+    state = trainer.init(jax.random.fold_in(key, 0), enc, shape)
+    num_params = int(models.analytic_size(enc, splits.num_classes, cfg.channels, cfg.cells_per_stage, shape)[0])
+    curve: list[EpochMetrics] = []
+    step, done, elapsed = 0, 0, 0.0
+    if checkpoints is not None:  # the run's identity: a checkpoint of another run is refused
+        rng = tuple(int(v) for v in np.asarray(jax.random.key_data(key)).ravel())
+        ident = dict(arch=arch, dataset=splits.name, n_train=n_train, batch=bs, rng=rng, config=cfg.to_dict())
+        got = checkpoints.resume(jax.tree.leaves(state), ident) if resume else checkpoints.start_fresh()
+        if got is not None:
+            leaves, (done, step, old_curve, elapsed, _) = got
+            if done > until:
+                raise ValueError(f"checkpoint {checkpoints.path} is at epoch {done}, past until_epoch={until}")
+            state = jax.tree.unflatten(jax.tree.structure(state), [jax.device_put(x, trainer.repl) for x in leaves])
+            curve = list(old_curve)
 
     def record(curve, status, test_acc=None):
+        wall = elapsed + time.perf_counter() - t_start  # a resumed run's includes its earlier segments
         return RunRecord(
-            arch,
-            splits.name,
-            cfg.seed,
-            status,
-            cfg.epochs,
-            tuple(curve),
-            test_acc,
-            int(num_params),
-            time.perf_counter() - t_start,
-            cfg.to_dict(),
+            arch, splits.name, cfg.seed, status, cfg.epochs, tuple(curve), test_acc, num_params, wall, cfg.to_dict()
         )
 
-    curve: list[EpochMetrics] = []
     bar = _progress_bar(cfg.epochs, f"{splits.name} {arch}") if progress else None
-    status = "completed"
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    status = None
+    for epoch in range(done + 1, until + 1):
         t0 = time.perf_counter()
         # ------------------------------------------------------------ train epoch
         order = _epoch_order(cfg.seed, epoch, n_train)
@@ -358,8 +371,14 @@ def train_architecture(
         if callback is not None and epoch < cfg.epochs and callback(record(curve, "running")):
             status = "stopped"
             break
+        if checkpoints is not None and epoch < cfg.epochs:
+            prog = Progress(epoch, step, tuple(curve), elapsed + time.perf_counter() - t_start, rng)
+            checkpoints.save(jax.tree.leaves(state), prog, ident)
     if bar is not None:
         bar.close()
+    status = status or ("completed" if len(curve) == cfg.epochs else "paused")
+    if checkpoints is not None and status != "paused":
+        checkpoints.delete()  # completed, diverged or stopped: it can no longer resume
 
     test_acc = None
     if status == "completed" and cfg.evaluate_test and splits.test_images is not None:
