@@ -106,6 +106,15 @@ def progress(name: str, t: jax.Array, log_kappa: jax.Array, log_delta: jax.Array
 FINAL, START, LOG_KAPPA, LOG_DELTA, LOG_NOISE = range(5)
 
 
+def vague_loc_scale(num_params: int) -> tuple[list[float], list[float]]:
+    """The vague prior of one curve's ``z`` (``no_transfer``'s, the population mean's, and
+    a target's level at transfer strength 0): loc, scale of length ``num_params``, written
+    for accuracies (final ~0.73, noise ~0.03) and wide enough for any model-scale curve."""
+    loc = [1.0, -0.5, 1.5, 0.0, -3.5] + [0.0] * (num_params - 5)
+    scale = [2.0, 2.0, 2.0, 1.0, 1.5] + [1.0] * (num_params - 5)
+    return loc, scale
+
+
 def num_params(families: tuple[str, ...] = DEFAULT_FAMILIES) -> int:
     """Length ``D`` of the unconstrained parameter vector for ``families``."""
     return 5 + len(families) - 1

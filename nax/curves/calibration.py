@@ -49,10 +49,22 @@ BOUNDS = ((-9.0, 1.0), (0.0, 4.0), (0.0, 3.0))
 #: quadrature nodes per Student-t term (t = normal scale mixture over a Gamma precision)
 NODES = 12
 #: prior standard deviations of (log a, b, c, d) around the sources' calibration (d = 0)
-#: when it adapts to the target's own finished runs (:func:`adapt`); (log a, b, c): about
-#: the spread of the nine leave-one-dataset-out source fits in benchmarks/NOTES.md section 6
-#: (a 0.08-0.40, 1.6 in log; b 0-1.5; c 0.9-3); d: a shift of up to ~2 extrapolation scales
+#: when it adapts to the target's own finished runs (:func:`adapt`). A prior fitted by
+#: :func:`nax.curves.fitting.fit_calibration` on >= :data:`ADAPT_MIN_SOURCES` source datasets
+#: carries its own (log a, b, c) scales: the spread of the per-source-dataset fits of that
+#: fold (``fit["adapt_scale"]``, floored at :data:`ADAPT_SCALE_MIN`), i.e. how far one
+#: dataset's calibration strays from the pooled one. These values are only the fallback for
+#: fewer sources (or a prior fitted before); they were set on the spread of the nine
+#: leave-one-dataset-out fits on the Baker and nax/metadata sets (NOTES section 6), so a
+#: benchmark on those sets with such a prior is not free of them. d: a shift of up to ~2
+#: extrapolation scales (a priori).
 ADAPT_SCALE = (1.0, 1.0, 1.0, 2.0)
+#: fewest source datasets whose per-dataset fits give the adaptation scale (a spread of two
+#: values says little)
+ADAPT_MIN_SOURCES = 3
+#: floor of each fitted adaptation scale (a priori: a quarter of a unit in log a, b or c,
+#: so a fold whose sources happen to agree still lets a target move)
+ADAPT_SCALE_MIN = 0.25
 #: box of d (in units of sigma_ext) for :func:`adapt`
 SHIFT_BOUNDS = (-8.0, 8.0)
 
@@ -243,11 +255,18 @@ def _map_loss(theta, m, s, y, log_gap, log_head, w, theta0, scale, nodes: int):
 _map_grad = jax.jit(jax.value_and_grad(_map_loss), static_argnames=("nodes",))
 
 
+def adapt_scale(calibration: Calibration) -> tuple[float, ...]:
+    """The prior scales of (log a, b, c, d) for :func:`adapt`: the fold's fitted spread of
+    (log a, b, c) when the sources' fit recorded one, else :data:`ADAPT_SCALE`."""
+    fitted = (calibration.source.fit or {}).get("adapt_scale")
+    return tuple(ADAPT_SCALE) if fitted is None else tuple(float(v) for v in fitted) + (ADAPT_SCALE[3],)
+
+
 def adapt(
     calibration: Calibration,
     ev: Evidence | Sequence[Evidence],
     *,
-    scale: Sequence[float] = ADAPT_SCALE,
+    scale: Sequence[float] | None = None,
     nodes: int = 8,
     max_draws: int = 64,
 ) -> Calibration:
@@ -266,6 +285,8 @@ def adapt(
     ``max_draws``: evenly spaced posterior draws used (three parameters need few, and
     the cost grows with draws x predictions).
     """
+    if scale is None:
+        scale = adapt_scale(calibration)
     if not isinstance(ev, Evidence):
         ev = Evidence.concat(list(ev)) if len(ev) else None
     source = calibration.source
@@ -321,6 +342,7 @@ def adapt(
 __all__ = [
     "ADAPT_SCALE",
     "CUTOFFS",
+    "adapt_scale",
     "Calibration",
     "Evidence",
     "adapt",

@@ -18,9 +18,9 @@ import numpy as np
 
 from nax.curves import basis, models
 from nax.curves import inference as inference_lib
-from nax.curves.calibration import CUTOFFS, Calibration, ext_scale, fit_params
+from nax.curves.calibration import ADAPT_MIN_SOURCES, ADAPT_SCALE_MIN, CUTOFFS, Calibration, ext_scale, fit_params
 from nax.curves.inference import InferenceConfig
-from nax.curves.observations import Observed, from_model_scale, prepare, to_model_scale
+from nax.curves.observations import Observed, check_directions, from_model_scale, prepare, to_model_scale
 from nax.curves.predict import predict
 from nax.curves.prior import CurvePrior
 
@@ -49,18 +49,31 @@ def source_datasets(tables, *, max_curves: int | None = None, seed: int = 0) -> 
     return parts
 
 
-def observed_from_tables(tables, *, max_curves: int | None = None, seed: int = 0) -> Observed:
+def observed_from_tables(
+    tables, *, max_curves: int | None = None, seed: int = 0, allow_mixed: bool = False
+) -> Observed:
     """Stack curve tables (``nax.tables.CurveTable``) into one batch, one dataset per name.
 
     Each dataset's horizon is the last epoch column of its runs; ``max_curves`` keeps a
-    seeded random subset of at most that many runs per dataset.
+    seeded random subset of at most that many runs per dataset. Tables of both directions
+    (losses and accuracies) are a :class:`~nax.curves.observations.DirectionMismatch`
+    naming them unless ``allow_mixed``: then each is on its own model scale (accuracy as
+    is, ``exp(-loss)``), both increasing, and the batch counts as maximising.
     """
     parts = source_datasets(tables, max_curves=max_curves, seed=seed)
     if not parts:
         raise ValueError("no curves to fit")
     minimize = {p[1].minimize for p in parts}
     if len(minimize) != 1:
-        raise ValueError("cannot mix loss (minimize) and accuracy tables")
+        first = parts[0][1]
+        label = lambda name, sub: f"{name} ({sub.source})" if sub.source else name
+        check_directions(
+            first.minimize,
+            {label(n, sub): sub.minimize for n, sub in parts},
+            allow_mixed=allow_mixed,
+            target=f"source {label(*parts[0])}",
+        )
+        minimize = {False}
     names = sorted({n for n, _ in parts})
     width = max(s.n_epochs for _, s in parts)
     ys, ms, ts, hs, ds = [], [], [], [], []
@@ -122,6 +135,7 @@ def fit_prior(
     calibrate: bool = True,
     calibration_inference: InferenceConfig = CALIBRATION_INFERENCE,
     calibration_curves: int | None = 100,
+    allow_mixed: bool = False,
 ) -> CurvePrior:
     """Fit the population -> dataset -> curve model on source curve tables.
 
@@ -131,11 +145,13 @@ def fit_prior(
     ``info``). ``max_curves``: seeded subsample per dataset. ``calibrate``: also fit the
     extrapolation noise on the same source curves (:func:`calibrate_prior`; predictions
     made with ``calibration_inference`` at :data:`nax.curves.calibration.CUTOFFS` for at
-    most ``calibration_curves`` complete runs per source).
+    most ``calibration_curves`` complete runs per source). ``allow_mixed``: sources may mix
+    losses and accuracies (:func:`observed_from_tables`; the prior then maximises, and only
+    a target's curve shape should take from it, ``nax.curves.strength.SHAPE_GRID``).
     Returns the :class:`CurvePrior`.
     """
     cfg = inference
-    obs = observed_from_tables(train_tables, max_curves=max_curves, seed=seed)
+    obs = observed_from_tables(train_tables, max_curves=max_curves, seed=seed, allow_mixed=allow_mixed)
     args = (
         jnp.asarray(obs.y),
         jnp.asarray(obs.mask),
@@ -157,6 +173,7 @@ def fit_prior(
         "num_steps": cfg.num_steps if cfg.method == "svi" else None,
         "seconds": result.seconds,
         "diagnostics": result.diagnostics,
+        "directions": {n: bool(sub.minimize) for n, sub in source_datasets(train_tables)},
     }
     prior = prior_from_fit(result, families, minimize=obs.minimize, info=info)
     if calibrate:
@@ -200,6 +217,13 @@ def _truncate(values, mask, epochs, cutoff):
     mask = mask.copy()
     mask[:, k:] = False
     return np.where(mask, values, np.nan), mask
+
+
+def _fit_groups(groups) -> tuple[Calibration, float]:
+    # every (dataset, cutoff) group weighs equally, whatever its number of curves
+    cat = lambda k: np.concatenate([g[k] for g in groups], axis=-1)
+    weight = np.concatenate([np.full(len(g["y"]), 1.0 / len(g["y"])) for g in groups])
+    return fit_params(cat("m"), cat("s"), cat("y"), cat("gap"), cat("head"), weight / weight.sum())
 
 
 def fit_calibration(
@@ -266,9 +290,17 @@ def fit_calibration(
             )
     if not groups:
         return None
-    cat = lambda k: np.concatenate([g[k] for g in groups], axis=-1)
-    weight = np.concatenate([np.full(len(g["y"]), 1.0 / len(g["y"])) for g in groups])
-    calibration, nll = fit_params(cat("m"), cat("s"), cat("y"), cat("gap"), cat("head"), weight / weight.sum())
+    calibration, nll = _fit_groups(groups)
+    # how far one source dataset's calibration strays from the pooled one: the prior scale
+    # of a target's adaptation (calibration.adapt_scale), fitted on this fold's sources
+    names = sorted({g["name"] for g in groups})
+    per_source, adapt_scale = {}, None
+    if len(names) >= ADAPT_MIN_SOURCES:
+        for name in names:
+            own, _ = _fit_groups([g for g in groups if g["name"] == name])
+            per_source[name] = [own.log_a, own.b, own.c]
+        spread = np.std(np.array(list(per_source.values())), axis=0, ddof=1)
+        adapt_scale = [float(v) for v in np.maximum(spread, ADAPT_SCALE_MIN)]
     coverage = []
     for g in groups:
         # the uncalibrated draws plus extrapolation noise: the calibrated predictive
@@ -300,5 +332,7 @@ def fit_calibration(
         "seconds": time.perf_counter() - start,
         "problems": problems,
         "source_coverage": coverage,
+        "per_source": per_source,
+        "adapt_scale": adapt_scale,
     }
     return calibration._replace(fit=fit)

@@ -69,10 +69,7 @@ def _optimizer(lr: float, num_steps: int):
     return numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
 
 
-@functools.lru_cache(maxsize=64)
-def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static: tuple):
-    # one jitted program per configuration; jax.jit then caches it per input shape, so
-    # repeated fits on same-sized batches (cutoffs, epochs of a replay) compile once
+def _svi_run(model: str, num_steps: int, num_samples: int, lr: float, static: tuple):
     kwargs = dict(static)
     fn, guide = models.MODELS[model], models.GUIDES[model]
 
@@ -90,7 +87,70 @@ def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static
         latents = Predictive(guide, params=params, num_samples=num_samples)(k_draw, *args, **kwargs)
         return losses, {k: v for k, v in latents.items() if k != "y"}
 
-    return jax.jit(run)
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _svi_program(model: str, num_steps: int, num_samples: int, lr: float, static: tuple):
+    # one jitted program per configuration; jax.jit then caches it per input shape, so
+    # repeated fits on same-sized batches (cutoffs, epochs of a replay) compile once
+    return jax.jit(_svi_run(model, num_steps, num_samples, lr, static))
+
+
+@functools.lru_cache(maxsize=64)
+def _svi_many_program(model: str, num_steps: int, num_samples: int, lr: float, static: tuple, in_axes: tuple):
+    # many independent fits (datasets, candidate priors) as ONE program: vmapped over the
+    # leading axis of the batched arguments, every fit with the same key (so each equals
+    # the single fit of the same shape)
+    return jax.jit(jax.vmap(_svi_run(model, num_steps, num_samples, lr, static), in_axes=(None,) + in_axes))
+
+
+def _svi_diagnostics(losses: np.ndarray, latents: dict, num_steps: int) -> tuple[dict, list]:
+    finite = np.isfinite(losses)
+    tail = losses[-max(1, num_steps // 10) :]
+    diag = {
+        "final_loss": float(np.mean(tail)) if np.isfinite(tail).all() else None,
+        "nonfinite_steps": int((~finite).sum()),
+    }
+    problems = []
+    # a few skipped steps (stable_update) are harmless; many mean the fit went astray
+    if (~finite).mean() > 0.01 or not np.isfinite(tail).all():
+        problems.append(f"{int((~finite).sum())} of {num_steps} ELBO steps non-finite")
+    if not all(np.isfinite(np.asarray(v)).all() for v in latents.values()):
+        problems.append("non-finite posterior draws")
+    return diag, problems
+
+
+def fit_many(
+    model: str,
+    args: tuple,
+    in_axes: tuple,
+    kwargs: dict,
+    config: InferenceConfig = InferenceConfig(),
+    *,
+    seed: int = 0,
+) -> list[Fit]:
+    """``G`` independent SVI fits of ``model`` in one compiled program: ``args`` with
+    ``in_axes[i] = 0`` carry a leading axis of length ``G`` (``None``: shared). Fit ``g``
+    equals :func:`fit` on the ``g``-th slice with the same ``seed``; ``seconds`` of each is
+    its share of the batch (the batch's own is in ``diagnostics["batch_seconds"]``)."""
+    if config.method != "svi":
+        raise ValueError("fit_many batches SVI fits only; fit NUTS one dataset at a time")
+    program = _svi_many_program(
+        model, config.num_steps, config.num_samples, float(config.lr), tuple(sorted(kwargs.items())), tuple(in_axes)
+    )
+    start = time.perf_counter()
+    losses, latents = program(jax.random.key(seed), *args)
+    jax.block_until_ready(latents)
+    seconds = time.perf_counter() - start
+    losses = np.asarray(losses)
+    fits = []
+    for g in range(losses.shape[0]):
+        lat = {k: v[g] for k, v in latents.items()}
+        diag, problems = _svi_diagnostics(losses[g], lat, config.num_steps)
+        diag.update(ok=not problems, problems=problems, batch_seconds=seconds, batch_size=int(losses.shape[0]))
+        fits.append(Fit(model=model, method="svi", latents=lat, diagnostics=diag, seconds=seconds / losses.shape[0]))
+    return fits
 
 
 def fit(
@@ -116,19 +176,7 @@ def fit(
     if method == "svi":
         program = _svi_program(model, num_steps, num_samples, float(lr), tuple(sorted(kwargs.items())))
         losses, latents = program(key, *args)
-        losses = np.asarray(losses)
-        finite = np.isfinite(losses)
-        tail = losses[-max(1, num_steps // 10) :]
-        diag = {
-            "final_loss": float(np.mean(tail)) if np.isfinite(tail).all() else None,
-            "nonfinite_steps": int((~finite).sum()),
-        }
-        problems = []
-        # a few skipped steps (stable_update) are harmless; many mean the fit went astray
-        if (~finite).mean() > 0.01 or not np.isfinite(tail).all():
-            problems.append(f"{int((~finite).sum())} of {num_steps} ELBO steps non-finite")
-        if not all(np.isfinite(np.asarray(v)).all() for v in latents.values()):
-            problems.append("non-finite posterior draws")
+        diag, problems = _svi_diagnostics(np.asarray(losses), latents, num_steps)
     elif method == "nuts":
         kernel = NUTS(
             fn,

@@ -32,9 +32,8 @@ NOISE_DF = 5.0
 
 def prior_loc_scale(num_params: int) -> tuple[jax.Array, jax.Array]:
     """Vague prior on ``z`` (also the population mean's prior): loc, scale [D]."""
-    loc = jnp.array([1.0, -0.5, 1.5, 0.0, -3.5] + [0.0] * (num_params - 5))
-    scale = jnp.array([2.0, 2.0, 2.0, 1.0, 1.5] + [1.0] * (num_params - 5))
-    return loc, scale
+    loc, scale = basis.vague_loc_scale(num_params)
+    return jnp.array(loc), jnp.array(scale)
 
 
 def _likelihood(z, y, mask, t, families):

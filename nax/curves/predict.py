@@ -3,6 +3,9 @@
 :func:`predict` fits the ``transfer`` model (or ``no_transfer`` when ``prior`` is None)
 jointly on the query curves and any ``context`` curves of the same target dataset, with
 masking for curves of different observed lengths, and returns a :class:`Prediction`.
+:func:`predict_many` makes many such predictions (target datasets, cutoffs, candidate
+priors) in one compiled program. The point prediction is :attr:`Prediction.point`, the
+median of the predictive draws (see its docstring for why not the mean).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from nax.curves import calibration as calib
 from nax.curves import inference as inference_lib
 from nax.curves.calibration import Calibration
 from nax.curves.inference import InferenceConfig
-from nax.curves.observations import from_model_scale, prepare, to_model_scale
+from nax.curves.observations import DatasetScale, dataset_scale, from_model_scale, prepare, to_model_scale
 from nax.curves.prior import CurvePrior
 
 
@@ -35,7 +38,10 @@ class Prediction:
     ``t_obs``, ``y_last``: [N] normalised time and model-scale value of each curve's last
     observation; ``calibration``: the prior's extrapolation noise
     (:mod:`nax.curves.calibration`), added to every value past ``t_obs``; None: the
-    uncalibrated model predictive.
+    uncalibrated model predictive. ``scale``: the target's :class:`DatasetScale` when its
+    values were put on the model scale by their own affine map (None: the natural scale,
+    accuracy or ``exp(-loss)``). ``strength``: how strongly the sources were transferred
+    when chosen from the target's data (:mod:`nax.curves.strength`), else None.
     """
 
     z: jax.Array
@@ -50,6 +56,8 @@ class Prediction:
     t_obs: np.ndarray | None = None
     y_last: np.ndarray | None = None
     calibration: Calibration | None = None
+    scale: DatasetScale | None = None
+    strength: dict | None = None
     samples: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -72,12 +80,26 @@ class Prediction:
         draws), plus the extrapolation term's location if the calibration was adapted to
         the target (``d``); for losses the mean of the draws.
         """
-        if self.minimize:
+        if self.minimize and self.scale is None:
             return self.samples.mean(0)
         mean = self.final_mean_scale()[0].mean(0)
         if self.calibrated:  # a within-target shift of the extrapolation term
             mean = mean + calib.ext_shift(self.calibration, 1.0 - self.t_obs, 1.0 - self.y_last)
-        return mean
+        return mean if self.scale is None else self.scale.from_model(mean)
+
+    @property
+    def point(self) -> np.ndarray:
+        """The point prediction of the final value, [N]: the **median** of the predictive
+        draws (table units).
+
+        The median minimises the expected absolute error (what the benchmarks score), and
+        it commutes with the monotone maps between the model scale and table units
+        (``-log`` of ``exp(-loss)`` clipped at 1, a dataset's affine scale), so the clip at
+        the metric's bound and heavy-tailed extrapolation noise do not pull it, as they
+        pull :attr:`mean` (R13 notes: loss-curve MAE 1.01 with the mean vs 0.49 with the
+        median; accuracies within 0.006 either way).
+        """
+        return np.median(self.samples, axis=0)
 
     def final_mean_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """Expected value at the horizon and observation-noise scale of each draw, both
@@ -103,8 +125,8 @@ class Prediction:
         """
         y, ext, gap, head = self.draw_components(epochs)
         if not self.calibrated:
-            return compose_draws(y, None, None, None, None, self.minimize)
-        return compose_draws(y, ext, gap, head, self.calibration, self.minimize)
+            return compose_draws(y, None, None, None, None, self.minimize, self.scale)
+        return compose_draws(y, ext, gap, head, self.calibration, self.minimize, self.scale)
 
     def draw_components(self, epochs):
         """The parts the predictive draws at ``epochs`` are made of, so that they can be
@@ -140,22 +162,27 @@ class Prediction:
     def log_density(self, final_values) -> np.ndarray:
         """Log predictive density of observed final values [N] (table units) -> [N]."""
         v = np.asarray(final_values, np.float64)
-        y = to_model_scale(v, self.minimize)
+        y = to_model_scale(v, self.minimize) if self.scale is None else self.scale.to_model(v)
         if self.calibrated:
             m, s = self.final_mean_scale()
             lpd = calib.log_density(self.calibration, m, s, y, 1.0 - self.t_obs, 1.0 - self.y_last)
-            return lpd - v if self.minimize else lpd
-        t = jnp.ones((len(self.horizon), 1), jnp.float32)
-        ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[..., 0]
-        lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
+        else:
+            t = jnp.ones((len(self.horizon), 1), jnp.float32)
+            ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[..., 0]
+            lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
+        if self.scale is not None:
+            return lpd + self.scale.log_jacobian()
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
 
 
-def compose_draws(y, ext, gap, headroom, calibration, minimize: bool) -> np.ndarray:
+def compose_draws(y, ext, gap, headroom, calibration, minimize: bool, scale: DatasetScale | None = None) -> np.ndarray:
     """Predictive draws in table units from the parts of
-    :meth:`Prediction.draw_components` under ``calibration`` (None: uncalibrated)."""
+    :meth:`Prediction.draw_components` under ``calibration`` (None: uncalibrated), mapped
+    back by the dataset's ``scale`` when there is one."""
     if calibration is not None:
         y = y + calib.ext_scale(calibration, gap, headroom) * (calibration.d + ext)
+    if scale is not None:
+        return scale.from_model(y)  # an affine map: nothing to clip
     # exp(-loss) is at most 1: a noise draw above it would be a negative loss
     return from_model_scale(np.clip(y, 1e-12, 1.0) if minimize else y, minimize)
 
@@ -171,6 +198,88 @@ _curve_mean = jax.jit(basis.curve_mean, static_argnums=2)
 _log_lik = jax.jit(models.log_likelihood, static_argnums=3)
 
 
+@dataclasses.dataclass
+class Query:
+    """One prediction to make: the arguments of :func:`predict` for one target dataset.
+
+    ``scale``: None (the natural scale), a :class:`DatasetScale`, or ``"dataset"`` (fitted
+    on these values, :func:`nax.curves.observations.dataset_scale`). ``finished``: [M, T]
+    complete runs of the target, used only to choose the transfer strength
+    (:mod:`nax.curves.strength`); ``minimize`` None: the prior's direction.
+    """
+
+    values: np.ndarray
+    mask: np.ndarray | None = None
+    horizon: int | np.ndarray | None = None
+    epochs: np.ndarray | None = None
+    minimize: bool | None = None
+    context: np.ndarray | None = None
+    context_horizon: int | None = None
+    scale: DatasetScale | str | None = None
+    finished: np.ndarray | None = None
+
+    def replace(self, **changes) -> Query:
+        return dataclasses.replace(self, **changes)
+
+
+def _inputs(q: Query, prior: CurvePrior | None):
+    """The model-scale arrays of a query (its context appended) and its prepared rows."""
+    minimize = q.minimize if q.minimize is not None else (prior.minimize if prior is not None else False)
+    scale = q.scale
+    if isinstance(scale, str):
+        if scale != "dataset":
+            raise ValueError(f"scale must be None, a DatasetScale or 'dataset', got {scale!r}")
+        scale = dataset_scale(q.values, q.mask, minimize=minimize)
+    query = prepare(q.values, q.mask, epochs=q.epochs, horizon=q.horizon, minimize=minimize, scale=scale)
+    y, m, t = query.y, query.mask, query.t
+    if q.context is not None and np.size(q.context):
+        horizon = q.context_horizon if q.context_horizon is not None else int(query.horizon.max())
+        ctx = prepare(q.context, None, horizon=horizon, minimize=minimize, scale=scale)
+        width = max(y.shape[1], ctx.y.shape[1])
+        pad = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)
+        y = np.concatenate([pad(y, width), pad(ctx.y, width)])
+        m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
+        t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
+    return query, (y, m, t), minimize, scale
+
+
+def _pad(arrays, rows: int, width: int):
+    y, m, t = arrays
+    r, w = rows - y.shape[0], width - y.shape[1]
+    return np.pad(y, ((0, r), (0, w))), np.pad(m, ((0, r), (0, w))), np.pad(t, ((0, r), (0, w)), constant_values=1.0)
+
+
+def _prediction(query, result, model, prior, calibration, families, minimize, scale, seed, method) -> Prediction:
+    n = query.num_curves
+    z = models.curve_params(model, result.latents, prior=None if prior is None else prior.model_prior())[:, :n]
+    if not bool(jnp.isfinite(z).all()):
+        # report, never crash: non-finite draws are dropped; with none left the caller sees ok=False
+        finite = np.asarray(jnp.isfinite(z).all(axis=(1, 2)))
+        result.diagnostics["ok"] = False
+        result.diagnostics["problems"].append(f"{int((~finite).sum())} non-finite draws dropped")
+        z = z[finite] if finite.any() else jnp.zeros((1,) + z.shape[1:])
+    # where each query curve was last seen, for the extrapolation noise
+    last = np.argmax(np.cumsum(query.mask, axis=1), axis=1)
+    rows_n = np.arange(n)
+    if calibration is None and prior is not None:
+        calibration = prior.calibration
+    return Prediction(
+        t_obs=query.t[rows_n, last].astype(np.float64),
+        y_last=query.y[rows_n, last].astype(np.float64),
+        calibration=calibration,
+        z=z,
+        horizon=query.horizon,
+        families=families,
+        minimize=minimize,
+        seed=seed,
+        model=model,
+        method=method,
+        diagnostics=result.diagnostics,
+        seconds=result.seconds,
+        scale=scale,
+    )
+
+
 def predict(
     prior: CurvePrior | None,
     values,
@@ -184,6 +293,7 @@ def predict(
     inference: InferenceConfig = InferenceConfig(),
     seed: int = 0,
     calibration: Calibration | None = None,
+    scale: DatasetScale | str | None = None,
 ) -> Prediction:
     """Predict where ``N`` partially observed runs of one target dataset will end.
 
@@ -197,62 +307,70 @@ def predict(
     ``diagnostics``; ``seed`` seeds the fit and the predictive's noise draws.
     ``calibration``: the extrapolation noise to use instead of the prior's (one adapted to
     the target, :func:`nax.curves.calibration.adapt`); ignored for ``no_transfer``.
+    ``scale``: see :class:`Query`.
 
     Decreasing curves (overfitting) are outside the model, whose expected curve is
     non-decreasing: such a run is predicted around its level, pulled towards the prior's
     typical final value. A constant curve is predicted to stay near its value.
     """
-    if minimize is None:
-        minimize = prior.minimize if prior is not None else False
-    query = prepare(values, mask, epochs=epochs, horizon=horizon, minimize=minimize)
-    y, m, t = query.y, query.mask, query.t
-    if context is not None and np.size(context):
-        if context_horizon is None:
-            context_horizon = int(query.horizon.max())
-        ctx = prepare(context, None, horizon=context_horizon, minimize=minimize)
-        width = max(y.shape[1], ctx.y.shape[1])
-        pad = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)
-        y = np.concatenate([pad(y, width), pad(ctx.y, width)])
-        m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
-        t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
-    n = query.num_curves
+    q = Query(values, mask, horizon, epochs, minimize, context, context_horizon, scale)
+    query, arrays, minimize, scale = _inputs(q, prior)
     # pad the batch with unobserved rows to a bucketed size: a search calls this with a
     # growing context, and every new batch shape would compile a new program (SVI only:
     # for NUTS the extra rows would be extra dimensions to sample)
     method = inference.method
-    rows = _bucket(len(y)) - len(y) if method == "svi" else 0
-    if rows:
-        y, t = (
-            np.pad(y, ((0, rows), (0, 0))),
-            np.pad(t, ((0, rows), (0, 0)), constant_values=1.0),
-        )
-        m = np.pad(m, ((0, rows), (0, 0)))
+    rows = _bucket(len(arrays[0])) if method == "svi" else len(arrays[0])
+    y, m, t = _pad(arrays, rows, arrays[0].shape[1])
     families = prior.families if prior is not None else basis.DEFAULT_FAMILIES
     data = (jnp.asarray(y), jnp.asarray(m), jnp.asarray(t))
     model = "no_transfer" if prior is None else "transfer"
     args = data if prior is None else data + (prior.model_prior(),)
     result = inference_lib.fit(model, args, {"families": families}, inference, seed=seed)
-    z = models.curve_params(model, result.latents, prior=None if prior is None else prior.model_prior())[:, :n]
-    if not bool(jnp.isfinite(z).all()):
-        # report, never crash: non-finite draws are dropped; with none left the caller sees ok=False
-        finite = np.asarray(jnp.isfinite(z).all(axis=(1, 2)))
-        result.diagnostics["ok"] = False
-        result.diagnostics["problems"].append(f"{int((~finite).sum())} non-finite draws dropped")
-        z = z[finite] if finite.any() else jnp.zeros((1,) + z.shape[1:])
-    # where each query curve was last seen, for the extrapolation noise
-    last = np.argmax(np.cumsum(query.mask, axis=1), axis=1)
-    rows_n = np.arange(n)
-    return Prediction(
-        t_obs=query.t[rows_n, last].astype(np.float64),
-        y_last=query.y[rows_n, last].astype(np.float64),
-        calibration=None if prior is None else (calibration if calibration is not None else prior.calibration),
-        z=z,
-        horizon=query.horizon,
-        families=families,
-        minimize=minimize,
-        seed=seed,
-        model=model,
-        method=method,
-        diagnostics=result.diagnostics,
-        seconds=result.seconds,
-    )
+    calibration = None if prior is None else calibration
+    return _prediction(query, result, model, prior, calibration, families, minimize, scale, seed, method)
+
+
+def predict_many(
+    priors,
+    queries,
+    *,
+    inference: InferenceConfig = InferenceConfig(),
+    seed: int = 0,
+    calibrations=None,
+) -> list[Prediction]:
+    """:func:`predict` for many :class:`Query` at once (target datasets, cutoffs, candidate
+    priors), as few compiled programs as possible: one per model (``transfer`` for the
+    queries with a prior, ``no_transfer`` for those without) and curve families, vmapped
+    over the queries, with rows and epochs padded to buckets shared by the batch.
+
+    ``priors``: one :class:`CurvePrior` (or None) for all, or a list aligned with
+    ``queries``; ``calibrations``: None or a list of per-query calibrations (as
+    :func:`predict`'s, but also used by a ``no_transfer`` query). Every fit uses ``seed``, so a query equals its :func:`predict` when
+    the padded shapes agree. SVI only. ``Prediction.seconds`` is each query's share of its
+    batch.
+    """
+    queries = list(queries)
+    if not isinstance(priors, (list, tuple)):
+        priors = [priors] * len(queries)
+    if len(priors) != len(queries):
+        raise ValueError(f"{len(priors)} priors for {len(queries)} queries")
+    calibrations = [None] * len(queries) if calibrations is None else list(calibrations)
+    inference = inference.replace(method="svi")
+    out: list[Prediction | None] = [None] * len(queries)
+    batches: dict = {}
+    for i, p in enumerate(priors):
+        key = ("no_transfer", basis.DEFAULT_FAMILIES) if p is None else ("transfer", p.families)
+        batches.setdefault(key, []).append(i)
+    for (model, families), idx in batches.items():
+        prepared = [_inputs(queries[i], priors[i]) for i in idx]
+        rows = _bucket(max(len(a[0]) for _, a, _, _ in prepared))
+        width = _bucket(max(a[0].shape[1] for _, a, _, _ in prepared))
+        padded = [_pad(a, rows, width) for _, a, _, _ in prepared]
+        args = tuple(jnp.asarray(np.stack([p[k] for p in padded])) for k in range(3))
+        if model == "transfer":
+            dicts = [priors[i].model_prior() for i in idx]
+            args += ({k: jnp.stack([d[k] for d in dicts]) for k in dicts[0]},)
+        fits = inference_lib.fit_many(model, args, (0,) * len(args), {"families": families}, inference, seed=seed)
+        for i, (query, _, minimize, scale), fit in zip(idx, prepared, fits):
+            out[i] = _prediction(query, fit, model, priors[i], calibrations[i], families, minimize, scale, seed, "svi")
+    return out

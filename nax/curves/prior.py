@@ -27,6 +27,11 @@ FORMAT = "nax.curves.CurvePrior"
 #: version is refused
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
+#: what :meth:`CurvePrior.at_strength` may transfer: everything, or the curve shape only
+SCOPES = ("full", "shape")
+#: the level coordinates of a curve (final value, start fraction, noise scale): what a
+#: scale-free ("shape") transfer leaves to the target's own prefixes
+LEVEL = (basis.FINAL, basis.START, basis.LOG_NOISE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +61,44 @@ class CurvePrior:
             k: jnp.asarray(getattr(self, k), jnp.float32)
             for k in ("mu_loc", "mu_scale", "log_sigma_loc", "log_sigma_scale", "L")
         }
+
+    def at_strength(self, rho: float, scope: str = "full") -> CurvePrior:
+        """This prior with the sources' influence on a target dataset weakened.
+
+        ``rho`` in (0, 1] divides the spread of a new dataset's level around the population
+        (``mu_scale``) and the uncertainty of its curve spread (``log_sigma_scale``) by
+        ``rho``: the target's prefixes move its level further from the population's. ``rho
+        = 0`` is *within-target pooling*: the vague level of ``no_transfer``
+        (:func:`nax.curves.basis.vague_loc_scale`), a vague curve spread and no correlation,
+        but the target's curves still share one level learned from their prefixes (so it is
+        not ``no_transfer``, whose curves are independent). ``scope="shape"``: the level
+        coordinates (final value, start fraction, noise; :data:`LEVEL`) get the vague prior
+        at any ``rho``, so only the shape (rate, curvature, family weights) transfers - the
+        scale-free transfer for a target whose levels are not comparable with the sources'.
+        """
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"transfer strength rho must be in [0, 1], got {rho}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        if rho == 1.0 and scope == "full":
+            return self
+        d = len(self.mu_loc)
+        vloc, vscale = (np.asarray(a, np.float64) for a in basis.vague_loc_scale(d))
+        if rho == 0.0:
+            mu_loc, mu_scale = vloc.copy(), vscale.copy()
+            # the curve spread: log-normal around 1 (the prototype's measured choice, R13 notes)
+            ls_loc, ls_scale, chol = np.zeros(d), np.ones(d), np.eye(d)
+        else:
+            mu_loc, mu_scale = self.mu_loc.copy(), self.mu_scale / rho
+            ls_loc, ls_scale, chol = self.log_sigma_loc.copy(), self.log_sigma_scale / rho, self.L
+        if scope == "shape":
+            idx = list(LEVEL)
+            mu_loc[idx], mu_scale[idx] = vloc[idx], vscale[idx]
+            ls_scale[idx] = np.maximum(ls_scale[idx], 1.0)
+        info = {**self.info, "strength": {"rho": float(rho), "scope": scope}}
+        return dataclasses.replace(
+            self, mu_loc=mu_loc, mu_scale=mu_scale, log_sigma_loc=ls_loc, log_sigma_scale=ls_scale, L=chol, info=info
+        )
 
     def to_dict(self) -> dict:
         out = {

@@ -1,12 +1,22 @@
 """Prediction speed: seconds to extrapolate a batch of partial curves (SVI cold and warm,
-NUTS on a few curves)."""
+NUTS on a few curves), and at benchmark batch sizes (many datasets of 30 curves, one
+batched program: :func:`batch_speed_benchmark`, ``python -m nax.curves.bench.speed``)."""
 
 from __future__ import annotations
 
-from nax.curves.bench.common import complete_runs, subsample, truncate
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nax import jsonio
+from nax.curves.bench.common import complete_runs, load_datasets, meta, subsample, truncate
 from nax.curves.inference import InferenceConfig
-from nax.curves.predict import predict
+from nax.curves.predict import Query, predict, predict_many
 from nax.curves.prior import CurvePrior
+from nax.curves.strength import predict_auto_many
 
 
 def speed_benchmark(
@@ -66,3 +76,100 @@ def speed_benchmark(
         )
         log(rows[-1])
     return {"results": rows}
+
+
+def batch_speed_benchmark(
+    prior: CurvePrior,
+    datasets: dict,
+    *,
+    cutoffs=(0.2, 0.5),
+    per_dataset: int = 30,
+    modes=("fixed", "auto"),
+    inference: InferenceConfig = InferenceConfig(),
+    seed: int = 0,
+    log=print,
+) -> list[dict]:
+    """Seconds per curve at benchmark batch sizes: every dataset of ``datasets`` (name ->
+    ``CurveTable``), ``per_dataset`` complete runs each, at every cutoff, predicted in ONE
+    batch (:func:`nax.curves.predict.predict_many`): ``fixed`` = the prior at full strength,
+    ``auto`` = the strength chosen per query (:func:`nax.curves.strength.predict_auto_many`).
+    Each mode is called twice: ``cold`` (compilation included) and ``warm`` (same shapes,
+    another seed). Rows carry the load average, as the machine may be shared."""
+    queries, finals = [], []
+    for name in sorted(datasets):
+        table = subsample(complete_runs(datasets[name]), per_dataset, seed)
+        for cutoff in cutoffs:
+            values, mask, _ = truncate(table, cutoff)
+            queries.append(Query(values, mask, int(table.epochs[-1]), table.epochs, table.minimize))
+            finals.append(table.values[:, -1])
+    n = sum(len(f) for f in finals)
+    rows = []
+    for mode in modes:
+        for call, s in (("cold", seed), ("warm", seed + 1)):
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            if mode == "fixed":
+                preds = predict_many(prior, queries, inference=inference, seed=s)
+            else:
+                preds = predict_auto_many(prior, queries, inference=inference, seed=s)
+            seconds = time.perf_counter() - start
+            chosen = {}
+            for p in preds:
+                if p.strength is not None:
+                    chosen[p.strength["chosen"]] = chosen.get(p.strength["chosen"], 0) + 1
+            rows.append(
+                {
+                    "method": "transfer" if mode == "fixed" else "transfer_auto",
+                    "mode": mode,
+                    "call": call,
+                    "datasets": len(datasets),
+                    "cutoffs": list(cutoffs),
+                    "queries": len(queries),
+                    "n_curves": n,
+                    "seconds": seconds,
+                    "sec_per_curve": seconds / n,
+                    "load_before": load,
+                    "load_after": os.getloadavg()[0],
+                    "ok": all(p.ok for p in preds),
+                    "mae": float(np.mean(np.concatenate([np.abs(p.point - f) for p, f in zip(preds, finals)]))),
+                    "strength_counts": chosen or None,
+                    "num_steps": inference.num_steps,
+                }
+            )
+            log(rows[-1])
+    return rows
+
+
+def main(argv=None) -> int:
+    """``python -m nax.curves.bench.speed``: the batched speed rows (curves_speed.json)."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--test", nargs="+", default=["../shared/data/curves/lcbench/lcbench_surrogate_17tasks.csv"])
+    ap.add_argument("--dataset-column", default="task")
+    ap.add_argument("--prefix", default="acc_")
+    ap.add_argument("--prior", required=True, help="a CurvePrior JSON fitted on other datasets")
+    ap.add_argument("--cutoffs", type=float, nargs="+", default=[0.2, 0.5])
+    ap.add_argument("--per-dataset", type=int, default=30)
+    ap.add_argument("--modes", nargs="+", default=["fixed", "auto"])
+    ap.add_argument("--steps", type=int, default=InferenceConfig().num_steps)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args(argv)
+    record = meta("python -m nax.curves.bench.speed", {k: v for k, v in vars(args).items()})
+    datasets = load_datasets(args.test, prefix=args.prefix, dataset_column=args.dataset_column)
+    prior = CurvePrior.load(args.prior)
+    record["prior"] = {"path": args.prior, "datasets": prior.info.get("datasets"), "seconds": prior.info.get("seconds")}
+    rows = batch_speed_benchmark(
+        prior,
+        datasets,
+        cutoffs=tuple(args.cutoffs),
+        per_dataset=args.per_dataset,
+        modes=tuple(args.modes),
+        inference=InferenceConfig(num_steps=args.steps),
+        seed=args.seed,
+    )
+    Path(args.json).write_text(jsonio.dumps({"results": rows, "meta": record}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

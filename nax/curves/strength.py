@@ -1,0 +1,228 @@
+"""How strongly the source datasets should shape a target's predictions, chosen from the
+target's own data.
+
+A transferred prior helps a target like its sources and hurts one unlike them (issue 13:
+cross-family, ``transfer`` lost to ``no_transfer`` at every cutoff). The strength ``rho``
+(:meth:`nax.curves.prior.CurvePrior.at_strength`) is therefore chosen per target dataset
+and prefix from a small grid fixed a priori, :data:`FULL_GRID` - the full prior (1), half
+(1/2), within-target pooling (0) and independent curves (``no_transfer``) - or, for a
+target whose levels are not comparable with the sources' (another direction or metric),
+:data:`SHAPE_GRID`, the same on the target's own :class:`~nax.curves.observations.DatasetScale`
+with only the curve shape transferred.
+
+The rule is *prequential* (R13 notes: the choice by marginal likelihood of the prefixes
+prefers the loosest prior and does not lower the MAE; this check of the extrapolation
+itself was the best rule measured): every candidate is refitted on the target's prefixes
+cut at half their observed epochs, and the one whose median draw best predicts the values
+at the last observed epochs (MAE, table units) wins. When the target has at least
+:data:`MIN_FINISHED` finished runs the candidates instead predict those runs' final values
+from their prefixes cut where the query's are (rule ``"finished"``). When neither is
+possible (no curve with :data:`MIN_EPOCHS` observed epochs) the candidate fixed a priori,
+:data:`FALLBACK` (the full prior: no evidence to move away from the sources), is used. No
+final value of a query curve is ever seen. Every candidate of every query is one fit in a
+single batched program (:func:`nax.curves.predict.predict_many`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nax.curves.inference import InferenceConfig
+from nax.curves.predict import Prediction, Query, predict_many
+from nax.curves.prior import CurvePrior
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One transfer strength: ``rho`` and ``scope`` for :meth:`CurvePrior.at_strength`,
+    or ``independent`` curves (the ``no_transfer`` model, with the prior's calibration)."""
+
+    name: str
+    rho: float | None
+    scope: str = "full"
+    independent: bool = False
+
+    def prior(self, prior: CurvePrior) -> CurvePrior | None:
+        return None if self.independent else prior.at_strength(self.rho, self.scope)
+
+    def to_dict(self) -> dict:
+        return {"chosen": self.name, "rho": self.rho, "scope": self.scope, "independent": self.independent}
+
+
+RHO1, RHO_HALF, RHO0 = Candidate("rho1", 1.0), Candidate("rho0.5", 0.5), Candidate("rho0", 0.0)
+INDEPENDENT = Candidate("independent", None, independent=True)
+SHAPE1, SHAPE_HALF = Candidate("shape_rho1", 1.0, "shape"), Candidate("shape_rho0.5", 0.5, "shape")
+#: the grid for a target whose levels the sources share (same direction, natural scale)
+FULL_GRID = (RHO1, RHO_HALF, RHO0, INDEPENDENT)
+#: the grid for a target on its own dataset scale: only the shape can transfer
+SHAPE_GRID = (SHAPE1, SHAPE_HALF, RHO0, INDEPENDENT)
+#: fewest observed epochs of a curve for the prequential check (half of it is refitted)
+MIN_EPOCHS = 4
+#: fewest finished runs of the target for the choice on their final values
+MIN_FINISHED = 2
+
+
+def fallback(candidates) -> Candidate:
+    """The a-priori choice without evidence: the grid's strongest transfer (its first)."""
+    return candidates[0]
+
+
+def default_grid(prior: CurvePrior, query: Query) -> tuple[tuple[Candidate, ...], Query]:
+    """The candidate grid of ``query`` and the query as it will be predicted: the shape
+    grid on the target's dataset scale when the target runs in another direction than
+    the prior's sources or already has a dataset scale; else the full grid."""
+    minimize = prior.minimize if query.minimize is None else query.minimize
+    if query.scale is not None or minimize != prior.minimize:
+        return SHAPE_GRID, query.replace(minimize=minimize, scale=query.scale or "dataset")
+    return FULL_GRID, query.replace(minimize=minimize)
+
+
+def _observed_counts(values, mask) -> np.ndarray:
+    values = np.asarray(values, np.float64)
+    mask = np.isfinite(values) if mask is None else np.asarray(mask, bool)
+    return mask, mask.sum(axis=1)
+
+
+def scoring_task(query: Query):
+    """What the candidates of ``query`` are judged on: ``(fit query, rows, epochs, truth,
+    rule)`` with ``truth`` [len(rows)] the values (table units) the fit's curves ``rows``
+    must predict at ``epochs`` [len(rows)], or None when there is no evidence."""
+    values = np.asarray(query.values, np.float64)
+    values = values[None] if values.ndim == 1 else values
+    mask, counts = _observed_counts(values, query.mask)
+    epochs = np.arange(1, values.shape[1] + 1) if query.epochs is None else np.asarray(query.epochs)
+    # the scoring fit gets its own dataset scale, from the cut prefixes only
+    scale = None if query.scale is None else "dataset"
+    finished = None if query.finished is None else np.asarray(query.finished, np.float64)
+    if finished is not None and finished.ndim == 2 and len(finished) >= MIN_FINISHED:
+        # finished runs (epochs 1..horizon): cut where the query's typical prefix ends,
+        # predicted with the query's prefixes as context, judged on their final values
+        horizon = finished.shape[1]
+        done = np.isfinite(finished[:, -1])
+        if done.sum() >= MIN_FINISHED:
+            cut = int(epochs[int(np.median(counts)) - 1])
+            part = finished[done].copy()
+            part[:, cut:] = np.nan
+            ctx = np.full((len(values), horizon), np.nan)
+            cols = epochs[epochs <= horizon] - 1
+            ctx[:, cols] = np.where(mask, values, np.nan)[:, : len(cols)]
+            fit = Query(part, None, horizon, None, query.minimize, ctx, horizon, scale)
+            rows = np.arange(int(done.sum()))
+            return fit, rows, np.full(len(rows), horizon), finished[done, -1], "finished"
+    rows = np.nonzero(counts >= MIN_EPOCHS)[0]
+    if not len(rows):
+        return None
+    keep = np.maximum(counts // 2, 1)
+    order = np.cumsum(mask, axis=1)
+    half = mask & (order <= keep[:, None])
+    last = np.argmax(order == counts[:, None], axis=1)  # column of each curve's last observation
+    fit = Query(
+        np.where(half, values, np.nan),
+        half,
+        query.horizon,
+        query.epochs,
+        query.minimize,
+        query.context,
+        query.context_horizon,
+        scale,
+    )
+    return fit, rows, epochs[last[rows]], values[rows, last[rows]], "prequential"
+
+
+def _score(pred: Prediction, rows, epochs, truth) -> float | None:
+    if not pred.ok:
+        return None
+    at = pred.horizon.copy()
+    at[rows] = epochs
+    draws = pred.predict_at(at[:, None])[:, :, 0]  # [S, N], each row at its own epoch
+    err = np.abs(np.median(draws[:, rows], axis=0) - truth)
+    return float(np.mean(err)) if np.isfinite(err).all() else None
+
+
+def choose(priors, queries, *, candidates=None, inference: InferenceConfig = InferenceConfig(), seed: int = 0):
+    """The strength chosen for each query: a list of ``(candidate, query, record)`` where
+    ``query`` is the query as it will be predicted (on its dataset scale for the shape
+    grid) and ``record`` (JSON-ready) has the choice, the rule (``"prequential"``,
+    ``"finished"`` or ``"fallback"``), every candidate's score (MAE, table units; None:
+    not scored or the fit failed) and the number of values scored. ``priors``: one
+    :class:`CurvePrior` or a list aligned with ``queries``; ``candidates``: a fixed grid
+    (default: :func:`default_grid` per query). All candidate fits run as one batch."""
+    queries = list(queries)
+    priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
+    plans, batch_priors, batch_queries, batch_cals = [], [], [], []
+    for prior, query in zip(priors, queries):
+        if prior is None:
+            raise ValueError("choosing a transfer strength needs a source prior")
+        if candidates is None:
+            grid, query = default_grid(prior, query)
+        else:  # the direction resolved here: an independent candidate has no prior to take it from
+            grid = tuple(candidates)
+            query = query.replace(minimize=prior.minimize if query.minimize is None else query.minimize)
+        task = scoring_task(query)
+        first = len(batch_queries)
+        if task is not None:
+            for cand in grid:
+                batch_priors.append(cand.prior(prior))
+                batch_queries.append(task[0])
+                batch_cals.append(prior.calibration if cand.independent else None)
+        plans.append((grid, query, task, first))
+    preds = predict_many(batch_priors, batch_queries, inference=inference, seed=seed, calibrations=batch_cals)
+    out = []
+    for grid, query, task, first in plans:
+        record = {"rule": "fallback", "scores": {c.name: None for c in grid}, "values_scored": 0}
+        chosen = fallback(grid)
+        if task is None:
+            record["reason"] = f"no curve with {MIN_EPOCHS} observed epochs and fewer than {MIN_FINISHED} finished runs"
+        else:
+            _, rows, epochs, truth, rule = task
+            scores = {c.name: _score(preds[first + j], rows, epochs, truth) for j, c in enumerate(grid)}
+            record.update(scores=scores, values_scored=int(len(rows)))
+            finite = [c for c in grid if scores[c.name] is not None]
+            if finite:
+                chosen = min(finite, key=lambda c: scores[c.name])
+                record["rule"] = rule
+            else:
+                record["reason"] = "every candidate fit failed"
+        out.append((chosen, query, {**chosen.to_dict(), **record}))
+    return out
+
+
+def predict_auto_many(
+    priors, queries, *, candidates=None, inference: InferenceConfig = InferenceConfig(), seed: int = 0
+) -> list[Prediction]:
+    """Predict each query at the transfer strength chosen from its own data
+    (:func:`choose`); each :class:`Prediction` carries the choice in ``strength``."""
+    queries = list(queries)
+    priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
+    chosen = choose(priors, queries, candidates=candidates, inference=inference, seed=seed)
+    final_priors = [c.prior(p) for (c, _, _), p in zip(chosen, priors)]
+    cals = [p.calibration if c.independent else None for (c, _, _), p in zip(chosen, priors)]
+    preds = predict_many(final_priors, [q for _, q, _ in chosen], inference=inference, seed=seed, calibrations=cals)
+    for pred, (_, _, record) in zip(preds, chosen):
+        pred.strength = record
+    return preds
+
+
+def predict_auto(
+    prior: CurvePrior, values, mask=None, horizon=None, *, candidates=None, inference=InferenceConfig(), seed=0, **kw
+) -> Prediction:
+    """:func:`predict_auto_many` for one target (``kw``: the other :class:`Query` fields)."""
+    query = Query(values, mask, horizon, **kw)
+    return predict_auto_many(prior, [query], candidates=candidates, inference=inference, seed=seed)[0]
+
+
+__all__ = [
+    "FULL_GRID",
+    "MIN_EPOCHS",
+    "MIN_FINISHED",
+    "SHAPE_GRID",
+    "Candidate",
+    "Query",
+    "choose",
+    "default_grid",
+    "predict_auto",
+    "predict_auto_many",
+    "scoring_task",
+]

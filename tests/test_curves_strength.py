@@ -1,0 +1,188 @@
+"""Transfer strength, scale-free transfer, the point estimate and batched prediction.
+
+Known truths: a prior built from the simulating population itself (so "the sources'
+population" is exact), curves simulated from the model (tests/test_curves_model.py), and
+hand-made predictive draws whose median and mean are known to differ.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_curves_model import MU_POP, SIGMA, T, simulate
+
+from nax import tables
+from nax.curves import basis, strength
+from nax.curves.fitting import observed_from_tables
+from nax.curves.inference import InferenceConfig
+from nax.curves.observations import DatasetScale, DirectionMismatch, dataset_scale
+from nax.curves.predict import Prediction, Query, predict, predict_many
+from nax.curves.prior import LEVEL, CurvePrior
+
+D = basis.num_params()
+INF = InferenceConfig(num_steps=400, num_samples=200)
+#: a target unlike the sources: lower final value, later start, slower and more curved
+SHIFT = np.array([-2.5, 1.0, -1.5, 0.8, 0.0, 0.0, 0.0, 0.0])
+
+
+def population_prior(spread=0.15) -> CurvePrior:
+    """The exact population of :func:`simulate` as a transfer prior."""
+    return CurvePrior(
+        families=basis.DEFAULT_FAMILIES,
+        mu_loc=MU_POP.copy(),
+        mu_scale=np.full(D, spread),
+        log_sigma_loc=np.log(SIGMA),
+        log_sigma_scale=np.full(D, 0.25),
+        L=np.eye(D),
+    )
+
+
+def hand_prediction(z, *, minimize, scale=None, horizon=T) -> Prediction:
+    z = jnp.asarray(z, jnp.float32)
+    return Prediction(
+        z=z,
+        horizon=np.full(z.shape[1], horizon),
+        families=basis.DEFAULT_FAMILIES,
+        minimize=minimize,
+        seed=0,
+        model="transfer",
+        method="svi",
+        diagnostics={"ok": True, "problems": []},
+        seconds=0.0,
+        scale=scale,
+    )
+
+
+def test_at_strength_loosens_the_population_and_zero_pools_within_target():
+    prior = population_prior()
+    assert prior.at_strength(1.0) is prior
+    half = prior.at_strength(0.5)
+    np.testing.assert_allclose(half.mu_scale, 2 * prior.mu_scale)
+    np.testing.assert_allclose(half.log_sigma_scale, 2 * prior.log_sigma_scale)
+    np.testing.assert_allclose(half.mu_loc, prior.mu_loc)
+    zero = prior.at_strength(0.0)
+    np.testing.assert_allclose(zero.L, np.eye(D))
+    assert (zero.mu_scale >= 1.0).all() and zero.info["strength"] == {"rho": 0.0, "scope": "full"}
+    shape = prior.at_strength(1.0, "shape")
+    level, rest = list(LEVEL), [i for i in range(D) if i not in LEVEL]
+    np.testing.assert_allclose(shape.mu_loc[rest], prior.mu_loc[rest])  # the shape transfers
+    np.testing.assert_allclose(shape.mu_loc[level], zero.mu_loc[level])  # the level does not
+    assert (shape.mu_scale[level] >= 1.0).all()
+    with pytest.raises(ValueError, match="rho"):
+        prior.at_strength(1.5)
+    with pytest.raises(ValueError, match="scope"):
+        prior.at_strength(0.5, "level")
+
+
+def test_point_is_the_median_when_clipping_and_heavy_tails_pull_the_mean():
+    # exp(-loss) near its bound 1 with heavy-tailed noise: draws above 1 are clipped (loss
+    # 0), the others have a long tail of large losses, so the mean of the losses is pulled
+    # up; true final values drawn from the same predictive are best met by the median
+    rng = np.random.default_rng(0)
+    n, s = 20, 400
+    z = np.tile(MU_POP, (s, n, 1))
+    z[..., basis.FINAL] = 3.0  # expected exp(-loss) at the end: 0.95
+    z[..., basis.LOG_NOISE] = np.log(0.15)
+    pred = hand_prediction(z, minimize=True)
+    np.testing.assert_allclose(pred.point, np.median(pred.samples, axis=0))
+    y = 1 / (1 + np.exp(-3.0)) + 0.15 * rng.standard_t(5.0, size=(5000, n))
+    truth = -np.log(np.clip(y, 1e-12, 1.0))
+    mae = lambda p: np.mean(np.abs(truth - p[None]))
+    assert np.mean(pred.mean) > 2 * np.mean(pred.point)  # the tail pulls the mean far above the median
+    assert mae(pred.point) < 0.95 * mae(pred.mean)
+
+
+def test_dataset_scale_maps_any_metric_and_keeps_direction():
+    rng = np.random.default_rng(1)
+    loss = 4.0 - np.cumsum(rng.uniform(0.1, 0.5, size=(6, 8)), axis=1)  # perplexity-like, falls, < 0 late
+    scale = dataset_scale(loss, minimize=True)
+    y = scale.to_model(loss)
+    assert scale.best < scale.start and np.all(np.diff(y, axis=1) > 0)  # lower loss = higher on the model scale
+    assert y.min() > 0.0 and y.max() <= 0.5 + 1e-12
+    np.testing.assert_allclose(scale.from_model(y), loss)
+    flat = dataset_scale(np.full((3, 4), 2.0), minimize=False)
+    assert flat.best > flat.start  # a constant dataset still gets a usable span
+
+
+def test_point_is_equivariant_under_an_affine_change_of_metric():
+    # the same model-scale draws on two affinely related metrics (a > 0; a < 0 flips the
+    # direction): the dataset scales absorb the map, so the point predictions follow it
+    rng = np.random.default_rng(2)
+    values = 0.3 + np.cumsum(rng.uniform(0.0, 0.05, size=(5, 6)), axis=1)
+    z = np.tile(MU_POP, (100, 5, 1)) + 0.1 * rng.normal(size=(100, 5, D))
+    base = hand_prediction(z, minimize=False, scale=dataset_scale(values, minimize=False))
+    for a, b, minimize in ((10.0, 3.0, False), (-2.0, 1.0, True)):
+        other = hand_prediction(z, minimize=minimize, scale=dataset_scale(a * values + b, minimize=minimize))
+        np.testing.assert_allclose(other.point, a * base.point + b, rtol=1e-9, atol=1e-9)
+
+
+def test_mixed_directions_are_an_error_naming_the_sources_unless_declared():
+    acc = tables.CurveTable.from_arrays(simulate(1, 4, MU_POP)[0], "acc_src")
+    loss = tables.CurveTable.from_arrays(1.0 - simulate(2, 4, MU_POP)[0], "loss_src", minimize=True)
+    with pytest.raises(DirectionMismatch, match="loss_src") as err:
+        observed_from_tables([acc, loss])
+    assert "loss_src" in " ".join(err.value.sources) or "acc_src" in " ".join(err.value.sources)
+    obs = observed_from_tables([acc, loss], allow_mixed=True)
+    assert not obs.minimize and obs.y.max() <= 1.0 and len(obs.dataset_names) == 2
+
+
+def test_default_grid_is_scale_free_for_a_target_of_another_direction():
+    prior = population_prior()
+    grid, q = strength.default_grid(prior, Query(np.ones((2, 3)), minimize=False))
+    assert grid == strength.FULL_GRID and q.scale is None and q.minimize is False
+    grid, q = strength.default_grid(prior, Query(np.ones((2, 3)), minimize=True))
+    assert grid == strength.SHAPE_GRID and q.scale == "dataset"
+
+
+def test_scoring_task_holds_out_the_second_half_of_each_prefix():
+    values, _, _ = simulate(3, 4, MU_POP)
+    cut = values.copy()
+    cut[:2, 8:] = np.nan  # two curves seen 8 epochs, two 3 (too short to be judged)
+    cut[2:, 3:] = np.nan
+    fit, rows, epochs, truth, rule = strength.scoring_task(Query(cut, horizon=T))
+    assert rule == "prequential" and rows.tolist() == [0, 1]
+    np.testing.assert_array_equal(epochs, [8, 8])
+    np.testing.assert_allclose(truth, values[:2, 7])
+    seen = np.isfinite(fit.values).sum(axis=1)
+    assert seen.tolist() == [4, 4, 1, 1] and np.isnan(fit.values[:, 4:]).all()
+    assert strength.scoring_task(Query(cut[2:], horizon=T)) is None  # nothing long enough: fallback
+
+
+@pytest.mark.slow
+def test_predict_many_equals_predict_per_dataset():
+    queries = [Query(np.where(np.arange(T) < 6, simulate(s, 8, MU_POP)[0], np.nan), horizon=T) for s in range(3)]
+    prior = population_prior()
+    many = predict_many(prior, queries, inference=INF)
+    for q, p in zip(queries, many):
+        one = predict(prior, q.values, horizon=T, inference=INF)
+        np.testing.assert_allclose(np.asarray(p.z), np.asarray(one.z), atol=1e-4)
+        np.testing.assert_allclose(p.point, one.point, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_scale_free_prediction_follows_an_affine_change_of_metric():
+    values = np.where(np.arange(T) < 8, simulate(4, 8, MU_POP)[0], np.nan)
+    one = predict(None, values, horizon=T, inference=INF, scale="dataset")
+    other = predict(None, 5.0 - 3.0 * values, horizon=T, minimize=True, inference=INF, scale="dataset")
+    assert isinstance(one.scale, DatasetScale) and one.ok and other.ok
+    np.testing.assert_allclose(other.point, 5.0 - 3.0 * one.point, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_strength_keeps_the_population_for_a_like_target_and_drops_it_for_a_shifted_one():
+    prior = population_prior()
+    queries, kinds = [], []
+    for kind, mu in (("same", MU_POP), ("shifted", MU_POP + SHIFT)):
+        for seed in (0, 1):
+            values = simulate(100 + seed, 16, mu)[0]
+            queries.append(Query(np.where(np.arange(T) < 6, values, np.nan), horizon=T))
+            kinds.append(kind)
+    preds = strength.predict_auto_many(prior, queries, inference=INF)
+    for kind, pred in zip(kinds, preds):
+        record = pred.strength
+        assert record["rule"] == "prequential" and set(record["scores"]) == {c.name for c in strength.FULL_GRID}
+        # like the sources: strong transfer; shifted: within-target pooling or independent
+        # curves (measured: rho 1 vs independent, scores 0.033 vs 0.10 and 0.054 vs 0.024)
+        if kind == "same":
+            assert record["rho"] is not None and record["rho"] >= 0.5, record
+        else:
+            assert record["rho"] is None or record["rho"] == 0.0, record
