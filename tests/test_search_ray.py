@@ -115,3 +115,43 @@ def test_dead_worker_is_retried_once_then_failed(evaluator, ray_executor, tmp_pa
     assert results[0].curve == evaluator.evaluate(encs[0], 0).curve
     assert "worker died (2 attempts)" in results[1].error
     assert dying.attempts(names[0]) == 2 and dying.attempts(names[1]) == 2 and dying.attempts(names[2]) == 1
+
+
+def test_asha_runs_asynchronously_on_ray_and_resumes_in_process(evaluator, ray_executor, tmp_path):
+    """ASHA with two jobs in flight on Ray: each result is told as its job finishes; the
+    journal records that order, and a search resumed from it in process replays it exactly."""
+    from nax.search import halving
+
+    def strat():
+        return halving.asha(1, EPOCHS, 2, space=evaluator.space, candidates=evaluator.candidates())
+
+    path = tmp_path / "ray" / "journal.jsonl"
+    j = journal_lib.Journal.create(path, {"strategy": "asha"}, 0)
+    try:
+        out = loop.run_search(
+            strat(), evaluator, loop.Budget(epochs=40), jax.random.key(0), executor=ray_executor, journal=j, workers=2
+        )
+    finally:
+        j.close()
+    assert out.epochs_spent <= 40 and any(r.start > 0 for r in out.runs)
+    for r in out.runs:  # every job's curve is the table's, sliced to where the job took it
+        assert r.result.curve == evaluator.evaluate(r.enc, r.seed).curve[: len(r.result.curve)]
+    events = journal_lib.read(path)[1]
+    # resumed in process from the whole journal, then from a cut one: the same jobs, in the same order
+    for keep in (len(events), len(events) // 2):
+        cut = tmp_path / f"cut{keep}" / "journal.jsonl"
+        cut.parent.mkdir()
+        cut.write_bytes(b"".join(line + b"\n" for line in path.read_bytes().split(b"\n")[: keep + 1]))
+        replay = loop.replay_from(journal_lib.read(cut)[1])
+        j = journal_lib.Journal.reopen(cut)
+        try:
+            again = loop.run_search(
+                strat(), evaluator, loop.Budget(epochs=40), jax.random.key(0), journal=j, replay=replay, workers=2
+            )
+        finally:
+            j.close()
+        n = len(replay.order)
+        mine = [(r.run, r.job, r.start, r.result.curve) for r in again.runs]
+        assert mine[:n] == [(r.run, r.job, r.start, r.result.curve) for r in out.runs][:n]
+        if keep == len(events):
+            assert len(again.runs) == len(out.runs) and again.epochs_spent == out.epochs_spent

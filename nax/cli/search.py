@@ -7,7 +7,7 @@ import json
 
 # the choices of nax.search.config, restated so `nax search --help` imports no library code
 # (tests/test_cli_fast.py checks they match)
-STRATEGIES = ("transfer", "evolution", "random")
+STRATEGIES = ("transfer", "evolution", "random", "hyperband", "asha", "successive-halving", "freeze-thaw")
 EVALUATORS = ("train", "table")
 
 
@@ -23,7 +23,25 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--dataset", help="target dataset (a bundled dataset, or a dataset of --table)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="transfer")
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="transfer",
+        help="transfer (default), evolution, random: whole runs; hyperband, asha, successive-halving, "
+        "freeze-thaw: multi-fidelity, runs paused and resumed (--eta, --min-epochs, --max-epochs)",
+    )
+    p.add_argument(
+        "--eta", type=float, default=None, help="multi-fidelity: each rung keeps 1/eta of its runs (default 3)"
+    )
+    p.add_argument(
+        "--min-epochs", type=int, default=None, help="multi-fidelity: epochs a new run first trains (default 1)"
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="multi-fidelity: epochs of a full run (default: the preset's or the table's)",
+    )
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false", help="train every architecture fully")
     p.add_argument(
         "--no-stop-adapt",
@@ -71,7 +89,9 @@ def register(subparsers) -> None:
         metavar="CSV",
         help="curve tables or one architecture table (default: the shipped meta-dataset)",
     )
-    p.add_argument("--batch", type=int, default=1, help="architectures evaluated at once")
+    p.add_argument(
+        "--batch", type=int, default=1, help="architectures evaluated at once (multi-fidelity: jobs in flight)"
+    )
     p.add_argument(
         "--preset",
         default="metadata",
@@ -121,6 +141,9 @@ def _config(args):
         sample=args.sample,
         executor=args.executor or "local",
         lower_is_better=args.lower_is_better,
+        eta=args.eta,
+        min_epochs=args.min_epochs,
+        max_epochs=args.max_epochs,
     )
 
 

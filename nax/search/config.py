@@ -13,26 +13,29 @@ dataset and transfers from the tables given, by default the shipped meta-dataset
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
-import numpy as np
 
 from nax import space as space_lib
 from nax.search import evaluators as ev_lib
 from nax.search import executors as ex_lib
 from nax.search import journal as journal_lib
-from nax.search import loop, report, strategies
+from nax.search import loop, report
 from nax.search import progress as progress_lib
-from nax.search.sources import final_accuracies, load_tables, sources_of
+from nax.search.parts import MODEL_FILE, PRIOR_FILE, Parts, Setup, fit_parts
+from nax.search.sources import load_tables, sources_of
 
-STRATEGIES = ("transfer", "evolution", "random")
+__all__ = ["MODEL_FILE", "PRIOR_FILE", "Parts", "SearchConfig", "Setup", "build", "execute", "fit_parts", "prepare"]
+
+STRATEGIES = ("transfer", "evolution", "random", "hyperband", "asha", "successive-halving", "freeze-thaw")
+#: the multi-fidelity strategies: jobs that pause and resume runs (``nax.search.multifidelity``)
+MULTI_FIDELITY = ("hyperband", "asha", "successive-halving", "freeze-thaw")
 EVALUATORS = ("train", "table")
 JOURNAL = "journal.jsonl"
+CHECKPOINTS = "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,11 @@ class SearchConfig:
     #: the architecture table holds scores where lower is better (losses): the search
     #: maximises their negation, and the characteristic model ranks them reversed
     lower_is_better: bool = False
+    #: multi-fidelity strategies: each rung keeps 1/eta of its trials (None: 3); a trial
+    #: first trains min_epochs (None: 1), at most max_epochs (None: a full run's epochs)
+    eta: float | None = None
+    min_epochs: int | None = None
+    max_epochs: int | None = None
 
     #: fields a resumed search may change: they do not change its results
     RESUMABLE = ("executor",)
@@ -90,6 +98,7 @@ class SearchConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {v}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        _check_fidelity(self)
         if self.dataset in self.transfer_from:
             raise ValueError(f"the target dataset {self.dataset!r} cannot also be a transfer-from dataset")
         space_lib.get(self.space)
@@ -97,6 +106,10 @@ class SearchConfig:
 
         if self.preset not in train.PRESETS:
             raise ValueError(f"unknown training preset {self.preset!r}; accepted: {', '.join(train.PRESETS)}")
+
+    @property
+    def multi_fidelity(self) -> bool:
+        return self.strategy in MULTI_FIDELITY
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -110,47 +123,50 @@ class SearchConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _check_fidelity(c: SearchConfig) -> None:
+    """One-line errors for the multi-fidelity options (η ≤ 1, min above max, on a strategy without rungs)."""
+    given = [f"--{n.replace('_', '-')}" for n in ("eta", "min_epochs", "max_epochs") if getattr(c, n) is not None]
+    if not c.multi_fidelity:
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for the strategies {', '.join(MULTI_FIDELITY)}")
+        return
+    if c.eta is not None and not (isinstance(c.eta, (int, float)) and c.eta > 1 and c.eta < float("inf")):
+        raise ValueError(f"--eta must be a number > 1 (each rung keeps 1/eta of its trials), got {c.eta:g}")
+    for n in ("min_epochs", "max_epochs"):
+        v = getattr(c, n)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"--{n.replace('_', '-')} must be a positive whole number of epochs, got {v!r}")
+    if c.min_epochs is not None and c.max_epochs is not None and c.min_epochs > c.max_epochs:
+        raise ValueError(f"--min-epochs ({c.min_epochs}) must not exceed --max-epochs ({c.max_epochs})")
+
+
 # ---------------------------------------------------------------------------- parts
-@dataclasses.dataclass
-class Setup:
-    """What a search needs before anything is fitted (seconds): tables, evaluator, budget."""
-
-    config: SearchConfig  # resolved: the real budget and epochs per run
-    space: space_lib.CellSpace
-    kind: str | None
-    table: Any
-    evaluator: Any
-    candidates: np.ndarray | None
-    sources: list[str]
-    budget: loop.Budget
-
-
-@dataclasses.dataclass
-class Parts:
-    strategy: strategies.Strategy
-    evaluator: Any
-    budget: loop.Budget
-    stop_rule: loop.StopRule | None
-    notes: list[str]
-    #: a table evaluator's number of architectures: the search ends when all have run
-    max_runs: int | None = None
-
-
 def prepare(config: SearchConfig, *, strict: bool = True) -> Setup:
     """Load the tables and make the evaluator; resolve the budget and epochs per run."""
     space = space_lib.get(config.space)
-    needs_tables = config.evaluator == "table" or config.strategy == "transfer" or config.early_stop
+    mf = config.multi_fidelity
+    needs_tables = (
+        config.evaluator == "table" or config.strategy in ("transfer", "freeze-thaw") or (config.early_stop and not mf)
+    )
     kind, table = load_tables(config) if needs_tables else (None, None)
     if config.evaluator == "table":
         if kind == "arch":
+            if mf:
+                raise ValueError(
+                    f"--strategy {config.strategy} pauses and resumes runs: it needs learning curves, "
+                    "and an architecture table has none (give curve tables)"
+                )
             evaluator = ev_lib.ArchTableEvaluator(table, config.dataset, epochs=config.epochs_per_run or 200)
         else:
-            evaluator = ev_lib.CurveTableEvaluator(table, config.dataset, space)
+            evaluator = ev_lib.CurveTableEvaluator(table, config.dataset, space, epochs=config.max_epochs)
         candidates = evaluator.candidates()
     else:
         from nax import train
 
-        evaluator = ev_lib.TrainingEvaluator(config.dataset, train.preset(config.preset), space)
+        cfg = train.preset(config.preset)
+        if config.max_epochs is not None:
+            cfg = cfg.replace(epochs=config.max_epochs)  # the schedule's horizon: a full run
+        evaluator = ev_lib.TrainingEvaluator(config.dataset, cfg, space)
         candidates = None
     sources = sources_of(config, kind, table) if kind is not None else []
     config = resolve(config, evaluator, strict=strict)
@@ -172,89 +188,13 @@ def resolve(config: SearchConfig, evaluator, *, strict: bool = True) -> SearchCo
     budget = config.budget_epochs
     if budget is None and config.budget_minutes is None:
         budget = float(20 * epochs)
-    return dataclasses.replace(config, epochs_per_run=epochs, budget_epochs=budget)
-
-
-MODEL_FILE = "characteristic_model.npz"
-PRIOR_FILE = "curve_prior.json"
-
-
-def _fitted(path: Path | None, what: str, fit, save, load, reuse: bool, stage, log):
-    """Fit (or with ``reuse``, load from ``path``) and save atomically; the search uses the
-    saved copy, so a fresh and a resumed search run from the same numbers."""
-    if reuse and path is not None and path.is_file():
-        log(f"loaded {what} (saved by an earlier start in {path})")
-        return load(path)
-    with stage(f"fitting {what}"):
-        obj = fit()
-    if path is None:
-        return obj
-    tmp = path.with_name(path.name + ".part")
-    save(obj, tmp)
-    os.replace(tmp, path)  # a kill while saving leaves no half-written file to be loaded
-    return load(path)
-
-
-def fit_parts(
-    setup: Setup,
-    out: Path | None = None,
-    *,
-    reuse: bool = False,
-    stage=None,
-    log: Callable[[str], None] = lambda s: None,
-) -> Parts:
-    """Strategy and stopping rule of ``setup``: the transferred models are fitted, or with
-    ``reuse`` loaded from ``out`` where an earlier start of this search saved them.
-    ``stage(what)``: a context manager around each fit (default: ``log`` a line first)."""
-    stage = stage or progress_lib.Progress(log, quiet=True).stage
-    config, space, kind, table, sources = setup.config, setup.space, setup.kind, setup.table, setup.sources
-    notes: list[str] = []
-    if config.strategy == "random":
-        strategy = strategies.random(space, batch=config.batch, candidates=setup.candidates)
-    elif config.strategy == "evolution":
-        strategy = strategies.evolution(space, config.population, config.sample, config.batch, setup.candidates)
-    else:
-        if not sources:
-            raise ValueError("the transfer strategy needs transfer-from datasets: none in the tables")
-        from nax import characteristics as ch
-        from nax.search import transfer
-
-        model = _fitted(
-            out and out / MODEL_FILE,
-            f"the characteristic model on {', '.join(sources)}",
-            lambda: ch.fit(final_accuracies(kind, table, space), list(sources), seed=config.seed, space=space),
-            lambda m, p: m.save(str(p)),
-            lambda p: ch.CharacteristicModel.load(str(p)),
-            reuse,
-            stage,
-            log,
-        )
-        strategy = transfer.strategy_from_model(model, space, batch=config.batch, candidates=setup.candidates)
-
-    stop_rule = None
-    if config.early_stop:
-        if kind != "curve":
-            notes.append("early stopping off: an architecture table has no learning curves to learn from")
-        else:
-            from nax import curves
-            from nax.curves import stopping
-
-            curve_sources = table.subset(np.isin(table.datasets, sources))
-            prior = _fitted(
-                out and out / PRIOR_FILE,
-                f"the curve prior on {', '.join(sources)}",
-                lambda: curves.fit_prior(curve_sources, seed=config.seed, max_curves=200),
-                lambda pr, p: pr.save(p),
-                curves.CurvePrior.load,
-                reuse,
-                stage,
-                log,
-            )
-            stop_rule = stopping.stop_rule(
-                prior, setup.evaluator.max_epochs, stopping.StopConfig(adapt=config.stop_adapt)
-            )
-    max_runs = None if setup.candidates is None else len(setup.candidates)
-    return Parts(strategy, setup.evaluator, setup.budget, stop_rule, notes, max_runs)
+    fidelity = {}
+    if config.multi_fidelity:
+        low = 1 if config.min_epochs is None else config.min_epochs
+        if low > epochs:
+            raise ValueError(f"--min-epochs ({low}) exceeds the epochs of a full run ({epochs})")
+        fidelity = {"eta": 3 if config.eta is None else config.eta, "min_epochs": low, "max_epochs": epochs}
+    return dataclasses.replace(config, epochs_per_run=epochs, budget_epochs=budget, **fidelity)
 
 
 def build(config: SearchConfig, *, log: Callable[[str], None] = lambda s: None) -> Parts:
@@ -298,6 +238,9 @@ def execute(
         raise ValueError(f"{out} already holds a search; continue it with --resume {out} or choose another --out")
     setup = prepare(config, strict=not resume)
     config = setup.config
+    if config.multi_fidelity and isinstance(setup.evaluator, ev_lib.TrainingEvaluator):
+        # paused trials' training state, beside the journal (deleted once they cannot resume)
+        setup.evaluator.checkpoints = str((out / CHECKPOINTS).absolute())
     if resume:
         # a journal from before the budget was resolved in its header resumes too
         then = resolve(SearchConfig.from_dict(head["config"]), setup.evaluator, strict=False).to_dict()
@@ -314,7 +257,7 @@ def execute(
             log(n)
         executor = executor or ex_lib.get(config.executor)
         evaluator = show.watch(parts.evaluator) if isinstance(executor, ex_lib.InProcessExecutor) else parts.evaluator
-        show.start(parts.budget, parts.evaluator.max_epochs, replay.finished if replay else {})
+        show.start(parts.budget, parts.evaluator.max_epochs, (replay.finished or replay.job_results) if replay else {})
 
         def each(run, best, spent):
             show.on_run(run, best, spent)
@@ -332,6 +275,7 @@ def execute(
             replay=replay,
             on_run=each,
             max_runs=parts.max_runs,
+            workers=parts.workers,
         )
     finally:
         show.close()
@@ -350,6 +294,7 @@ def execute(
         "seed": config.seed,
         "budget_epochs": parts.budget.epochs,
         "budget_minutes": parts.budget.minutes,
+        **({k: getattr(config, k) for k in ("eta", "min_epochs", "max_epochs")} if config.multi_fidelity else {}),
         "notes": parts.notes,
         "accuracy_decimals_from": why,
         **(extra_score if score else {}),

@@ -99,6 +99,7 @@ class CurveTableEvaluator:
     Architecture strings come from the table's ``arch_column`` meta column. A run is
     charged one epoch per replayed epoch and, if the table has ``seconds_column`` (total
     training seconds of a row), that time pro rata; otherwise the replay's wall time.
+    ``epochs``: a full run is the first ``epochs`` epochs of each curve (default: all).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class CurveTableEvaluator:
         *,
         arch_column: str = "arch",
         seconds_column: str = "train_time_s",
+        epochs: int | None = None,
     ):
         if table.minimize:
             raise ValueError("the search maximises accuracy; this curve table holds losses (minimize)")
@@ -121,6 +123,12 @@ class CurveTableEvaluator:
             )
         sel = table.datasets == dataset
         keep = table.epochs > 0
+        # a row's seconds are spread over the epochs it recorded, whatever a full run here is
+        recorded = np.isfinite(table.values[sel][:, keep]).sum(axis=1)
+        if epochs is not None:  # a shorter full run: the first ``epochs`` epochs of each curve
+            if epochs > keep.sum():
+                raise ValueError(f"--max-epochs {epochs}: the table's curves have {int(keep.sum())} epochs")
+            keep &= table.epochs <= epochs
         values = table.values[sel][:, keep]
         archs = table.meta[arch_column][sel]
         secs = table.meta[seconds_column][sel].astype(np.float64) if seconds_column in table.meta else None
@@ -131,7 +139,7 @@ class CurveTableEvaluator:
             curve = values[i][~np.isnan(values[i])]
             if len(curve) == 0:
                 continue
-            per_epoch = None if secs is None or not np.isfinite(secs[i]) else float(secs[i]) / len(curve)
+            per_epoch = None if secs is None or not np.isfinite(secs[i]) else float(secs[i]) / int(recorded[i])
             self._rows.setdefault(space.to_string(space.from_string(str(arch))), []).append((curve, per_epoch))
         if not self._rows:
             raise ValueError(f"curve table {table.source} has no curve for dataset {dataset!r}")

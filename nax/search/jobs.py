@@ -30,6 +30,7 @@ key. Batch ``b`` is asked with ``fold_in(ask, b)``, job ``j`` with ``fold_in(ask
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -37,6 +38,7 @@ import jax
 import numpy as np
 
 from nax.curves.stopping import Finished, StopRule, run_check
+from nax.search import journal as journal_lib
 from nax.search.evaluators import RunResult
 from nax.search.executors import Task
 from nax.search.multifidelity import MFStrategy, TrialResult
@@ -111,8 +113,15 @@ class Batches:
     def cost(self, task: Task) -> int:
         return self.max_epochs
 
-    def start_event(self, task: Task) -> dict:
-        return {"event": "start", "run": task.run, "batch": self.batch, "seed": task.seed}
+    def start_event(self, task: Task, arch: str, dataset: str) -> dict:
+        return {
+            "event": "start",
+            "run": task.run,
+            "batch": self.batch,
+            "arch": arch,
+            "dataset": dataset,
+            "seed": task.seed,
+        }
 
     def group(self, task: Task) -> int:
         """What ``Run.batch`` records: the batch the run was handed out in."""
@@ -187,11 +196,13 @@ class Jobs:
     def cost(self, task: Task) -> int:
         return task.epochs - task.start
 
-    def start_event(self, task: Task) -> dict:
+    def start_event(self, task: Task, arch: str, dataset: str) -> dict:
         return {
             "event": "job",
             "job": task.job,
             "run": task.run,
+            "arch": arch,
+            "dataset": dataset,
             "seed": task.seed,
             "start": task.start,
             "epochs": task.epochs,
@@ -207,3 +218,65 @@ class Jobs:
         ok = result.status in ("paused", "completed") and len(result.curve) >= task.epochs
         status = "completed" if ok else ("failed" if result.status in ("paused", "completed") else result.status)
         self.state = self.strategy.tell(self.state, [TrialResult(task.run, tuple(result.curve), status)])
+
+
+# ---------------------------------------------------------------------------- journal
+def check_replayed(evaluator, task: Task, was: dict | None) -> None:
+    if was is None:
+        return
+    now = evaluator.space.to_string(task.enc)
+    same = was["arch"] == now and (task.job is None or (was["start"], was["epochs"]) == (task.start, task.epochs))
+    if not same:
+        what = f"{now}" if task.job is None else f"{now} from {task.start} to {task.epochs} epochs"
+        got = was["arch"] if task.job is None else f"{was['arch']} from {was['start']} to {was['epochs']} epochs"
+        raise ValueError(
+            f"journal {'run' if task.job is None else 'job'} {task.job if task.job is not None else task.run} "
+            f"evaluated {got} but this search asks for {what}: the journal comes from another search"
+        )
+
+
+def discard(evaluator, journal, trials) -> None:
+    """Delete the checkpoints of ``trials`` (journaled with the bytes freed, when any)."""
+    drop = getattr(evaluator, "discard", None)
+    if drop is None:
+        return
+    for t in sorted(trials):
+        freed = drop(t)
+        if freed and journal is not None:
+            journal.append({"event": "discarded", "run": t, "bytes": int(freed)})
+
+
+def hand_out(
+    tasks, sched, evaluator, replay: journal_lib.Replay, journal, dataset: str, executor
+) -> list[RunResult | None]:
+    """Journal the tasks' start events and submit the ones a resumed journal has no result for."""
+    done, todo = [], []
+    for t in tasks:
+        was = replay.jobs.get(t.job) if t.job is not None else replay.starts.get(t.run)
+        check_replayed(evaluator, t, was)
+        r = replay.job_results.get(t.job) if t.job is not None else replay.finished.get(t.run)
+        done.append(r)
+        if r is None:
+            todo.append(t)
+    # a job the journal handed out already (in flight at the kill) is not handed out again;
+    # a whole run's start is rewritten, as it always was
+    new = [t for t in todo if t.job is None or t.job not in replay.jobs]
+    if journal is not None and new:
+        now = time.time()
+        journal.extend({**sched.start_event(t, evaluator.space.to_string(t.enc), dataset), "time": now} for t in new)
+    if todo:
+        executor.submit(evaluator, todo)
+    return done
+
+
+def result_events(task: Task, result: RunResult, dataset: str) -> list[dict]:
+    """A finished run's or job's epoch lines and its result line."""
+    first = len(result.curve) - len(result.epoch_metrics) + 1
+    return [
+        *(
+            {"event": "epoch", "run": task.run, "arch": result.arch, "dataset": dataset, "epoch": e, "metrics": dict(m)}
+            for e, m in enumerate(result.epoch_metrics, start=first if task.job is not None else 1)
+        ),
+        journal_lib.result_event(task.run, result, dataset, task.job, task.start),
+        *([{"event": "checkpoint", "run": task.run, **result.checkpoint}] if result.checkpoint else []),
+    ]

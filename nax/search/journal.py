@@ -170,6 +170,8 @@ def result_event(run: int, result: RunResult, dataset: str, job: int | None = No
     }
     if job is not None:
         ev["job"], ev["start"] = job, start
+    if r.warning:
+        ev["warning"] = r.warning
     if kind == "stopped":
         ev["predicted_final"] = r.predicted_final
     if kind == "failed":

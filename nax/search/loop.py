@@ -53,7 +53,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -122,6 +121,8 @@ class SearchOutcome:
     seconds_spent: float
     max_epochs: int
     dataset: str
+    #: the most bytes paused trials' checkpoints held at once (multi-fidelity training)
+    checkpoint_bytes_peak: int = 0
 
     @property
     def best(self) -> Run | None:
@@ -141,7 +142,7 @@ class SearchOutcome:
         last = list({r.run: r for r in self.runs}.values()) if jobs else self.runs
         statuses = ("completed", "stopped", "diverged", "failed") + (("paused",) if jobs else ())
         counts = {s: sum(r.result.status == s for r in last) for s in statuses}
-        extra = {"jobs": len(jobs)} if jobs else {}
+        extra = {"jobs": len(jobs), "checkpoint_bytes_peak": self.checkpoint_bytes_peak} if jobs else {}
         return {
             "dataset": self.dataset,
             "best_arch": best.result.arch if best else None,
@@ -170,7 +171,8 @@ class Step(NamedTuple):
     ``best``: the best final accuracy of a completed run so far (None before the first;
     a multi-fidelity trial counts once it completed a full run); ``epochs``, ``seconds``:
     charged so far by finished runs or jobs, this one included; ``replayed``: told from
-    the journal of a resumed search rather than evaluated now.
+    the journal of a resumed search rather than evaluated now; ``disk``: bytes the
+    paused trials' checkpoints hold after it (evaluators that keep checkpoints).
     """
 
     run: Run
@@ -178,26 +180,13 @@ class Step(NamedTuple):
     epochs: int
     seconds: float
     replayed: bool
+    disk: int = 0
 
 
 class _Pending(NamedTuple):
     task: Task
     cost: int  # epochs it may charge at most
     replayed: RunResult | None  # its result in the journal of a resumed search
-
-
-def _check_replayed(evaluator, task: Task, was: dict | None) -> None:
-    if was is None:
-        return
-    now = evaluator.space.to_string(task.enc)
-    same = was["arch"] == now and (task.job is None or (was["start"], was["epochs"]) == (task.start, task.epochs))
-    if not same:
-        what = f"{now}" if task.job is None else f"{now} from {task.start} to {task.epochs} epochs"
-        got = was["arch"] if task.job is None else f"{was['arch']} from {was['start']} to {was['epochs']} epochs"
-        raise ValueError(
-            f"journal {'run' if task.job is None else 'job'} {task.job if task.job is not None else task.run} "
-            f"evaluated {got} but this search asks for {what}: the journal comes from another search"
-        )
 
 
 def iter_search(
@@ -243,15 +232,19 @@ def iter_search(
     epochs, seconds, best = 0, 0.0, None
     dataset = evaluator.dataset
     flight: list[_Pending] = []
+    paused: set[int] = set()  # trials whose last job paused them
+    disk_bytes, disk = getattr(evaluator, "disk_bytes", None), 0
     try:
         while True:
             held = epochs + sum(p.cost for p in flight)
             fits = functools.partial(_fits, budget, held, seconds)
             tasks = sched.ask(fits, len(flight), best)
             if tasks:
-                fresh = _hand_out(tasks, sched, evaluator, replay, journal, dataset, executor)
+                fresh = jobs_lib.hand_out(tasks, sched, evaluator, replay, journal, dataset, executor)
                 flight += [_Pending(t, sched.cost(t), done) for t, done in zip(tasks, fresh)]
             if not flight:
+                # the search is over: no paused trial can resume
+                jobs_lib.discard(evaluator, journal, paused)
                 return
             # whole runs in run order; jobs as they finish (the journal's order first on resume)
             told = [i for i, p in enumerate(flight) if p.replayed is not None]
@@ -269,14 +262,25 @@ def iter_search(
                 p = flight.pop(next(k for k, q in enumerate(flight) if q.task.key == t.key))
             task, new = p.task, p.replayed is None
             if new and journal is not None:
-                journal.extend(_result_events(task, result, dataset))
+                journal.extend(jobs_lib.result_events(task, result, dataset))
             epochs += result.cost_epochs
             seconds += result.cost_s
             if result.status == "completed" and result.final is not None and (best is None or result.final > best):
                 best = result.final
             run = Run(task.run, sched.group(task), task.seed, np.asarray(task.enc), result, task.job, task.start)
-            yield Step(run, best, epochs, seconds, not new)
+            (paused.add if result.status == "paused" else paused.discard)(task.run)
+            if disk_bytes is not None and new and task.job is not None:
+                disk = disk_bytes()
+            yield Step(run, best, epochs, seconds, not new, disk)
             sched.tell(task, result)
+            if task.job is not None:
+                # checkpoints of trials that can no longer resume: ended, or (if the strategy
+                # says which may) left behind by it
+                keep = getattr(strategy, "resumable", None)
+                keep = paused if keep is None else paused & set(keep(sched.state))
+                gone = ({task.run} if sched.ends_trial(result) else set()) | (paused - keep)
+                paused -= gone
+                jobs_lib.discard(evaluator, journal, gone)
     finally:
         cancel = getattr(executor, "cancel", None)
         if cancel is not None:
@@ -287,39 +291,6 @@ def _fits(budget: Budget, held: float, seconds: float, more: float, cost: float)
     """A task costing up to ``cost`` fits beside ``held`` epochs (charged or in flight) and
     ``more`` handed out before it in the same ask."""
     return budget.fits(held + more, seconds, cost)
-
-
-def _hand_out(tasks, sched, evaluator, replay: Replay, journal, dataset: str, executor) -> list[RunResult | None]:
-    """Journal the tasks' start events and submit the ones a resumed journal has no result for."""
-    done, todo = [], []
-    for t in tasks:
-        was = replay.jobs.get(t.job) if t.job is not None else replay.starts.get(t.run)
-        _check_replayed(evaluator, t, was)
-        r = replay.job_results.get(t.job) if t.job is not None else replay.finished.get(t.run)
-        done.append(r)
-        if r is None:
-            todo.append(t)
-    if journal is not None and todo:
-        now = time.time()
-        journal.extend(
-            {**sched.start_event(t), "arch": evaluator.space.to_string(t.enc), "dataset": dataset, "time": now}
-            for t in todo
-        )
-    if todo:
-        executor.submit(evaluator, todo)
-    return done
-
-
-def _result_events(task: Task, result: RunResult, dataset: str) -> list[dict]:
-    """A finished run's or job's epoch lines and its result line."""
-    first = len(result.curve) - len(result.epoch_metrics) + 1
-    return [
-        *(
-            {"event": "epoch", "run": task.run, "arch": result.arch, "dataset": dataset, "epoch": e, "metrics": dict(m)}
-            for e, m in enumerate(result.epoch_metrics, start=first if task.job is not None else 1)
-        ),
-        journal_lib.result_event(task.run, result, dataset, task.job, task.start),
-    ]
 
 
 def run_search(
@@ -344,7 +315,7 @@ def run_search(
     display); ``until(step)`` ends the search after the run it is true for.
     """
     runs: list[Run] = []
-    epochs, seconds = 0, 0.0
+    epochs, seconds, disk = 0, 0.0, 0
     stream = iter_search(
         strategy,
         evaluator,
@@ -360,9 +331,10 @@ def run_search(
     for step in stream:
         runs.append(step.run)
         epochs, seconds = step.epochs, step.seconds
+        disk = max(disk, step.disk)
         if on_run is not None:
             on_run(step.run, step.best, step.epochs)
         if until is not None and until(step):
             stream.close()
             break
-    return SearchOutcome(runs, epochs, seconds, evaluator.max_epochs, evaluator.dataset)
+    return SearchOutcome(runs, epochs, seconds, evaluator.max_epochs, evaluator.dataset, disk)

@@ -199,6 +199,20 @@ class Watched:
     def candidates(self):
         return self.inner.candidates()
 
+    def __getattr__(self, name: str):
+        # what the display does not watch (checkpoint bookkeeping: discard, disk_bytes) is the inner's
+        if name == "inner":
+            raise AttributeError(name)
+        found = getattr(self.inner, name)
+        if name != "evaluate_job":
+            return found
+
+        def evaluate_job(enc, seed: int, trial: int, start: int, epochs: int):
+            self.progress.run_begins()
+            return found(enc, seed, trial, start, epochs)
+
+        return evaluate_job
+
     def evaluate(self, enc, seed: int, should_stop=None):
         self.progress.run_begins()
 
@@ -207,7 +221,3 @@ class Watched:
             return should_stop(curve) if should_stop is not None else (False, None)
 
         return self.inner.evaluate(enc, seed, each_epoch)
-
-    def evaluate_job(self, enc, seed: int, trial: int, start: int, epochs: int):
-        self.progress.run_begins()
-        return self.inner.evaluate_job(enc, seed, trial, start, epochs)

@@ -114,15 +114,18 @@ class TrainingEvaluator:
             self.cfg.replace(seed=int(seed)),
             space=self.space,
             checkpoints=ck,
-            resume=start > 0,
+            # a first job killed after a checkpoint resumes from it too
+            resume=start > 0 or ck.latest() is not None,
             until_epoch=int(epochs),
         )
         wall = time.perf_counter() - t0
-        trained = len(rec.curve) - ck.resumed_epoch
+        # a job charges the epochs from its start (epochs a killed search trained past it and
+        # checkpointed count too, as they would have uninterrupted); a restart from 0, all
+        trained = len(rec.curve) - min(int(start), ck.resumed_epoch)
         curve = tuple(float(m.val_accuracy) for m in rec.curve if math.isfinite(m.val_accuracy))
         metrics = tuple(
             {"val_acc": m.val_accuracy, "val_loss": m.val_loss, "train_loss": m.train_loss, "epoch_s": m.epoch_s}
-            for m in rec.curve[ck.resumed_epoch :]
+            for m in rec.curve[len(rec.curve) - trained :]
         )
         status = rec.status if rec.status in ("paused", "completed", "diverged") else "failed"
         error = {"diverged": "non-finite training loss", "failed": f"training ended {rec.status}"}.get(status)

@@ -1,0 +1,49 @@
+"""The multi-fidelity strategies of ``nax search`` from its configuration.
+
+``--strategy hyperband | asha | successive-halving`` draw new architectures uniformly from
+the candidates (as their papers do: they are the baselines users pick); ``freeze-thaw``
+proposes them with the characteristic model and values paused runs with the transferred
+curve prior (:mod:`nax.search.freeze_thaw`), both fitted on the transfer-from datasets.
+The rungs: ``--min-epochs`` up to ``--max-epochs`` by factors of ``--eta``
+(:func:`nax.search.multifidelity.rungs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nax.search import halving
+from nax.search.multifidelity import MFStrategy, hyperband_brackets
+
+
+def strategy(
+    config, space, candidates: np.ndarray | None, kind: str | None, sources, model: Callable[[], Any], prior
+) -> MFStrategy:
+    """The :class:`MFStrategy` of a resolved ``config`` (``eta``, ``min_epochs``, ``max_epochs``
+    set); ``model()`` and ``prior()`` fit (or load) the transferred models when needed."""
+    lo, hi, eta = config.min_epochs, config.max_epochs, config.eta
+    kw = dict(space=space, candidates=candidates)
+    if config.strategy == "hyperband":
+        return halving.hyperband(lo, hi, eta, **kw)
+    if config.strategy == "asha":
+        return halving.asha(lo, hi, eta, **kw)
+    if config.strategy == "successive-halving":
+        # as many trials as Hyperband's most exploratory bracket starts (eta**s_max)
+        n = hyperband_brackets(lo, hi, eta)[0][0][0]
+        return halving.successive_halving(n, lo, hi, eta, **kw)
+    if config.strategy != "freeze-thaw":
+        raise ValueError(f"{config.strategy!r} is not a multi-fidelity strategy")
+    if kind != "curve" or not sources:
+        raise ValueError(
+            "--strategy freeze-thaw needs a curve prior and a characteristic model from earlier datasets: "
+            + ("the tables hold no learning curves" if kind != "curve" else "no transfer-from dataset in the tables")
+        )
+    from nax.search import freeze_thaw
+
+    build = getattr(freeze_thaw, "from_models", None)
+    if build is None:
+        raise ValueError("--strategy freeze-thaw is not available in this version (no freeze_thaw.from_models)")
+    return build(prior(), model(), space, hi, candidates=candidates, delta=lo, seed=config.seed)
