@@ -7,13 +7,14 @@ import jax
 import mf_replay as rp  # the multi-fidelity strategies' table simulator, a test harness until the driver runs jobs (issue 14)
 import numpy as np
 import pytest
+import scipy.stats
 
 from nax import space as space_lib
 from nax import tables
 from nax.search import freeze_thaw as ft
 from nax.search import halving as hv
 from nax.search import multifidelity as mf
-from nax.search import strategies
+from nax.search import strategies, transfer
 from nax.search.multifidelity import Job, TrialResult
 
 SPACE = space_lib.nb201
@@ -291,134 +292,134 @@ def test_replay_on_the_meta_dataset():
 
 
 # ---------------------------------------------------------------------------- freeze-thaw
-def test_freeze_thaw_continues_a_clearly_dominant_paused_trial():
-    rng = np.random.default_rng(0)
-    paused = np.stack([rng.normal(0.60, 0.01, 200), rng.normal(0.95, 0.01, 200), rng.normal(0.70, 0.01, 200)], 1)
-    fresh = rng.normal(0.80, 0.05, (200, 4))
-    d = ft.decide(_key(0), paused, [5, 5, 5], fresh, horizon=12, incumbent=0.85, delta=3)
+def test_lookahead_index_charges_a_new_architecture_its_first_job_and_a_paused_trial_what_remains():
+    # a long shot costs about its first job: p / delta; a near-certain winner its whole run
+    assert np.isclose(ft.lookahead_index(1e-6, 12, 3), 1e-6 / 3, rtol=1e-4)
+    assert np.isclose(ft.lookahead_index(1.0, 12, 3), 1 / 12)
+    assert np.isclose(ft.lookahead_index(0.5, 12, 3), 0.5 / (3 + 0.5 * 9))
+    # a paused trial's chance already rests on its curve: it pays the epochs it lacks
+    assert np.isclose(ft.lookahead_index(0.5, 9, 3, learns=False), 0.5 / 9)
+    assert ft.lookahead_index(0.0, 9, 3) == 0 and ft.lookahead_index(0.7, 0, 3, learns=False) == -np.inf
+    # a weak paused trial loses to a better fresh proposal however far it has come
+    assert ft.lookahead_index(0.02, 3, 3, learns=False) < ft.lookahead_index(0.1, 12, 3)
+
+
+def test_freeze_thaw_continues_a_promising_paused_trial_and_drops_a_weak_one():
+    d = ft.decide(_key(0), [0.05, 0.6, 0.2], [6, 6, 6], [0.2, 0.3], horizon=12, delta=3)
     assert (d.action, d.index, d.epochs) == ("continue", 1, 3)
-    assert d.scores_paused[0] == 0 and d.score == d.scores_paused[1]
-
-
-def test_freeze_thaw_starts_new_when_every_paused_trial_is_hopeless():
-    rng = np.random.default_rng(1)
-    paused = rng.normal(0.5, 0.01, (200, 3))
-    fresh = np.stack([rng.normal(0.85, 0.05, 200), rng.normal(0.88, 0.05, 200)], 1)
-    d = ft.decide(_key(0), paused, [10, 11, 2], fresh, horizon=12, incumbent=0.86, delta=4)
+    assert np.isclose(d.score, 0.6 / 6)
+    d = ft.decide(_key(0), [0.01, 0.05, 0.0], [9, 3, 11], [0.1, 0.25], horizon=12, delta=4)
     assert (d.action, d.index, d.epochs) == ("new", 1, 4)
-    assert np.all(d.scores_paused == 0)
-
-
-def test_freeze_thaw_cost_matters():
-    draws = np.random.default_rng(2).normal(0.9, 0.02, (300, 1))
-    same = np.concatenate([draws, draws], 1)  # equal predictions, unequal epochs left
-    d = ft.decide(_key(0), same, [2, 10], None, horizon=12, incumbent=0.88, delta=5)
-    assert (d.action, d.index, d.epochs) == ("continue", 1, 2)  # capped at the 2 epochs it lacks
-    assert np.isclose(d.scores_paused[1], 5 * d.scores_paused[0])
-    # the same prediction for a fresh architecture costs all 12 epochs: the paused one wins
-    d = ft.decide(_key(0), draws, [6], draws, horizon=12, incumbent=0.88)
-    assert d.action == "continue" and np.isclose(d.scores_paused[0], 2 * d.scores_new[0])
+    assert np.isclose(d.score, ft.lookahead_index(0.25, 12, 4))
+    # a trial 2 epochs short is resumed by those 2, not by delta
+    d = ft.decide(_key(0), [0.5, 0.5], [2, 10], None, horizon=12, delta=5)
+    assert (d.action, d.index, d.epochs) == ("continue", 1, 2)
     # a trial at the horizon is no option
-    d = ft.decide(_key(0), same, [12, 12], draws, horizon=12, incumbent=0.88)
+    d = ft.decide(_key(0), [0.9, 0.9], [12, 12], [0.1], horizon=12)
     assert d.action == "new" and np.all(np.isinf(d.scores_paused))
 
 
-def test_freeze_thaw_probability_of_improvement_and_ties():
-    # EI prefers the uncertain option with the fat upper tail, PI the near-certain small gain
-    safe = np.full(100, 0.81)
-    risky = np.r_[np.full(70, 0.5), np.full(30, 0.99)]
-    draws = np.stack([safe, risky], 1)
-    assert ft.decide(_key(0), draws, [0, 0], None, horizon=10, incumbent=0.8, criterion="ei").index == 1
-    assert ft.decide(_key(0), draws, [0, 0], None, horizon=10, incumbent=0.8, criterion="pi").index == 0
-    tied = np.stack([safe, safe, safe], 1)
-    picks = {ft.decide(_key(i), tied, [0, 0, 0], None, horizon=10, incumbent=0.8).index for i in range(30)}
+def test_freeze_thaw_explores_when_nothing_has_a_chance_and_breaks_ties_by_key():
+    d = ft.decide(_key(0), [0.0, 0.0], [3, 6], [0.0], horizon=12, delta=3)
+    assert d.action == "new"
+    picks = {ft.decide(_key(i), [0.4, 0.4, 0.4], [3, 3, 3], None, horizon=12, delta=3).index for i in range(30)}
     assert picks == {0, 1, 2}
-    again = [ft.decide(_key(3), tied, [0, 0, 0], None, horizon=10, incumbent=0.8)[:3] for _ in range(2)]
-    assert again[0] == again[1]  # the same key breaks the tie the same way
-    assert np.allclose(ft.improvement_value(tied, None), 0.81)  # no incumbent yet: the mean accuracy
+    again = [ft.decide(_key(3), [0.4, 0.4, 0.4], [3, 3, 3], None, horizon=12, delta=3)[:3] for _ in range(2)]
+    assert again[0] == again[1]
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(paused=np.zeros((5, 2)), epochs=[1]), "has 2 columns, expected 1"),
-        (dict(paused=np.full((5, 1), np.nan), epochs=[1]), "NaN draws"),
-        (dict(paused=np.zeros((5, 1)), epochs=[1], horizon=0), "horizon and delta must be positive"),
-        (dict(paused=np.zeros((5, 1)), epochs=[12]), "no option"),
-        (dict(paused=np.zeros((5, 1)), epochs=[1], criterion="ucb"), "unknown criterion 'ucb'"),
+        (dict(p=[0.1, 0.2], epochs=[1]), "has 2 values, expected 1"),
+        (dict(p=[np.nan], epochs=[1]), "probabilities in"),
+        (dict(p=[1.5], epochs=[1]), "probabilities in"),
+        (dict(p=[0.1], epochs=[1], horizon=0), "horizon and delta must be positive"),
+        (dict(p=[0.1], epochs=[12]), "no option"),
     ],
 )
 def test_freeze_thaw_bad_input(kwargs, match):
-    args = dict(horizon=12, criterion="ei") | {k: v for k, v in kwargs.items() if k in ("horizon", "criterion")}
     with pytest.raises(ValueError, match=match):
-        ft.decide(_key(0), kwargs["paused"], kwargs["epochs"], None, incumbent=0.5, **args)
+        ft.decide(_key(0), kwargs["p"], kwargs["epochs"], None, horizon=kwargs.get("horizon", 12))
 
 
 def test_scores_to_accuracy_inverts_the_models_normal_scores():
     from nax.characteristics.spec import normal_scores
 
     y = np.array([0.61, 0.9, 0.75, 0.8, 0.55])
-    assert np.allclose(ft.scores_to_accuracy(normal_scores(y), y), y)
+    assert np.allclose(transfer.scores_to_accuracy(normal_scores(y), y), y)
     z = np.linspace(-3, 3, 50)
-    acc = ft.scores_to_accuracy(z, y)
+    acc = transfer.scores_to_accuracy(z, y)
     assert np.all(np.diff(acc) >= 0) and acc[-1] > y.max() and acc[0] < y.min()
     with pytest.raises(ValueError, match="at least two distinct"):
-        ft.scores_to_accuracy(z, [0.5, 0.5])
+        transfer.scores_to_accuracy(z, [0.5, 0.5])
 
 
-def _rng(key):
-    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-
-
-def _oracle(pool, noise=0.01):
-    """Predictors that know the table's finals up to noise (the best a curve model and a
-    characteristic model could do), as pure functions of their inputs and key."""
-    finals = {int(i): f for i, f in zip(SPACE.index(pool.encs_PxE), pool.curves_PxT[:, -1])}
+def _exact_model(pool, noise=0.01):
+    """A :class:`ft.CurveModel` that knows each curve's final up to Gaussian noise ``noise``
+    (the best a curve model could do), counting its updates."""
     by_prefix = {tuple(np.round(c[:k], 12)): c[-1] for c in pool.curves_PxT for k in range(1, pool.max_epochs + 1)}
 
-    def paused(key, curves, finished):
-        f = np.array([by_prefix[tuple(np.round(c, 12))] for c in curves])
-        return f + noise * _rng(key).standard_normal((100, len(curves)))
+    def fit(state, curves, seed):
+        return [by_prefix[tuple(np.round(c, 12))] for c in curves]
 
-    def new(key, encs, finished):
-        f = np.array([finals[int(i)] for i in SPACE.index(encs)])
-        return f + noise * _rng(key).standard_normal((100, len(encs)))
+    def judge(state, fitted, best):
+        f = np.asarray(fitted, float)
+        return scipy.stats.norm.sf(best, f, noise), f
 
-    return paused, new
+    return ft.CurveModel(lambda key: 0, lambda s, completed, key: s + len(completed), fit, judge)
 
 
-def test_freeze_thaw_strategy_with_oracle_predictors_finds_the_best_quickly():
+def test_freeze_thaw_strategy_with_an_exact_curve_model_finds_the_best_without_finishing_everything():
     pool = _pool(40, 12)
-    paused, new = _oracle(pool)
-    st = ft.strategy(paused, new, 12, delta=3, space=SPACE, candidates=pool.encs_PxE)
+    st = ft.strategy(_exact_model(pool), 12, delta=3, space=SPACE, candidates=pool.encs_PxE)
     tr = rp.replay(st, pool, 200, _key(0))
     full = rp.replay(mf.full_runs(12, space=SPACE, candidates=pool.encs_PxE), pool, 200, _key(0))
     assert tr.charged <= 200 and tr.best[-1] >= full.best[-1]
-    # it first explores by 3 epochs, then finishes what its predictions say is best
-    assert tr.trials > tr.full_runs >= 1
+    # it tries many for 3 epochs and finishes few: not the sunk-cost greed of EI per remaining epoch
+    assert tr.trials >= 3 * tr.full_runs >= 3
     again = rp.replay(st, pool, 200, _key(0))
     assert np.array_equal(tr.epochs, again.epochs) and np.array_equal(tr.best, again.best, equal_nan=True)
 
 
-def test_freeze_thaw_strategy_resumes_and_records_the_incumbent():
+def test_freeze_thaw_strategy_resumes_adapts_and_records_the_incumbent():
     pool = _pool(10, 6)
-    paused, new = _oracle(pool, noise=0.0)
-    st = ft.strategy(paused, new, 6, delta=2, space=SPACE, candidates=pool.encs_PxE)
+    st = ft.strategy(_exact_model(pool, noise=0.02), 6, delta=2, space=SPACE, candidates=pool.encs_PxE)
     s = st.init(_key(0))
     job, s = st.ask(s, _key(1))
-    assert (job.trial, job.epochs) == (0, 2)
-    curve = pool.curve(job.enc)
-    s = st.tell(s, [TrialResult(0, tuple(curve[:2]), "completed")])
-    # the paused trial costs 4 more epochs, a fresh one 6: with exact predictions the
-    # choice is the better value per epoch, and continuing asks for epochs 3-4
-    job2, s2 = st.ask(s, _key(2))
-    assert job2.epochs == (4 if job2.trial == 0 else 2)
-    for k in range(3, 40):
-        if job2 is None:
+    assert (job.trial, job.epochs) == (0, 2)  # nothing known: start
+    s = st.tell(s, [TrialResult(0, tuple(pool.curve(job.enc)[:2]), "completed")])
+    for k in range(2, 60):
+        job, s2 = st.ask(s, _key(k))
+        if job is None:
             break
-        s2 = st.tell(s2, [TrialResult(job2.trial, tuple(pool.curve(job2.enc)[: job2.epochs]), "completed")])
-        job2, s2 = st.ask(s2, _key(k))
-    assert s2.incumbent == max(s2.curves[t][-1] for t in s2.finished)
-    assert s2.trials.base.n_told == len(s2.finished) >= 1
-    with pytest.raises(ValueError, match="max_paused must be"):
-        ft.strategy(paused, new, 6, max_paused=0, space=SPACE)
+        have = len(s.curves[job.trial]) if job.trial < len(s.curves) else 0
+        assert job.epochs - have == min(2, 6 - have)  # resumes from where it paused, by delta
+        s = st.tell(s2, [TrialResult(job.trial, tuple(pool.curve(job.enc)[: job.epochs]), "completed")])
+    assert s.finished and s.incumbent == max(s.curves[t][-1] for t in s.finished)
+    assert s.model == len(s.finished)  # the curve model heard every completed run, once
+    assert s.trials.base.n_told == len(s.finished)  # so did the base strategy (its finals only)
+    with pytest.raises(ValueError, match="with no job in flight|has no job in flight"):
+        st.tell(s, [TrialResult(0, (0.5,), "completed")])
+
+
+def test_freeze_thaw_never_resumes_a_failed_trial():
+    pool = _pool(6, 6)
+    st = ft.strategy(_exact_model(pool), 6, delta=2, space=SPACE, candidates=pool.encs_PxE)
+    s = st.init(_key(0))
+    job, s = st.ask(s, _key(1))
+    s = st.tell(s, [TrialResult(job.trial, (0.3,), "failed")])
+    for k in range(2, 40):
+        job, s2 = st.ask(s, _key(k))
+        if job is None:
+            break
+        assert job.trial != 0
+        s = st.tell(s2, [TrialResult(job.trial, tuple(pool.curve(job.enc)[: job.epochs]), "completed")])
+    assert 0 in s.dead
+
+
+def test_freeze_thaw_needs_a_transferred_curve_prior():
+    from nax.curves.stopping import stop_rule
+
+    with pytest.raises(ValueError, match="needs a transferred curve prior"):
+        ft.curve_model(stop_rule(None, 12))

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import scipy.stats
 
 from nax import characteristics as ch
 from nax.search.strategies import (
@@ -96,3 +97,22 @@ def strategy(
     (``nax.tables.ArchTable``, final accuracies) and search by Thompson sampling."""
     model = ch.fit(table, list(sources), seed=seed, space=space)
     return strategy_from_model(model, space, batch=batch, candidates=candidates)
+
+
+def scores_to_accuracy(score_draws: np.ndarray, finals: np.ndarray) -> np.ndarray:
+    """Characteristic-model score draws (normal scores of the target's ranks, the model's
+    Gaussian copula) as accuracies: the inverse of the copula on the target's own final
+    accuracies ``finals`` (at least two distinct). Between the observed scores the map is
+    piecewise linear; beyond them it continues with the least-squares slope of accuracy on
+    score (a clamp would make a new architecture never better than the best seen). The
+    result is clipped to [0, 1]."""
+    y = np.sort(np.asarray(finals, np.float64).reshape(-1))
+    if len(y) < 2 or not np.all(np.isfinite(y)) or y[0] == y[-1]:
+        raise ValueError(f"mapping scores to accuracies needs at least two distinct finite final accuracies, got {y}")
+    z = scipy.stats.norm.ppf((np.arange(1, len(y) + 1) - 0.5) / len(y))
+    slope = max(float(np.polyfit(z, y, 1)[0]), 0.0)
+    s = np.asarray(score_draws, np.float64)
+    out = np.interp(s, z, y)
+    out = np.where(s > z[-1], y[-1] + slope * (s - z[-1]), out)
+    out = np.where(s < z[0], y[0] + slope * (s - z[0]), out)
+    return np.clip(out, 0.0, 1.0)
