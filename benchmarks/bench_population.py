@@ -25,6 +25,8 @@ import statistics
 import sys
 import time
 
+sys.path.insert(1, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmark the checkout this file is in
+
 #: one fixed cell for the one-cell contenders (NAS-Bench-201's best on CIFAR-10)
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 #: image shape per preset: metadata's 8x8 and cpu's 28x28 greyscale; nb201's 32x32 RGB
