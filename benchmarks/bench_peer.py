@@ -143,9 +143,12 @@ def worker(preset: str, contender: str, threads: int, target_s: float, cache_dir
     for line in sys.stdin:
         if line.strip() != "run":
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run(steps)
-        print(json.dumps({"img_s": steps * batch / (time.perf_counter() - t0)}), flush=True)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        # images per CPU-second of this process (all its threads): what a round costs in CPU
+        # time, nearly blind to other processes' load; at 1 thread close to a quiet machine's img/s
+        print(json.dumps({"img_s": steps * batch / wall, "img_cpu_s": steps * batch / cpu}), flush=True)
 
 
 def _use_cache(cache_dir: str | None) -> None:
@@ -229,10 +232,10 @@ class Worker:
             raise RuntimeError(f"worker {self.key} ended (exit {self.proc.wait()}); see its stderr above")
         return json.loads(line)
 
-    def round(self) -> float:
+    def round(self) -> dict:
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
-        return self._read()["img_s"]
+        return self._read()
 
     def close(self):
         if self.proc.poll() is None:
@@ -267,7 +270,7 @@ def bench_preset(preset, threads_list, rounds, target_s, env, log) -> tuple[list
                 loads.append(os.getloadavg()[0])
                 log(
                     f"{preset}: round {r + 1}/{rounds}: "
-                    + ", ".join(f"{k[0]}x{k[1]} {v[-1]:.0f}" for k, v in samples.items())
+                    + ", ".join(f"{k[0]}x{k[1]} {v[-1]['img_s']:.0f}" for k, v in samples.items())
                 )
         finally:
             for w in workers:
@@ -277,15 +280,17 @@ def bench_preset(preset, threads_list, rounds, target_s, env, log) -> tuple[list
             "preset": preset,
             "contender": c,
             "threads": t,
-            "img_s_median": round(statistics.median(v), 1),
-            "img_s_min": round(min(v), 1),
+            "img_s_median": round(statistics.median(x["img_s"] for x in v), 1),
+            "img_s_min": round(min(x["img_s"] for x in v), 1),
         }
         for (c, t), v in samples.items()
     ]
+    per_cpu_s = {f"{c}_x{t}": round(statistics.median(x["img_cpu_s"] for x in v), 1) for (c, t), v in samples.items()}
     setup.update(
         first_step_s={f"{w.key[0]}_x{w.key[1]}": round(w.ready["first_step_s"], 2) for w in workers},
         steps_per_round={f"{w.key[0]}_x{w.key[1]}": w.ready["steps"] for w in workers},
-        samples={f"{c}_x{t}": [round(s, 1) for s in v] for (c, t), v in samples.items()},
+        samples_img_s={f"{c}_x{t}": [round(x["img_s"], 1) for x in v] for (c, t), v in samples.items()},
+        img_per_cpu_s_median=per_cpu_s,
         load_1min_after_each_round=[round(x, 2) for x in loads],
     )
     return rows, setup
