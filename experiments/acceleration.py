@@ -69,8 +69,9 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
         rows.extend(r)
         plots[(suite, target)] = p = f"{cfg.stem}_{suite}_{target}.png"
         report.plot_target(cv, grid, r[0]["budget_epochs"], title, out / p)
-    agg = report.aggregate(rows)
-    payload = report.write_outputs(out, cfg, rows, agg, report.overall(agg), plots, prov)
+        # the outputs so far after every target: a long run stopped early leaves what it finished
+        agg = report.aggregate(rows)
+        payload = report.write_outputs(out, cfg, rows, agg, report.overall(agg), plots, prov)
     return {k: payload[k] for k in ("results", "aggregate", "overall")}
 
 
@@ -93,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "acceleration"))
     p.add_argument("--targets", nargs="*", help="override the config's meta-dataset targets")
     p.add_argument("--suites", nargs="+", choices=SUITES, help="run only these suites (default: all)")
+    p.add_argument(
+        "--ft-seeds", type=int, help="at most this many seeds of freeze_thaw per target (default: the config's)"
+    )
     p.add_argument("--real", action="store_true", help="real training on one bundled dataset instead")
     p.add_argument("--real-target", default="digits")
     p.add_argument("--real-seeds", type=int, help="seeds of --real (default: the config's)")
@@ -109,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, targets=tuple(args.targets))
         if args.suites:
             cfg = dataclasses.replace(cfg, suites=tuple(s for s in SUITES if s in args.suites))
+        if args.ft_seeds is not None:
+            cfg = dataclasses.replace(cfg, ft_seeds=args.ft_seeds)
         res = run(cfg, Path(args.out))
         print(report.overall_markdown(res["overall"]))
     print(f"done in {time.perf_counter() - t0:.0f} s; outputs in {args.out}")

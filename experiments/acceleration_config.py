@@ -8,14 +8,15 @@ would take. The stopping rule is :func:`nax.curves.stopping.stop_rule`, built by
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from nax import curves, tables
 from nax import provenance as provenance_lib
 from nax import space as space_lib
-from nax import tables
 from nax.curves.inference import InferenceConfig
 from nax.curves.stopping import StopConfig
 
@@ -24,8 +25,13 @@ META_DATASETS = ("digits", "mnist5k", "animal_mnist", "fashion_mnist", "opencv_d
 NB201_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 #: Baker et al. (2018) curve sets in ../shared/data/curves/baker2018 (file stems)
 BAKER_SETS = ("metaqnn_cifar10", "metaqnn_svhn", "deep_resnets_cifar10", "deep_resnets_tinyimagenet")
-VARIANTS = ("baseline", "selection", "stopping", "both")
-SUITES = ("metadata", "nb201", "baker")
+#: LCBench (Zimmer et al. 2021) surrogate curves in ../shared/data/curves/lcbench: 17 tasks x 30
+#: configurations x 52 epochs; configurations are hyperparameters, not cells (no selection there)
+LCBENCH_FILE = "lcbench_surrogate_17tasks.csv"
+#: full-run variants (issue 6) and the multi-fidelity ones (issue 14, ``acceleration_mf.py``)
+VARIANTS = ("baseline", "selection", "stopping", "both", "hyperband", "asha", "freeze_thaw")
+MF_VARIANTS = ("hyperband", "asha", "freeze_thaw")
+SUITES = ("metadata", "nb201", "baker", "lcbench")
 #: the files whose uncommitted changes make a result's ``git_dirty`` true
 CODE = [
     "nax",
@@ -85,18 +91,44 @@ class Config:
     #: which suites run (a subset writes acceleration_<name>_<suites>.*, so suites can run
     #: side by side as separate processes)
     suites: tuple[str, ...] = ("metadata", "nb201", "baker")
+    #: which variants run where they apply (the baseline always runs: it sets the target)
+    variants: tuple[str, ...] = ("baseline", "selection", "stopping", "both")
+    #: Hyperband / ASHA (Li et al. 2018, 2020): eta and the smallest fidelity in epochs, the
+    #: papers' defaults (eta 3, one epoch), fixed a priori; the top rung is a full run
+    mf_eta: int = 3
+    mf_min_epochs: int = 1
+    #: freeze-thaw jobs of ``ft.default_delta(horizon)`` epochs (a quarter of a run, a priori)
+    #: and at most this many seeds per target (None: all; its curve fit per decision is the
+    #: costly part on a 2-core machine)
+    ft_seeds: int | None = None
+    #: LCBench: budget a fraction of the 30 configurations of a task (B = 9 runs), random
+    #: order as the baseline; the curve prior of a task is fitted on the tasks of the other
+    #: of ``lcbench_folds`` folds (task index mod folds), never on the task itself
+    lcbench_targets: tuple[str, ...] | None = None  # None: all 17 tasks
+    lcbench_seeds: int = 10
+    lcbench_budget_fraction: float = 0.3
+    lcbench_folds: int = 2
 
     @property
     def command(self) -> str:
-        sub = "" if set(self.suites) == set(SUITES) else " --suites " + " ".join(self.suites)
+        default = CONFIG_SUITES.get(self.name, SUITES[:3])
+        sub = "" if set(self.suites) == set(default) else " --suites " + " ".join(self.suites)
+        if self.ft_seeds != CONFIGS_FT_SEEDS.get(self.name):
+            sub += f" --ft-seeds {self.ft_seeds}"
         return f"python experiments/acceleration.py --config {self.name}{sub}"
 
     @property
     def stem(self) -> str:
         """File name stem of this run's outputs."""
-        sub = "" if set(self.suites) == set(SUITES) else "_" + "_".join(self.suites)
+        default = CONFIG_SUITES.get(self.name, SUITES[:3])
+        sub = "" if set(self.suites) == set(default) else "_" + "_".join(self.suites)
         return f"acceleration_{self.name}{sub}"
 
+
+#: each config's default suites (the command and file names omit them)
+CONFIG_SUITES = {"mf": ("metadata", "baker", "lcbench"), "mf_quick": ("metadata", "baker", "lcbench")}
+#: each config's freeze-thaw seeds (None: all)
+CONFIGS_FT_SEEDS = {"mf": 3}
 
 CONFIGS = {
     "quick": Config(
@@ -119,6 +151,39 @@ CONFIGS = {
         baker_budget_fraction=0.03,
     ),
     "full": Config("full"),
+    #: issue 14: the multi-fidelity baselines and transferred freeze-thaw beside the
+    #: baseline and selection, on every suite with curves, 10 seeds (freeze-thaw: the first
+    #: 3, its curve fit per decision being the costly part). The curve priors are fitted
+    #: with a quarter of the steps and curves of ``full`` (11 fits on 2 shared cores).
+    "mf": Config(
+        "mf",
+        suites=("metadata", "baker", "lcbench"),
+        variants=("baseline", "selection", "hyperband", "asha", "freeze_thaw"),
+        baker_seeds=10,
+        ft_seeds=3,
+        prior_steps=500,
+        prior_max_curves=50,
+        prior_calibration_steps=300,
+        prior_calibration_curves=30,
+    ),
+    "mf_quick": Config(
+        "mf_quick",
+        targets=("digits",),
+        seeds=2,
+        suites=("metadata", "baker", "lcbench"),
+        variants=("baseline", "selection", "hyperband", "asha", "freeze_thaw"),
+        prior_steps=200,
+        prior_max_curves=20,
+        prior_calibration_steps=100,
+        prior_calibration_curves=10,
+        stop_steps=100,
+        stop_samples=100,
+        baker_targets=("metaqnn_cifar10",),
+        baker_seeds=2,
+        baker_budget_fraction=0.03,
+        lcbench_targets=("3945",),
+        lcbench_seeds=2,
+    ),
 }
 
 
@@ -160,6 +225,20 @@ def baker_table(name: str):
     return dataclasses.replace(
         ct, datasets=np.full(len(ct.final), name, dtype=object), meta={**ct.meta, "arch": np.asarray(ids, dtype=object)}
     )
+
+
+def lcbench_table():
+    """The LCBench tasks as one curve table, datasets named by task id. Like the Baker sets,
+    each configuration gets a distinct NB201 cell string as an identifier only (within its
+    task), so that the search loop's strategies can draw rows."""
+    ct = tables.load_curves(shared_data() / "curves" / "lcbench" / LCBENCH_FILE, dataset_column="task")
+    datasets = np.asarray(ct.datasets).astype(str)
+    ids = np.empty(len(datasets), dtype=object)
+    cells = space_lib.nb201.enumerate()
+    for d in np.unique(datasets):
+        rows = np.flatnonzero(datasets == d)
+        ids[rows] = [space_lib.nb201.to_string(e) for e in cells[: len(rows)]]
+    return dataclasses.replace(ct, datasets=datasets.astype(object), meta={**ct.meta, "arch": ids})
 
 
 def with_steady_seconds(ct):
@@ -212,3 +291,40 @@ REAL_CONFIGS = {
     "full": RealConfig(),
     "quick": RealConfig(seeds=1, budget_runs=1, cap=1.0, base=CONFIGS["quick"], train_limit=256),
 }
+
+
+# ---------------------------------------------------------------------------- curve priors
+def fit_prior(cfg: Config, table) -> curves.CurvePrior:
+    """The curve prior of ``cfg`` fitted on the source curves ``table``. With
+    ``NAX_PRIOR_CACHE`` set, a prior fitted on the same sources with the same settings is
+    read from that folder instead of fitted again (suites run as separate processes share it)."""
+    cache = os.environ.get("NAX_PRIOR_CACHE")
+    if cache:
+        what = [
+            cfg.prior_steps,
+            cfg.prior_max_curves,
+            cfg.prior_calibration_steps,
+            cfg.prior_calibration_curves,
+            sorted(map(str, set(table.datasets))),
+            int(table.values.shape[0]),
+            float(np.nansum(table.values)),
+        ]
+        path = Path(cache) / f"prior_{hashlib.sha256(repr(what).encode()).hexdigest()[:16]}.json"
+        if path.is_file():
+            return curves.CurvePrior.load(path)
+        prior = _fit_prior(cfg, table)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prior.save(path)
+        return prior
+    return _fit_prior(cfg, table)
+
+
+def _fit_prior(cfg: Config, table) -> curves.CurvePrior:
+    return curves.fit_prior(
+        table,
+        seed=0,
+        max_curves=cfg.prior_max_curves,
+        inference=curves.fitting.PRIOR_INFERENCE.replace(num_steps=cfg.prior_steps),
+        calibration_inference=curves.fitting.CALIBRATION_INFERENCE.replace(num_steps=cfg.prior_calibration_steps),
+        calibration_curves=cfg.prior_calibration_curves,
+    )

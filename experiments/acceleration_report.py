@@ -62,7 +62,62 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
             agg["accuracy_at_budget"], agg["accuracy_at_budget_se"] = _mse([r["accuracy_at_budget"] for r in vr])
             agg["accuracy_diff_points"], agg["accuracy_diff_points_se"] = _mse(diff)
             agg["stopped_fraction"] = float(sum(r["runs_stopped"] for r in vr) / max(1, sum(r["runs"] for r in vr)))
+            if all("trials" in r for r in vr):
+                agg["trials"] = float(np.mean([r["trials"] for r in vr]))
+                agg["full_runs"] = float(np.mean([r["full_runs"] for r in vr]))
             out.append(agg)
+    return out
+
+
+def versus_multifidelity(rows: Sequence[dict], variant: str = "freeze_thaw") -> list[dict]:
+    """Per (suite, target): ``variant`` against the better of Hyperband and ASHA there (the
+    one with fewer mean epochs to the target): the ratio of their mean epochs to target
+    (> 1: ``variant`` sooner) and the mean per-seed difference of accuracy at B (points),
+    both over the seeds ``variant`` ran; and per suite, the means over targets."""
+    out = []
+    for suite, target in sorted({(r["suite"], r["target"]) for r in rows if r["variant"] == variant}):
+        sub = [r for r in rows if (r["suite"], r["target"]) == (suite, target)]
+        mine = {r["seed"]: r for r in sub if r["variant"] == variant}
+        seeds = sorted(mine)
+        by = {
+            m: {r["seed"]: r for r in sub if r["variant"] == m}
+            for m in ("hyperband", "asha")
+            if all(s in {r["seed"] for r in sub if r["variant"] == m} for s in seeds)
+        }
+        if not by:
+            continue
+        mean = lambda rs, k: float(np.mean([r[k] for r in rs]))
+        epochs = {m: mean([by[m][s] for s in seeds], "epochs_to_target") for m in by}
+        best = min(epochs, key=lambda m: (epochs[m], m))
+        diff = [100 * (mine[s]["accuracy_at_budget"] - by[best][s]["accuracy_at_budget"]) for s in seeds]
+        out.append(
+            {
+                "suite": suite,
+                "target": target,
+                "variant": variant,
+                "seeds": len(seeds),
+                "best_multifidelity": best,
+                "best_multifidelity_epochs": epochs[best],
+                "epochs": mean([mine[s] for s in seeds], "epochs_to_target"),
+                "speedup_vs_best_multifidelity": epochs[best] / mean([mine[s] for s in seeds], "epochs_to_target"),
+                "accuracy_diff_points_vs_best_multifidelity": float(np.mean(diff)),
+            }
+        )
+    for suite in SUITES:
+        a = [r for r in out if r["suite"] == suite and r["target"] != "overall"]
+        if a:
+            m = lambda k, a=a: float(np.mean([r[k] for r in a]))
+            out.append(
+                {
+                    "suite": suite,
+                    "target": "overall",
+                    "variant": variant,
+                    "targets": len(a),
+                    "speedup_vs_best_multifidelity": m("speedup_vs_best_multifidelity"),
+                    "accuracy_diff_points_vs_best_multifidelity": m("accuracy_diff_points_vs_best_multifidelity"),
+                    "worst_speedup_vs_best_multifidelity": float(min(r["speedup_vs_best_multifidelity"] for r in a)),
+                }
+            )
     return out
 
 
@@ -103,22 +158,49 @@ def _pct(x):
     return None if x is None else 100 * x
 
 
+def versus_markdown(vs: Sequence[dict]) -> str:
+    """Freeze-thaw against the better of Hyperband and ASHA, per target and per suite."""
+    if not vs:
+        return ""
+    head = (
+        "| suite | target | better of HB/ASHA | its epochs to target | freeze-thaw's | speed-up vs it | "
+        "Δ acc. at B vs it (points) |\n|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in vs:
+        if r["target"] == "overall":
+            lines.append(
+                f"| **{r['suite']}** | **mean of {r['targets']}** | | | | **{r['speedup_vs_best_multifidelity']:.2f}** "
+                f"(worst {r['worst_speedup_vs_best_multifidelity']:.2f}) | "
+                f"**{r['accuracy_diff_points_vs_best_multifidelity']:+.2f}** |"
+            )
+        else:
+            lines.append(
+                f"| {r['suite']} | {r['target']} | {r['best_multifidelity']} | {r['best_multifidelity_epochs']:.1f} | "
+                f"{r['epochs']:.1f} | {r['speedup_vs_best_multifidelity']:.2f} | "
+                f"{r['accuracy_diff_points_vs_best_multifidelity']:+.2f} |"
+            )
+    return head + "\n".join(lines) + "\n"
+
+
 def target_markdown(agg: Sequence[dict], suite: str, target: str) -> str:
     a = [r for r in agg if r["suite"] == suite and r["target"] == target]
-    unit = "recorded curves" if suite == "baker" else "cells"
+    unit = {"baker": "recorded curves", "lcbench": "configurations"}.get(suite, "cells")
     head = (
         f"### {suite}: {target} ({a[0]['pool']} {unit}, budget B = {a[0]['budget_epochs']:g} epochs, "
         f"cap {a[0]['cap_epochs']:g}, {a[0]['seeds']} seeds)\n\n"
         "| variant | reached | epochs to target | seconds to target | speed-up (ratio of means) | "
-        "speed-up (mean of ratios) | acc. at B (%) | Δ acc. vs baseline (points) | runs stopped |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "speed-up (mean of ratios) | acc. at B (%) | Δ acc. vs baseline (points) | runs stopped | "
+        "trials / full runs |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['variant']} | {r['reached']}/{r['seeds']} | {_fmt(r['epochs_to_target'], r['epochs_to_target_se'])} | "
         f"{_fmt(r['seconds_to_target'], r['seconds_to_target_se'])} | {r['speedup_epochs_ratio_of_means']:.2f} | "
         f"{_fmt(r['speedup_epochs_mean_ratio'], r['speedup_epochs_mean_ratio_se'], 2)} | "
         f"{_fmt(_pct(r['accuracy_at_budget']), _pct(r['accuracy_at_budget_se']), 2)} | "
-        f"{_fmt(r['accuracy_diff_points'], r['accuracy_diff_points_se'], 2)} | {100 * r['stopped_fraction']:.0f}% |"
+        f"{_fmt(r['accuracy_diff_points'], r['accuracy_diff_points_se'], 2)} | {100 * r['stopped_fraction']:.0f}% | "
+        f"{_fmt(r.get('trials'), None)} / {_fmt(r.get('full_runs'), None)} |"
         for r in a
     ]
     return head + "\n".join(lines) + "\n"
@@ -172,7 +254,9 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict
     """``<stem>.json`` and ``<stem>.md`` of a run of ``cfg`` (``plots``: (suite, target) -> PNG name)."""
     out.mkdir(parents=True, exist_ok=True)
     meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **prov}
-    payload = jsonio.clean({**meta, "results": rows, "aggregate": agg, "overall": ov})
+    vs = versus_multifidelity(rows)
+    extra = {"freeze_thaw_vs_multifidelity": vs} if vs else {}
+    payload = jsonio.clean({**meta, "results": rows, "aggregate": agg, "overall": ov, **extra})
     (out / f"{cfg.stem}.json").write_text(jsonio.dumps(payload, indent=1) + "\n")
     md = [
         f"# Acceleration by transfer ({cfg.name})\n",
@@ -180,8 +264,13 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict
         f"commit {meta['git_commit']}{' (uncommitted changes)' if meta['git_dirty'] else ''}.\n",
         "## Overall (means over targets)\n",
         overall_markdown(payload["overall"]),
-        "\n## Per target\n",
     ]
+    if vs:
+        md += [
+            "\n## Freeze-thaw vs the better of Hyperband and ASHA\n",
+            versus_markdown(payload["freeze_thaw_vs_multifidelity"]),
+        ]
+    md += ["\n## Per target\n"]
     md += [target_markdown(payload["aggregate"], s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
     (out / f"{cfg.stem}.md").write_text("\n".join(md))
     return payload

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+import acceleration_mf as mf
 import jax
 import numpy as np
 from acceleration_config import (
@@ -21,6 +22,7 @@ from acceleration_config import (
     Config,
     RealConfig,
     baker_table,
+    fit_prior,
     load_metadata,
     nb201_path,
     shared_data,
@@ -28,8 +30,8 @@ from acceleration_config import (
 )
 
 from nax import characteristics as ch
-from nax import curves, tables, train
 from nax import space as space_lib
+from nax import tables, train
 from nax.curves.stopping import stop_rule
 from nax.search import evaluators as ev_lib
 from nax.search import loop, strategies, transfer
@@ -45,6 +47,8 @@ class Trace:
     seconds: np.ndarray
     best: np.ndarray
     stopped: int
+    trials: int = 0  # architectures started (a multi-fidelity trial runs as several jobs)
+    full_runs: int = 0  # runs or trials trained to the end
 
     @classmethod
     def from_outcome(cls, outcome: loop.SearchOutcome) -> Trace:
@@ -59,7 +63,9 @@ class Trace:
             secs.append(total_s)
             best.append(np.nan if b is None else b)
         stopped = sum(run.result.status == "stopped" for run in outcome.runs)
-        return cls(np.array(eps, float), np.array(secs, float), np.array(best, float), stopped)
+        trials = len({run.run for run in outcome.runs})
+        full = sum(run.result.status == "completed" for run in outcome.runs)
+        return cls(np.array(eps, float), np.array(secs, float), np.array(best, float), stopped, trials, full)
 
     def best_within(self, budget: float) -> float:
         """Best completed accuracy among runs that ended within ``budget`` epochs."""
@@ -98,18 +104,6 @@ def search(
     return Trace.from_outcome(outcome)
 
 
-def fit_prior(cfg: Config, table) -> curves.CurvePrior:
-    """The curve prior of ``cfg`` fitted on the source curves ``table``."""
-    return curves.fit_prior(
-        table,
-        seed=0,
-        max_curves=cfg.prior_max_curves,
-        inference=curves.fitting.PRIOR_INFERENCE.replace(num_steps=cfg.prior_steps),
-        calibration_inference=curves.fitting.CALIBRATION_INFERENCE.replace(num_steps=cfg.prior_calibration_steps),
-        calibration_curves=cfg.prior_calibration_curves,
-    )
-
-
 # ---------------------------------------------------------------------------- one target
 def _summarise(
     target: str,
@@ -137,8 +131,10 @@ def _summarise(
         "epochs_to_target": r[0] if r else float(trace.epochs[-1]),
         "seconds_to_target": r[1] if r else float(trace.seconds[-1]),
         "accuracy_at_budget": trace.best_within(budget),
-        "runs": int(len(trace.epochs)),
+        "runs": int(len(trace.epochs)),  # jobs, for a multi-fidelity variant
         "runs_stopped": trace.stopped,
+        "trials": trace.trials,
+        "full_runs": trace.full_runs,
     }
     row["speedup_epochs"] = rb[0] / row["epochs_to_target"]
     row["speedup_seconds"] = rb[1] / row["seconds_to_target"]
@@ -155,8 +151,10 @@ def run_target(
     cap: float,
     grid: np.ndarray,
     log: Callable[[str], None],
+    max_seeds: dict[str, int] | None = None,
 ) -> tuple[list[dict], dict]:
-    """All variants over all seeds on one target: flat rows, and best-vs-epochs curves."""
+    """All variants over all seeds on one target (``max_seeds``: fewer for some variants):
+    flat rows, and best-vs-epochs curves."""
     rows, curves_by_variant = [], {v: [] for v in builders}
     for seed in range(cfg_seeds):
         key = jax.random.key(seed)
@@ -165,12 +163,16 @@ def run_target(
         target_acc = base.best_within(budget)
         traces = {"baseline": base}
         for v, build in builders.items():
-            if v == "baseline":
+            if v == "baseline" or seed >= (max_seeds or {}).get(v, cfg_seeds):
                 continue
             t0 = time.perf_counter()
             strategy, rule = build()
             traces[v] = search(strategy, evaluator, key, stop_rule=rule, budget=budget, cap=cap, target=target_acc)
-            log(f"  {target} seed {seed} {v}: {len(traces[v].epochs)} runs, {time.perf_counter() - t0:.1f} s")
+            tr = traces[v]
+            log(
+                f"  {target} seed {seed} {v}: {len(tr.epochs)} runs, {tr.trials} trials, {tr.full_runs} full, "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
         for v, tr in traces.items():
             rows.append(_summarise(target, suite, v, seed, tr, target_acc, budget, cap, base))
             curves_by_variant[v].append(tr.best_at(grid))
@@ -201,15 +203,26 @@ def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> t
     budget = max(1, round(cfg.budget_fraction * len(cands))) * evaluator.max_epochs
     cap = min(cfg.cap * budget, pool_epochs)
     t0 = time.perf_counter()
-    model = ch.fit(arch_table, sources, seed=0, space=space)
-    prior = fit_prior(cfg, curve_table.subset(np.isin(curve_table.datasets, sources)))
+    model = (
+        ch.fit(arch_table, sources, seed=0, space=space) if mf.wants(cfg, "selection", "both", "freeze_thaw") else None
+    )
+    need_prior = mf.wants(cfg, "stopping", "both", "freeze_thaw")
+    prior = fit_prior(cfg, curve_table.subset(np.isin(curve_table.datasets, sources))) if need_prior else None
     log(
         f"{target}: {len(cands)} cells, budget {budget} epochs (cap {cap:g}); models fitted on "
         f"{', '.join(sources)} in {time.perf_counter() - t0:.1f} s"
     )
-    builders = _four_variants(cfg, space, cands, model, prior, evaluator.max_epochs)
+    H = evaluator.max_epochs
+    builders = {
+        v: b
+        for v, b in _four_variants(cfg, space, cands, model, prior, H).items()
+        if v == "baseline" or v in cfg.variants
+    }
+    builders |= mf.mf_builders(cfg, space, cands, H, prior, model, stop_config(cfg))
     grid = np.linspace(0, cap, 101)
-    rows, cv = run_target(target, "metadata", evaluator, builders, cfg.seeds, budget, cap, grid, log)
+    rows, cv = run_target(
+        target, "metadata", evaluator, builders, cfg.seeds, budget, cap, grid, log, mf.seed_limits(cfg)
+    )
     for r in rows:
         r["pool"] = len(cands)
     return rows, cv, grid
@@ -245,18 +258,25 @@ def baker_target(cfg: Config, sets: dict, target: str, log) -> tuple[list[dict],
     budget = max(1, round(cfg.baker_budget_fraction * len(cands))) * horizon
     cap = min(cfg.cap * budget, len(cands) * horizon)
     t0 = time.perf_counter()
-    prior = fit_prior(cfg, tables.concat([t for n, t in sets.items() if n != target]))
+    need_prior = mf.wants(cfg, "stopping", "freeze_thaw")
+    prior = fit_prior(cfg, tables.concat([t for n, t in sets.items() if n != target])) if need_prior else None
     log(
         f"baker {target}: {len(cands)} curves of {horizon} epochs, budget {budget} epochs (cap {cap:g}); "
         f"prior fitted on the other sets in {time.perf_counter() - t0:.1f} s"
     )
     every = max(1, horizon // cfg.baker_checks)
     first = max(cfg.stop_min_epochs, every)
-    rule = lambda: stop_rule(prior, horizon, stop_config(cfg, min_epochs=first, check_every=every))
+    rule_config = stop_config(cfg, min_epochs=first, check_every=every)
+    rule = lambda: stop_rule(prior, horizon, rule_config)
     rnd = lambda: strategies.random(space, batch=1, candidates=cands)
-    builders = {"baseline": lambda: (rnd(), None), "stopping": lambda: (rnd(), rule())}
+    builders = {"baseline": lambda: (rnd(), None)}
+    if "stopping" in cfg.variants:
+        builders["stopping"] = lambda: (rnd(), rule())
+    builders |= mf.mf_builders(cfg, space, cands, horizon, prior, None, rule_config)
     grid = np.linspace(0, cap, 101)
-    rows, cv = run_target(target, "baker", evaluator, builders, cfg.baker_seeds, budget, cap, grid, log)
+    rows, cv = run_target(
+        target, "baker", evaluator, builders, cfg.baker_seeds, budget, cap, grid, log, mf.seed_limits(cfg)
+    )
     for r in rows:
         r["pool"] = len(cands)
         # the sets record no training time: the replay's wall time would time the stopping
@@ -304,6 +324,8 @@ def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[st
                         f"Baker et al. {target} ({cfg.baker_seeds} seeds)",
                     )
                 )
+    if "lcbench" in cfg.suites:
+        done += mf.lcbench_suite(cfg, log, run_target, fit_prior)
     return done
 
 

@@ -50,6 +50,65 @@ def test_searches_end_at_the_target_or_the_cap_and_never_cross_it(tmp_path):
     assert sum(r["runs_stopped"] for r in rows if r["variant"] == "stopping") > 0
 
 
+def test_multifidelity_variants_run_through_the_driver_and_are_compared_from_the_rows(tmp_path):
+    """Hyperband and ASHA beside the baseline in ``run_target`` on a simulated curve table:
+    every job charged, never past the cap, the baseline's target reached within B; the
+    comparison of a variant with the better of them is recomputed from the per-seed rows."""
+    import dataclasses
+
+    import numpy as np
+
+    from nax import tables
+    from nax.search import evaluators, strategies
+
+    _module()
+    import acceleration_config as conf
+    import acceleration_mf as amf
+    import acceleration_report as report
+    import acceleration_run as runs
+
+    ev = evaluators.CurveTableEvaluator(tables.load_curves(simulated_curve_csv(tmp_path / "sim.csv")), "beta")
+    cands = ev.candidates()
+    cfg = dataclasses.replace(conf.CONFIGS["mf_quick"], variants=("baseline", "hyperband", "asha"))
+    builders = {"baseline": lambda: (strategies.random(ev.space, batch=1, candidates=cands), None)}
+    builders |= amf.mf_builders(cfg, ev.space, cands, EPOCHS, None, None, None)
+    assert set(builders) == {"baseline", "hyperband", "asha"}
+    budget, cap = 8 * EPOCHS, 20 * EPOCHS
+    rows, curves = runs.run_target("beta", "sim", ev, builders, 2, budget, cap, np.linspace(0, cap, 11), lambda m: None)
+    assert {v: c.shape for v, c in curves.items()} == {v: (2, 11) for v in builders}
+    for r in rows:
+        assert 0 < r["epochs_to_target"] <= cap and r["full_runs"] <= r["trials"]
+        if r["variant"] == "baseline":
+            assert r["reached"] and r["runs"] == r["trials"] == r["full_runs"] == 8
+        else:  # jobs pause and resume: more jobs than trials, fewer full runs than trials
+            assert r["runs"] > r["trials"] > r["full_runs"] >= 1
+    # "asha" in the role of the compared variant: the better of the others is hyperband
+    vs = report.versus_multifidelity(
+        [dict(r, variant={"asha": "x", "hyperband": "hyperband", "baseline": "asha"}[r["variant"]]) for r in rows],
+        variant="x",
+    )
+    mean = lambda v, k: np.mean([r[k] for r in rows if r["variant"] == v])
+    one = next(r for r in vs if r["target"] == "beta")
+    better = min(("hyperband", "baseline"), key=lambda v: mean(v, "epochs_to_target"))
+    assert one["best_multifidelity"] == {"hyperband": "hyperband", "baseline": "asha"}[better]
+    assert np.isclose(
+        one["speedup_vs_best_multifidelity"], mean(better, "epochs_to_target") / mean("asha", "epochs_to_target")
+    )
+    diff = 100 * (mean("asha", "accuracy_at_budget") - mean(better, "accuracy_at_budget"))
+    assert np.isclose(one["accuracy_diff_points_vs_best_multifidelity"], diff)
+
+
+def test_lcbench_folds_never_put_a_task_among_its_own_sources():
+    _module()
+    import acceleration_mf as amf
+
+    tasks = [str(t) for t in (3945, 126025, 126029, 167104, 167152)]
+    folds = amf.lcbench_folds(tasks, 2)
+    for t, src in folds.items():
+        assert t not in src and src and set(src) < set(tasks)
+    assert folds["3945"] == ["126025", "167104"] and folds["126025"] == ["3945", "126029", "167152"]
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     acc = _module()

@@ -1,0 +1,112 @@
+"""The acceleration experiment's multi-fidelity variants (issue 14) and its LCBench suite.
+
+- ``hyperband``   Hyperband (Li et al. 2018), eta 3, rungs from one epoch to a full run;
+- ``asha``        asynchronous successive halving (Li et al. 2020), the same rungs;
+- ``freeze_thaw`` the transferred freeze-thaw policy (``nax.search.freeze_thaw``): the
+  curve posterior of the prior fitted on the other datasets (the stopping rule's
+  predictions and within-target adaptation) decides which paused trial to resume by
+  ``default_delta`` epochs, and the characteristic model proposes new architectures and
+  says how likely they are to beat the incumbent (where there is one: the meta-dataset;
+  on the Baker and LCBench sets proposals are uniformly random, the population standing in).
+
+All three are ``nax.search.multifidelity`` strategies run by the same driver
+(``nax.search.loop``) on the same table evaluator as the full-run variants: a job resumes
+its trial from the epochs it has and is charged only the epochs it adds, and a trial
+counts as found only once it has completed a full run. Hyperband and ASHA draw uniformly
+random architectures, as in their papers and as Ray Tune / Syne Tune run them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from acceleration_config import LCBENCH_FILE, MF_VARIANTS, Config, lcbench_table, shared_data, stop_config
+
+from nax import space as space_lib
+from nax.search import evaluators as ev_lib
+from nax.search import freeze_thaw as ft
+from nax.search import halving, strategies
+
+
+def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_config) -> dict[str, Callable]:
+    """The multi-fidelity variants of ``cfg.variants`` for one target (fresh state per seed):
+    ``variant -> () -> (strategy, None)`` (no stopping rule: they decide themselves)."""
+    out = {
+        "hyperband": lambda: (
+            halving.hyperband(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands),
+            None,
+        ),
+        "asha": lambda: (halving.asha(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands), None),
+        "freeze_thaw": lambda: (
+            ft.from_models(prior, model, space, horizon, stop_config=rule_config, candidates=cands),
+            None,
+        ),
+    }
+    return {v: b for v, b in out.items() if v in cfg.variants}
+
+
+def wants(cfg: Config, *variants: str) -> bool:
+    return any(v in cfg.variants for v in variants)
+
+
+def seed_limits(cfg: Config) -> dict[str, int]:
+    """Seeds per variant where fewer than the suite's run (``ft_seeds``)."""
+    return {} if cfg.ft_seeds is None else {"freeze_thaw": cfg.ft_seeds}
+
+
+def lcbench_folds(tasks: list[str], folds: int) -> dict[str, list[str]]:
+    """Each task's source tasks: those of the other folds (task index mod ``folds``)."""
+    fold = {t: i % folds for i, t in enumerate(tasks)}
+    return {t: [s for s in tasks if fold[s] != fold[t]] for t in tasks}
+
+
+def lcbench_target(cfg: Config, table, target: str, sources: list[str], prior_cache: dict, log, run_target, fit_prior):
+    """Random order vs Hyperband, ASHA and freeze-thaw on one LCBench task."""
+    space = space_lib.nb201
+    evaluator = ev_lib.CurveTableEvaluator(table, target, space)
+    cands = evaluator.candidates()
+    horizon = evaluator.max_epochs
+    budget = max(1, round(cfg.lcbench_budget_fraction * len(cands))) * horizon
+    cap = min(cfg.cap * budget, len(cands) * horizon)
+    key = tuple(sources)
+    prior = None
+    if wants(cfg, "freeze_thaw"):
+        t0 = time.perf_counter()
+        if key not in prior_cache:  # the tasks of one fold share their sources
+            prior_cache[key] = fit_prior(cfg, table.subset(np.isin(np.asarray(table.datasets).astype(str), sources)))
+        prior = prior_cache[key]
+        log(f"lcbench {target}: prior on {len(sources)} other tasks ready in {time.perf_counter() - t0:.1f} s")
+    log(f"lcbench {target}: {len(cands)} configurations of {horizon} epochs, budget {budget} epochs (cap {cap:g})")
+    every = max(1, horizon // cfg.baker_checks)
+    rule_config = stop_config(cfg, min_epochs=max(cfg.stop_min_epochs, every), check_every=every)
+    rnd = lambda: strategies.random(space, batch=1, candidates=cands)
+    builders = {"baseline": lambda: (rnd(), None), **mf_builders(cfg, space, cands, horizon, prior, None, rule_config)}
+    grid = np.linspace(0, cap, 101)
+    rows, cv = run_target(
+        target, "lcbench", evaluator, builders, cfg.lcbench_seeds, budget, cap, grid, log, seed_limits(cfg)
+    )
+    for r in rows:
+        r["pool"] = len(cands)
+        r["seconds_to_target"] = r["speedup_seconds"] = float("nan")  # the surrogate records no time
+    return rows, cv, grid
+
+
+def lcbench_suite(cfg: Config, log, run_target, fit_prior) -> list[tuple[str, str, tuple, str]]:
+    path = shared_data() / "curves" / "lcbench" / LCBENCH_FILE
+    if not path.is_file():
+        log(f"LCBench curves {path} not found: skipping the lcbench targets")
+        return []
+    table = lcbench_table()
+    tasks = sorted(set(map(str, table.datasets)), key=int)
+    sources = lcbench_folds(tasks, cfg.lcbench_folds)
+    cache: dict = {}
+    done = []
+    for target in cfg.lcbench_targets or tasks:
+        res = lcbench_target(cfg, table, target, sources[target], cache, log, run_target, fit_prior)
+        done.append(("lcbench", target, res, f"LCBench task {target} ({cfg.lcbench_seeds} seeds)"))
+    return done
+
+
+__all__ = ["MF_VARIANTS", "lcbench_folds", "lcbench_suite", "mf_builders", "seed_limits", "wants"]
