@@ -34,7 +34,11 @@ def register(subparsers) -> None:
         "--eta", type=float, default=None, help="multi-fidelity: each rung keeps 1/eta of its runs (default 3)"
     )
     p.add_argument(
-        "--min-epochs", type=int, default=None, help="multi-fidelity: epochs a new run first trains (default 1)"
+        "--min-epochs",
+        type=int,
+        default=None,
+        help="multi-fidelity: epochs a new run first trains (default 1); freeze-thaw: epochs per job "
+        "(default a quarter of a run)",
     )
     p.add_argument(
         "--max-epochs",

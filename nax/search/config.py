@@ -190,7 +190,12 @@ def resolve(config: SearchConfig, evaluator, *, strict: bool = True) -> SearchCo
         budget = float(20 * epochs)
     fidelity = {}
     if config.multi_fidelity:
-        low = 1 if config.min_epochs is None else config.min_epochs
+        low = config.min_epochs
+        if low is None and config.strategy == "freeze-thaw":
+            from nax.search.freeze_thaw import default_delta  # noqa: PLC0415  (its epochs per job)
+
+            low = default_delta(epochs)
+        low = 1 if low is None else low
         if low > epochs:
             raise ValueError(f"--min-epochs ({low}) exceeds the epochs of a full run ({epochs})")
         fidelity = {"eta": 3 if config.eta is None else config.eta, "min_epochs": low, "max_epochs": epochs}

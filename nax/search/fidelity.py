@@ -5,7 +5,8 @@ the candidates (as their papers do: they are the baselines users pick); ``freeze
 proposes them with the characteristic model and values paused runs with the transferred
 curve prior (:mod:`nax.search.freeze_thaw`), both fitted on the transfer-from datasets.
 The rungs: ``--min-epochs`` up to ``--max-epochs`` by factors of ``--eta``
-(:func:`nax.search.multifidelity.rungs`).
+(:func:`nax.search.multifidelity.rungs`); freeze-thaw has no rungs: each of its jobs trains
+``--min-epochs`` (default a quarter of a run, ``freeze_thaw.default_delta``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def strategy(
         )
     from nax.search import freeze_thaw
 
-    build = getattr(freeze_thaw, "from_models", None)
-    if build is None:
-        raise ValueError("--strategy freeze-thaw is not available in this version (no freeze_thaw.from_models)")
-    return build(prior(), model(), space, hi, candidates=candidates, delta=lo, seed=config.seed)
+    build = freeze_thaw.from_models
+    from nax.curves.stopping import StopConfig
+
+    stop = StopConfig(adapt=config.stop_adapt)  # the stopping rule's predictions, adapted as `nax search` adapts them
+    return build(prior(), model(), space, hi, delta=lo, stop_config=stop, candidates=candidates)
