@@ -206,19 +206,12 @@ def program_key(cfg: TrainConfig) -> TrainConfig:
     executable each inside the same ``Trainer``.
     """
     base = TrainConfig()
-    return cfg.replace(
-        seed=0,
-        epochs=base.epochs,
-        learning_rate=base.learning_rate,
-        schedule=base.schedule,
-        warmup_epochs=0,
-        evaluate_test=True,
-        train_limit=None,
-        val_limit=None,
-        eval_batch_size=base.eval_batch_size,
-        batch_size=base.batch_size,
-        image_size=None,
-    )
+    return cfg.replace(**{f: getattr(base, f) for f in _RUN_ONLY_FIELDS})
+
+
+#: fields of a run that its compiled programs do not depend on (the schedule is an input)
+_RUN_ONLY_FIELDS = ("seed", "epochs", "learning_rate", "schedule", "warmup_epochs", "evaluate_test", "train_limit")
+_RUN_ONLY_FIELDS += ("val_limit", "eval_batch_size", "batch_size", "image_size")
 
 
 def get_trainer(num_classes: int, cfg: TrainConfig, encoding=None) -> Trainer:
@@ -324,8 +317,7 @@ def train_architecture(
     shape = splits.train_images.shape[1:]
     state = trainer.init(jax.random.fold_in(key, 0), enc, shape)
     num_params = int(models.analytic_size(enc, splits.num_classes, cfg.channels, cfg.cells_per_stage, shape)[0])
-    curve: list[EpochMetrics] = []
-    step, done, elapsed = 0, 0, 0.0
+    step, done, elapsed, curve = 0, 0, 0.0, []
     if checkpoints is not None:  # the run's identity: a checkpoint of another run is refused
         rng = tuple(int(v) for v in np.asarray(jax.random.key_data(key)).ravel())
         ident = dict(arch=arch, dataset=splits.name, n_train=n_train, batch=bs, rng=rng, config=cfg.to_dict())
@@ -343,8 +335,11 @@ def train_architecture(
             arch, splits.name, cfg.seed, status, cfg.epochs, tuple(curve), test_acc, num_params, wall, cfg.to_dict()
         )
 
-    bar = _progress_bar(cfg.epochs, f"{splits.name} {arch}") if progress else None
-    status = None
+    bar, status = None, None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs, initial=done, desc=f"{splits.name} {arch}", unit="epoch", leave=True)
     for epoch in range(done + 1, until + 1):
         t0 = time.perf_counter()
         # ------------------------------------------------------------ train epoch
@@ -386,13 +381,18 @@ def train_architecture(
     return record(curve, status, test_acc)
 
 
-def _progress_bar(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
-
-
 def train_many(encs: Iterable, dataset: str | Splits, cfg: TrainConfig = TrainConfig(), **kw) -> list[RunRecord]:
     """Train several architectures one after the other (sharing one program in supernet form)."""
     splits = dataset if isinstance(dataset, Splits) else load_splits(dataset, cfg, kw.pop("data_dir", None))
     return [train_architecture(e, splits, cfg, **kw) for e in encs]
+
+
+def train_population(
+    encs, dataset: str | Splits, cfg: TrainConfig = TrainConfig(), *, data_dir=None, **kw
+) -> list[RunRecord]:
+    """Train K cells in one compiled program (``nax.population``): K records, each what
+    ``train_architecture(enc, dataset, cfg)`` returns within float tolerance."""
+    from nax import population
+
+    splits = dataset if isinstance(dataset, Splits) else load_splits(dataset, cfg, data_dir)
+    return population.train_population(encs, splits, cfg, **kw)
