@@ -194,6 +194,11 @@ def _bucket(n: int) -> int:
     return max(8, 1 << (n - 1).bit_length())
 
 
+def _batch_bucket(n: int) -> int:
+    """Batch sizes that share a program: 1, 2, 4, 8, then multiples of 8."""
+    return 1 << (n - 1).bit_length() if n <= 8 else -(-n // 8) * 8
+
+
 _curve_mean = jax.jit(basis.curve_mean, static_argnums=2)
 _log_lik = jax.jit(models.log_likelihood, static_argnums=3)
 
@@ -366,9 +371,13 @@ def predict_many(
         rows = _bucket(max(len(a[0]) for _, a, _, _ in prepared))
         width = _bucket(max(a[0].shape[1] for _, a, _, _ in prepared))
         padded = [_pad(a, rows, width) for _, a, _, _ in prepared]
+        # the batch axis padded too (copies of the first fit, dropped): which candidates a
+        # strength choice keeps varies from call to call, and each batch size would compile
+        padded += [padded[0]] * (_batch_bucket(len(padded)) - len(padded))
         args = tuple(jnp.asarray(np.stack([p[k] for p in padded])) for k in range(3))
         if model == "transfer":
             dicts = [priors[i].model_prior() for i in idx]
+            dicts += [dicts[0]] * (len(padded) - len(dicts))
             args += ({k: jnp.stack([d[k] for d in dicts]) for k in dicts[0]},)
         fits = inference_lib.fit_many(model, args, (0,) * len(args), {"families": families}, inference, seed=seed)
         for i, (query, _, minimize, scale), fit in zip(idx, prepared, fits):
