@@ -7,7 +7,8 @@ search uses its trial numbers). A run folder holds one finalized orbax checkpoin
 seconds spent, a SHA-256 of the arrays). orbax writes a checkpoint to a temporary folder
 and renames it when complete, and the previous epoch's folder is deleted only after that,
 so a process killed at any moment leaves one whole checkpoint (the old or the new one)
-and disk use stays at one checkpoint per run.
+and disk use stays at one checkpoint per run. The write runs in a background thread
+while the next epoch trains (the arrays are copied to the host first).
 
 ``nax.train.train_architecture(..., checkpoints=RunCheckpoints(root, run_id), resume=...,
 until_epoch=...)`` saves and restores through :class:`RunCheckpoints`; a resumed run
@@ -36,6 +37,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -148,6 +150,7 @@ class RunCheckpoints:
         self.resumed_epoch: int = 0
         self.warning: str | None = None
         self.saved: Saved | None = None
+        self._pending: Future | None = None
 
     def _epochs(self) -> list[tuple[int, Path]]:
         if not self.path.is_dir():
@@ -162,15 +165,23 @@ class RunCheckpoints:
 
     def delete(self) -> int:
         """Delete the run's folder (it can no longer resume); bytes freed."""
+        if self._pending is not None:  # let it finish, or it would write the folder back
+            self._pending.exception()
+            self._pending = None
         freed = folder_bytes(self.path)
         shutil.rmtree(self.path, ignore_errors=True)
         self.saved = None
         return freed
 
-    def save(self, leaves: Sequence[Any], progress: Progress, identity: Mapping[str, Any]) -> Saved:
-        """Checkpoint the state ``leaves`` (host or device arrays, tree order) after ``progress.epoch``."""
+    def save(self, leaves: Sequence[Any], progress: Progress, identity: Mapping[str, Any]) -> None:
+        """Checkpoint the state ``leaves`` (host or device arrays, tree order) after ``progress.epoch``.
+
+        The arrays are copied to the host here (the caller may then donate or overwrite them);
+        orbax writes them in a background thread while the next epoch trains. One write at a
+        time per run, in epoch order; ``wait`` returns the checkpoint once written and raises
+        the error of a failed write.
+        """
         import jax
-        import orbax.checkpoint as ocp
 
         flat = pack([np.asarray(x) for x in jax.device_get(list(leaves))])
         meta = {
@@ -183,8 +194,21 @@ class RunCheckpoints:
             "elapsed_s": float(progress.elapsed_s).hex(),
             "sha256": fingerprint(flat),
         }
+        self.wait()
+        self._pending = _writer().submit(self._write, flat, meta)
+
+    def wait(self) -> Saved | None:
+        """The checkpoint on disk once the pending write (if any) is done."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.saved = pending.result()
+        return self.saved
+
+    def _write(self, flat: np.ndarray, meta: Mapping[str, Any]) -> Saved:
+        import orbax.checkpoint as ocp
+
         self.path.mkdir(parents=True, exist_ok=True)
-        target = self.path / f"epoch-{progress.epoch:06d}"
+        target = self.path / f"epoch-{meta['epoch']:06d}"
         if target.exists():  # a run restarted without resuming re-reaches an epoch it had saved
             shutil.rmtree(target)
         ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
@@ -194,8 +218,7 @@ class RunCheckpoints:
         for p in self.path.iterdir():
             if p != target:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        self.saved = Saved(str(target), progress.epoch, folder_bytes(target))
-        return self.saved
+        return Saved(str(target), int(meta["epoch"]), folder_bytes(target))
 
     def restore(self, template: Sequence[Any], identity: Mapping[str, Any]) -> tuple[list[np.ndarray], Progress]:
         """The state leaves (shaped like ``template``'s) and progress of the latest checkpoint.
@@ -252,6 +275,18 @@ class RunCheckpoints:
         """A run that does not resume replaces whatever checkpoint its folder held."""
         self.resumed_epoch, self.warning = 0, None
         self.delete()
+
+
+_WRITER: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The background threads that write checkpoints (joined at interpreter exit, so a
+    pending write completes; a killed process leaves orbax's temporary folder only)."""
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nax-checkpoint")
+    return _WRITER
 
 
 class OtherRun(ValueError):

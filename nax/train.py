@@ -372,8 +372,8 @@ def train_architecture(
     if bar is not None:
         bar.close()
     status = status or ("completed" if len(curve) == cfg.epochs else "paused")
-    if checkpoints is not None and status != "paused":
-        checkpoints.delete()  # completed, diverged or stopped: it can no longer resume
+    if checkpoints is not None:  # only a paused run can resume: the others' checkpoints go
+        checkpoints.wait() if status == "paused" else checkpoints.delete()
 
     test_acc = None
     if status == "completed" and cfg.evaluate_test and splits.test_images is not None:

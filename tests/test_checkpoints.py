@@ -74,8 +74,8 @@ def _remove_all(path):
 @pytest.mark.parametrize("damage", [_remove_all, _corrupt_arrays, _corrupt_metadata], ids=["missing", "arrays", "meta"])
 def test_missing_or_corrupt_checkpoint_restarts_with_one_warning(digits_splits, reference, tmp_path, damage):
     ck = checkpoints.RunCheckpoints(tmp_path, "run")
-    train.train_architecture(CONV, digits_splits, CFG, checkpoints=ck, until_epoch=2)
-    damage(ck.path / "epoch-000002")
+    train.train_architecture(CONV, digits_splits, CFG, checkpoints=ck, until_epoch=1)
+    damage(ck.path / "epoch-000001")
     ck = checkpoints.RunCheckpoints(tmp_path, "run")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -140,8 +140,10 @@ def test_usage_delete_and_prune(tmp_path):
     leaves = jax.tree.leaves(tree)
     prog = checkpoints.Progress(1, 5, (), 0.5, (0, 7))
     for run in ("a", "b", "c"):
-        saved = checkpoints.RunCheckpoints(tmp_path, run).save(leaves, prog, {"run": run})
-        assert saved.epoch == 1 and saved.bytes > 0
+        ck = checkpoints.RunCheckpoints(tmp_path, run)
+        ck.save(leaves, prog, {"run": run})  # written in the background
+        saved = ck.wait()
+        assert saved.epoch == 1 and saved.bytes > 0 and saved == ck.latest()
     use = checkpoints.usage(tmp_path)
     assert use.runs == 3 and use.bytes == sum(use.per_run.values()) and use.per_run["c"] == saved.bytes
     back, p = checkpoints.RunCheckpoints(tmp_path, "b").restore(leaves, {"run": "b"})
