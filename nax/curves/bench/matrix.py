@@ -120,8 +120,38 @@ def seconds(rows, protocol: str) -> dict:
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+BASELINES = ("last_value", "pow3", "mmf", "svr")
+
+
+def readme_table(rows) -> str:
+    """The README's curve-families table: per (family, protocol) and cutoff, MAE of
+    ``transfer`` / ``no_transfer`` / the best baseline (named); the lowest of the three bold."""
+    cells = _cells(rows)
+    cutoffs = sorted({c for _, _, c in cells})
+    keys = sorted({(f, p) for p, f, _ in cells}, key=lambda k: (k[0], k[1] != "cross-family"))
+    head = ["target family (protocol)", *(f"{c:.0%}" for c in cutoffs)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for family, protocol in keys:
+        out = []
+        for c in cutoffs:
+            by = cells.get((protocol, family, c))
+            if not by or "transfer" not in by:
+                out.append("–")
+                continue
+            base = {m: _mean(by[m], "mae") for m in BASELINES if m in by}
+            best = min(base, key=base.get)
+            vals = [_mean(by["transfer"], "mae"), _mean(by["no_transfer"], "mae"), base[best]]
+            low = min(vals)
+            txt = [f"**{v:.3f}**" if v == low else f"{v:.3f}" for v in vals]
+            out.append(f"{txt[0]} / {txt[1]} / {txt[2]} ({best})")
+        n = len({r["dataset"] for r in rows if r["family"] == family and r["protocol"] == protocol})
+        lines.append(f"| {family} ({protocol}, {n}) | " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
 def main(paths) -> None:
     rows = load(paths)
+    print(f"### README table\n\n{readme_table(rows)}\n")
     for protocol in dict.fromkeys(r["protocol"] for r in rows):
         table, checks = mae_table(rows, protocol)
         print(f"### {protocol}: MAE of the final value (mean over target datasets)\n\n{table}\n")
