@@ -112,7 +112,10 @@ class Priors:
             sort_keys=True,
         )
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-        return self.cache_dir / f"prior_{'+'.join(sources)}_{digest}.json"
+        name = f"prior_{'+'.join(sources)}_{digest}.json"
+        if len(name) > 200:  # file names end at 255 bytes; the digest covers the sources
+            name = f"prior_{len(sources)}_sources_{digest}.json"
+        return self.cache_dir / name
 
     def for_target(self, target: str) -> CurvePrior | None:
         """The prior of ``target``: fitted on every other dataset of the pool."""
