@@ -63,8 +63,13 @@ def _contenders(preset: str, ks, batch: int | None, specialised: bool, single: b
     return cfg, out
 
 
-def measure(preset: str, ks, *, batch=None, rounds=3, min_seconds=2.0, specialised=True, single=True, log=print):
-    """Rows ``{preset, contender, k, batch, compile_s, img_s_median, img_s_min, img_s_rounds}``."""
+def measure(
+    preset: str, ks, *, batch=None, rounds=3, min_seconds=2.0, specialised=True, single=True, log=print, save=None
+):
+    """Rows ``{preset, contender, k, batch, compile_s, img_s_median, img_s_min, img_s_rounds}``.
+
+    ``save(rows)`` is called after every compile and round, so a run cut short keeps what it measured.
+    """
     import jax
 
     cfg, contenders = _contenders(preset, ks, batch, specialised, single)
@@ -86,6 +91,7 @@ def measure(preset: str, ks, *, batch=None, rounds=3, min_seconds=2.0, specialis
         rows[name] = {"preset": preset, "contender": name, "k": k, "batch": cfg.batch_size,
                       "compile_s": round(compile_s, 2), "img_s_rounds": []}  # fmt: skip
         log(f"{preset} {name}: compiled in {compile_s:.1f} s")
+        save and save(_summarise(rows))
     for r in range(rounds):
         for name, k, _, _, step in contenders:
             if name not in states:
@@ -99,11 +105,16 @@ def measure(preset: str, ks, *, batch=None, rounds=3, min_seconds=2.0, specialis
             states[name] = st
             rows[name]["img_s_rounds"].append(round(n * k * cfg.batch_size / dt, 1))
             log(f"{preset} round {r} {name}: {rows[name]['img_s_rounds'][-1]} img/s ({n} steps)")
+        save and save(_summarise(rows))
+    return _summarise(rows)
+
+
+def _summarise(rows: dict) -> list[dict]:
     for row in rows.values():
         if row.get("img_s_rounds"):
             row["img_s_median"] = statistics.median(row["img_s_rounds"])
             row["img_s_min"] = min(row["img_s_rounds"])
-    return list(rows.values())
+    return [dict(r) for r in rows.values()]
 
 
 def ratios(rows) -> dict:
@@ -145,23 +156,31 @@ def run(argv=None, *, defaults: dict | None = None, doc: str | None = None) -> d
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    rows = []
-    for p in args.presets:
-        rows += measure(p, args.ks, batch=args.batch, rounds=args.rounds, min_seconds=args.min_seconds,
-                        specialised=not args.no_specialised, log=lambda s: print(s, file=sys.stderr, flush=True))  # fmt: skip
-    result = {
-        "rows": rows,
-        "ratios": ratios(rows),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "load_avg_before": [round(v, 2) for v in load_before],
-        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
-        "devices": [d.device_kind for d in jax.local_devices()],
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
-        "provenance": provenance(paths=("nax", "benchmarks/bench_population.py", "benchmarks/bench_gpu.py")),
-    }
+    prov = provenance(paths=("nax", "benchmarks/bench_population.py", "benchmarks/bench_gpu.py"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(jsonio.dumps(result, indent=1) + "\n")
+    done: list[dict] = []
+
+    def save(rows, complete=False):
+        result = {
+            "complete": complete,  # False: written part way (after a compile or a round)
+            "rows": rows,
+            "ratios": ratios([r for r in rows if r.get("img_s_median")]),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "load_avg_before": [round(v, 2) for v in load_before],
+            "load_avg_after": [round(v, 2) for v in os.getloadavg()],
+            "devices": [d.device_kind for d in jax.local_devices()],
+            "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+            "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
+            "provenance": prov,
+        }
+        args.out.write_text(jsonio.dumps(result, indent=1) + "\n")
+        return result
+
+    log = lambda s: print(s, file=sys.stderr, flush=True)
+    for p in args.presets:
+        done += measure(p, args.ks, batch=args.batch, rounds=args.rounds, min_seconds=args.min_seconds,
+                        specialised=not args.no_specialised, log=log, save=lambda rows, prev=list(done): save(prev + rows))  # fmt: skip
+    result = save(done, complete=True)
     print(jsonio.dumps({"ratios": result["ratios"], "seconds": result["seconds"]}, indent=1))
     return result
 
