@@ -35,6 +35,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -278,15 +279,17 @@ class RunCheckpoints:
 
 
 _WRITER: ThreadPoolExecutor | None = None
+_WRITER_LOCK = threading.Lock()
 
 
 def _writer() -> ThreadPoolExecutor:
     """The background threads that write checkpoints (joined at interpreter exit, so a
     pending write completes; a killed process leaves orbax's temporary folder only)."""
     global _WRITER
-    if _WRITER is None:
-        _WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nax-checkpoint")
-    return _WRITER
+    with _WRITER_LOCK:
+        if _WRITER is None:
+            _WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nax-checkpoint")
+        return _WRITER
 
 
 class OtherRun(ValueError):
