@@ -75,6 +75,52 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
     return {k: payload[k] for k in ("results", "aggregate", "overall")}
 
 
+def merge(cfg: Config, parts: Sequence[Path], out: Path) -> dict:
+    """One output from runs of ``cfg`` over disjoint targets (run as parallel processes on a
+    shared machine): their per-seed rows joined, every aggregate recomputed from them, the
+    figures copied; the provenance is the first part's, every part's command is kept."""
+    import json
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows, plots, commands = [], {}, []
+    for d in parts_dirs(cfg, parts):
+        payload = json.loads(d.read_text())
+        commands.append({k: payload.get(k) for k in ("command", "git_commit", "git_dirty", "time_utc")})
+        seen = {(r["suite"], r["target"]) for r in rows}
+        # JSON writes NaN as null: back to NaN for the aggregates
+        new = [
+            {k: float("nan") if v is None else v for k, v in r.items()}
+            for r in payload["results"]
+            if (r["suite"], r["target"]) not in seen
+        ]
+        rows += new
+        for suite, target in sorted({(r["suite"], r["target"]) for r in new}):
+            png = f"{cfg.stem}_{suite}_{target}.png"
+            if (d.parent / png).is_file():
+                if d.parent.resolve() != out.resolve():
+                    shutil.copy(d.parent / png, out / png)
+                plots[(suite, target)] = png
+    first = json.loads(parts_dirs(cfg, parts)[0].read_text())
+    prov = {k: v for k, v in first.items() if k not in NOT_PROVENANCE}
+    prov["parts"] = commands
+    agg = report.aggregate(rows)
+    payload = report.write_outputs(out, cfg, rows, agg, report.overall(agg), plots, prov)
+    return {k: payload[k] for k in ("results", "aggregate", "overall")}
+
+
+#: what a part's JSON holds besides its provenance
+NOT_PROVENANCE = ("config", "command", "seeds", "results", "aggregate", "overall", "freeze_thaw_vs_multifidelity")
+
+
+def parts_dirs(cfg: Config, parts: Sequence[Path]) -> list[Path]:
+    found = [d / f"{cfg.stem}.json" for d in parts]
+    missing = [str(f) for f in found if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no {cfg.stem}.json in {', '.join(missing)}")
+    return found
+
+
 def run_real(rc: RealConfig, out: Path, log: Callable[[str], None] = print) -> dict:
     """Table replay and real training of the same variants on ``rc.target``, side by side."""
     out.mkdir(parents=True, exist_ok=True)
@@ -115,6 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, suites=tuple(s for s in SUITES if s in args.suites))
         if args.ft_seeds is not None:
             cfg = dataclasses.replace(cfg, ft_seeds=args.ft_seeds)
+        if args.variants:
+            cfg = dataclasses.replace(cfg, variants=tuple(v for v in VARIANTS if v in {"baseline", *args.variants}))
+        for name in ("lcbench_targets", "baker_targets"):
+            if getattr(args, name) is not None:
+                cfg = dataclasses.replace(cfg, **{name: tuple(getattr(args, name))})
+        if args.merge:
+            res = merge(cfg, [Path(d) for d in args.merge], Path(args.out))
+            print(report.overall_markdown(res["overall"]))
+            print(f"merged {len(args.merge)} runs; outputs in {args.out}")
+            return 0
         res = run(cfg, Path(args.out))
         print(report.overall_markdown(res["overall"]))
     print(f"done in {time.perf_counter() - t0:.0f} s; outputs in {args.out}")

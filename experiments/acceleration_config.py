@@ -115,6 +115,8 @@ class Config:
         sub = "" if set(self.suites) == set(default) else " --suites " + " ".join(self.suites)
         if self.ft_seeds != CONFIGS_FT_SEEDS.get(self.name):
             sub += f" --ft-seeds {self.ft_seeds}"
+        if self.name in CONFIG_VARIANTS and self.variants != CONFIG_VARIANTS[self.name]:
+            sub += " --variants " + " ".join(self.variants)
         return f"python experiments/acceleration.py --config {self.name}{sub}"
 
     @property
@@ -127,6 +129,8 @@ class Config:
 
 #: each config's default suites (the command and file names omit them)
 CONFIG_SUITES = {"mf": ("metadata", "baker", "lcbench"), "mf_quick": ("metadata", "baker", "lcbench")}
+#: each multi-fidelity config's variants
+CONFIG_VARIANTS = {n: ("baseline", "selection", "hyperband", "asha", "freeze_thaw") for n in ("mf", "mf_quick")}
 #: each config's freeze-thaw seeds (None: all)
 CONFIGS_FT_SEEDS = {"mf": 3}
 

@@ -73,13 +73,13 @@ def test_multifidelity_variants_run_through_the_driver_and_are_compared_from_the
     builders = {"baseline": lambda: (strategies.random(ev.space, batch=1, candidates=cands), None)}
     builders |= amf.mf_builders(cfg, ev.space, cands, EPOCHS, None, None, None)
     assert set(builders) == {"baseline", "hyperband", "asha"}
-    budget, cap = 8 * EPOCHS, 20 * EPOCHS
+    budget, cap = 6 * EPOCHS, 12 * EPOCHS
     rows, curves = runs.run_target("beta", "sim", ev, builders, 2, budget, cap, np.linspace(0, cap, 11), lambda m: None)
     assert {v: c.shape for v, c in curves.items()} == {v: (2, 11) for v in builders}
     for r in rows:
         assert 0 < r["epochs_to_target"] <= cap and r["full_runs"] <= r["trials"]
         if r["variant"] == "baseline":
-            assert r["reached"] and r["runs"] == r["trials"] == r["full_runs"] == 8
+            assert r["reached"] and r["runs"] == r["trials"] == r["full_runs"] == 6
         else:  # jobs pause and resume: more jobs than trials, fewer full runs than trials
             assert r["runs"] > r["trials"] > r["full_runs"] >= 1
     # "asha" in the role of the compared variant: the better of the others is hyperband

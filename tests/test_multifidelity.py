@@ -423,3 +423,41 @@ def test_freeze_thaw_needs_a_transferred_curve_prior():
 
     with pytest.raises(ValueError, match="needs a transferred curve prior"):
         ft.curve_model(stop_rule(None, 12))
+
+
+@pytest.mark.slow
+def test_freeze_thaw_from_a_fitted_prior_runs_in_the_one_driver(tmp_path):
+    """Both transfers end to end: a curve prior fitted on two simulated source datasets,
+    the characteristic model left out (uniform proposals), freeze-thaw through
+    ``nax.search.loop.run_search`` on the third dataset's table: within the budget, jobs of
+    ``default_delta`` epochs, the curve model adapted once per completed trial."""
+    from test_search_support import EPOCHS, simulated_curve_csv
+
+    from nax import curves
+    from nax.curves.inference import InferenceConfig
+    from nax.curves.stopping import StopConfig
+    from nax.search import evaluators, loop
+
+    table = tables.load_curves(simulated_curve_csv(tmp_path / "sim.csv", n_archs=30))
+    sources = table.subset(np.isin(table.datasets, ["alpha", "beta"]))
+    fast = curves.fitting.PRIOR_INFERENCE.replace(num_steps=150, num_samples=100)
+    prior = curves.fit_prior(
+        sources,
+        seed=0,
+        max_curves=20,
+        inference=fast,
+        calibration_inference=curves.fitting.CALIBRATION_INFERENCE.replace(num_steps=100),
+        calibration_curves=10,
+    )
+    ev = evaluators.CurveTableEvaluator(table, "gamma")
+    cfg = StopConfig(inference=InferenceConfig(num_samples=100, num_steps=100))
+    st = ft.from_models(prior, None, ev.space, EPOCHS, stop_config=cfg, candidates=ev.candidates())
+    out = loop.run_search(st, ev, loop.Budget(epochs=10 * EPOCHS), jax.random.key(0))
+    assert 0 < out.epochs_spent <= 10 * EPOCHS and out.best is not None
+    delta = ft.default_delta(EPOCHS)
+    assert all(r.result.cost_epochs <= delta for r in out.runs)
+    trials = {r.run for r in out.runs}
+    completed = [r for r in out.runs if r.result.status == "completed"]
+    assert len(trials) > len(completed) >= 1  # some trials were left paused
+    with pytest.raises(ValueError, match="needs a transferred curve prior"):
+        ft.from_models(None, None, ev.space, EPOCHS)
