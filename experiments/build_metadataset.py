@@ -10,6 +10,10 @@ trained twice. At the end the journal is turned into one curve table per dataset
 
     python experiments/build_metadataset.py --config quick   # CPU test-sized (seconds)
     python experiments/build_metadataset.py --config full    # the shipped nax/metadata (about an hour on 2 cores)
+    python experiments/build_metadataset.py --config gpu --population 64   # NB201 size on a GPU (README)
+
+``--population K`` trains K cells per program (``nax.population``; same records within float
+tolerance); slower on the 2-core CPU (``benchmarks/results/population.json``): default 1.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 import time
@@ -24,10 +29,15 @@ import time
 import jax
 import numpy as np
 
-from nax import __version__, data, journal, jsonio, space, train
+from nax import __version__, data, journal, jsonio, population, space, train
 from nax.provenance import provenance
 
 S = space.nb201
+
+#: TFDS catalog datasets of the gpu config, where prepared offline (``tfds build NAME`` once, online)
+CATALOG = ("cifar10", "cifar100", "svhn_cropped")
+#: examples cut from a catalog dataset's train split for validation (stratified, seeded as nax.data's splits)
+CATALOG_VALIDATION = 5000
 
 #: cells always included: the extremes of the space (all one op; disconnected; NB201's best)
 HAND_PICKED = (
@@ -92,7 +102,69 @@ CONFIGS = {
         ),
         command="python experiments/build_metadataset.py --config quick --out runs/metadataset-quick",
     ),
+    # for a GPU: NAS-Bench-201's network (C=16, N=5) and optimiser for its 12-epoch schedule,
+    # images padded or resized to 32x32; bundled datasets whole plus the prepared catalog ones
+    "gpu": Config(
+        name="gpu",
+        datasets=data.NAMES + CATALOG,
+        num_archs=1000,
+        arch_seed=2019,
+        train=train.PRESETS["nb201"].replace(epochs=12, image_size=(32, 32), eval_batch_size=1000),
+        command="python experiments/build_metadataset.py --config gpu --population 64 --out runs/metadataset-gpu",
+    ),
 }
+
+
+# ---------------------------------------------------------------------------- catalog datasets
+def tfds_dir(path=None) -> pathlib.Path:
+    """Where prepared TFDS catalog datasets live: ``path``, ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``."""
+    return pathlib.Path(path or os.environ.get("TFDS_DATA_DIR") or pathlib.Path.home() / "tensorflow_datasets")
+
+
+def available(name: str, data_dir=None, catalog_dir=None) -> bool:
+    """Whether ``name`` can be loaded here without the network (a bundled source or a prepared catalog dataset)."""
+    if name in data.NAMES:
+        return data.source_available(name, data_dir)
+    return any((tfds_dir(catalog_dir) / name).glob("*/dataset_info.json"))
+
+
+def catalog_splits(name: str, cfg: train.TrainConfig, catalog_dir=None) -> train.Splits:
+    """A prepared TFDS catalog dataset as ``Splits``, read offline (``download=False``).
+
+    ``tfds.data_source`` reads array_record files without TensorFlow; a dataset prepared
+    as TFRecord is read with ``tfds.load`` (needs the ``tfds-catalog`` extra). Validation is
+    a stratified, seeded cut of ``CATALOG_VALIDATION`` train examples; test is the catalog's
+    test split; images are normalised with the train part's per-channel statistics.
+    """
+    import tensorflow_datasets as tfds
+
+    root = str(tfds_dir(catalog_dir))
+
+    def read(split):
+        try:
+            src = tfds.data_source(name, split=split, data_dir=root, download=False)
+            recs = src.__getitems__(list(range(len(src))))
+            return np.stack([r["image"] for r in recs]), np.array([r["label"] for r in recs], np.int32)
+        except Exception:  # not array_record: the TFRecord path (TensorFlow)
+            d = tfds.as_numpy(tfds.load(name, split=split, data_dir=root, download=False, batch_size=-1))
+            return np.asarray(d["image"]), np.asarray(d["label"], np.int32)
+
+    (x, y), (xte, yte) = read("train"), read("test")
+    val, rest = data.stratified_split(y, [CATALOG_VALIDATION, len(y) - CATALOG_VALIDATION], seed=2019)
+    num_classes, xf = int(max(y.max(), yte.max())) + 1, x[rest].astype(np.float64)
+    mean, std = tuple(xf.mean((0, 1, 2))), tuple(xf.std((0, 1, 2)))
+
+    def arrays(images, labels, split):
+        a = data.Arrays(images, labels, num_classes, np.arange(len(labels)), mean, std, name, split)
+        limit = {"train": cfg.train_limit, "validation": cfg.val_limit}.get(split)
+        a = a.subset(limit, 0) if limit else a
+        ((xb, yb),) = data.batches(a, len(a), seed=0, shuffle=False, image_size=cfg.image_size, drop_remainder=False)
+        return np.asarray(xb, np.float32), np.asarray(yb, np.int32)
+
+    xtr, ytr = arrays(x[rest], y[rest], "train")
+    xva, yva = arrays(x[val], y[val], "validation")
+    xt, yt = arrays(xte, yte, "test") if cfg.evaluate_test else (None, None)
+    return train.Splits(name, num_classes, xtr, ytr, xva, yva, xt, yt)
 
 
 # ---------------------------------------------------------------------------- journal
@@ -180,6 +252,16 @@ def read_all(out: pathlib.Path, cfg: Config) -> list[train.RunRecord]:
     return done
 
 
+def _groups(todo: list[tuple[str, str]], k: int):
+    """``(dataset, [arch, ...])`` with up to ``k`` archs of one dataset each, in ``todo``'s order."""
+    by_ds: dict[str, list[str]] = {}
+    for ds, a in todo:
+        by_ds.setdefault(ds, []).append(a)
+    for ds, archs in by_ds.items():
+        for i in range(0, len(archs), k):
+            yield ds, archs[i : i + k]
+
+
 def run(
     cfg: Config,
     out: pathlib.Path,
@@ -188,12 +270,17 @@ def run(
     data_dir=None,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    population_size: int = 1,
+    catalog_dir=None,
 ) -> dict:
     """Train what the journals in ``out`` lack (at most ``max_runs`` now), then write the tables.
 
     ``shard=(i, n)`` trains only every n-th missing run starting at i and writes its own
     journal, so n processes (one per core) can build one meta-dataset together.
+    ``population_size=K`` trains up to K cells of one dataset per program (``nax.population``).
     """
+    if population_size < 1:
+        raise ValueError(f"population size must be >= 1, got {population_size}")
     out.mkdir(parents=True, exist_ok=True)
     done = read_all(out, cfg)
     jpath = _journal_path(out, shard)
@@ -209,26 +296,41 @@ def run(
     todo = [(ds, a) for a in archs for ds in cfg.datasets if (ds, a) not in have]
     if shard is not None:
         todo = todo[shard[0] :: shard[1]]
-    missing = [ds for ds in cfg.datasets if not data.source_available(ds, data_dir)]
+    missing = [ds for ds in cfg.datasets if not available(ds, data_dir, catalog_dir)]
     if missing:
         print(f"skipping datasets whose source is missing: {', '.join(missing)} (see `nax data list`)", file=sys.stderr)
         todo = [(ds, a) for ds, a in todo if ds not in missing]
     if max_runs is not None:
         todo = todo[:max_runs]
 
-    splits = {ds: train.load_splits(ds, cfg.train, data_dir) for ds in cfg.datasets if ds not in missing}
+    splits = {
+        ds: train.load_splits(ds, cfg.train, data_dir)
+        if ds in data.NAMES
+        else catalog_splits(ds, cfg.train, catalog_dir)
+        for ds in cfg.datasets
+        if ds not in missing
+    }
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     images = 0
-    bar = tqdm(todo, desc="meta-dataset", unit="run", disable=not progress, smoothing=0.05)
+    bar = tqdm(total=len(todo), desc="meta-dataset", unit="run", disable=not progress, smoothing=0.05)
     with writer:
-        for ds, a in bar:
-            rec = train.train_architecture(S.from_string(a), splits[ds], cfg.train)
-            writer.append(rec.to_dict())
-            done.append(rec)
-            images += rec.epochs_done * (len(splits[ds].train_labels) // cfg.train.batch_size) * cfg.train.batch_size
-            bar.set_postfix(ds=ds, acc=f"{rec.final_val_accuracy:.3f}")
+        for ds, group in _groups(todo, population_size):
+            encs = [S.from_string(a) for a in group]
+            if population_size == 1:  # train_architecture: bit for bit the journals built before
+                recs = [train.train_architecture(encs[0], splits[ds], cfg.train)]
+            else:
+                recs = population.train_population(encs, splits[ds], cfg.train)
+            for rec in recs:
+                writer.append(rec.to_dict())
+                done.append(rec)
+                images += (
+                    rec.epochs_done * (len(splits[ds].train_labels) // cfg.train.batch_size) * cfg.train.batch_size
+                )
+                bar.set_postfix(ds=ds, acc=f"{rec.final_val_accuracy:.3f}")
+                bar.update(1)
+    bar.close()
     seconds = time.perf_counter() - t0
     trainer = train.get_trainer(10, cfg.train) if splits else None
     stats = {
@@ -237,6 +339,7 @@ def run(
         "seconds_now": round(seconds, 1),
         "train_images_per_s_now": round(images / seconds, 1) if seconds > 0 and todo else None,
         "compiles_train_step_this_process": trainer.trace_counts["train"] if trainer else 0,
+        "population": population_size,
     }
     paths = write_tables(cfg, read_all(out, cfg), out)
     stats["tables"] = {k: str(v) for k, v in paths.items()}
@@ -252,13 +355,18 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--shard", default=None, metavar="I/N", help="train only shard I of N (run N processes, one per core)"
     )
+    ap.add_argument(
+        "--population", type=int, default=1, metavar="K", help="cells per compiled program (1: faster on CPU)"
+    )
+    ap.add_argument("--tfds-dir", type=pathlib.Path, default=None, help="prepared TFDS catalog datasets (gpu config)")
     args = ap.parse_args(argv)
     cfg = CONFIGS[args.config]
     out = args.out or pathlib.Path(cfg.command.split("--out ")[1])
     shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard}")
-    stats = run(cfg, out, max_runs=args.max_runs, data_dir=args.data_dir, shard=shard)
+    kw = {"population_size": args.population, "catalog_dir": args.tfds_dir}
+    stats = run(cfg, out, max_runs=args.max_runs, data_dir=args.data_dir, shard=shard, **kw)
     stats["provenance"] = provenance(paths=("nax", "experiments/build_metadataset.py"))
     # one entry per invocation, so a resumed build still reports its total time
     path = out / ("run_stats.json" if shard is None else f"run_stats-{shard[0]}of{shard[1]}.json")
