@@ -10,10 +10,8 @@ optimiser, learning rate, momentum, Nesterov, weight decay) on the same batches:
 * ``torch``: ``benchmarks/peer_torch.py``, the network as NAS-Bench-201's own code trains it
   (channels-last; ``pip install -e .[peer]``).
 
-Before timing, a check process asserts the parameter counts equal, copies nax's initial
-weights into the PyTorch network and compares logits and three SGD steps' losses.
-
-Each (contender, threads) pair is one worker process whose CPU affinity is limited to
+A check process first asserts the parameter counts equal, copies nax's initial weights
+into the PyTorch network and compares logits and three SGD steps' losses. Each (contender, threads) pair is one worker process whose CPU affinity is limited to
 ``threads`` cores before jax or torch is imported (XLA sizes its thread pool from the
 affinity mask; torch also gets ``set_num_threads``). Workers compile and warm up once,
 then the parent runs them in interleaved rounds (one at a time, order rotated each round),
@@ -25,8 +23,9 @@ images, uniform labels, fixed seed): throughput does not depend on the pixels.
     python benchmarks/bench_peer.py                  # 5 rounds, longer rounds
     python benchmarks/bench_peer.py --presets cpu --xla-flags "--xla_cpu_..."   # an experiment
 
-Writes ``benchmarks/results/peer.json`` (``rows``, ``ratios``, ``setup``, ``provenance``).
-Shared machines: read the load averages in ``setup`` next to the numbers.
+Writes ``benchmarks/results/peer.json`` (``rows``, ``ratios``, ``setup``, ``provenance``). On a
+shared machine read ``setup``'s load averages, and its images per CPU-second at 1 thread
+(``img_per_cpu_s_median``, ``ratios_per_cpu_s_1_thread``), which other processes barely move.
 """
 
 from __future__ import annotations
@@ -35,11 +34,14 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(1, str(HERE.parent))  # benchmark the checkout this file is in
@@ -64,8 +66,6 @@ def _config(preset: str, form: str = "specialised"):
 
 
 def _batches(preset: str, seed: int = 0):
-    import numpy as np
-
     _, shape, batch = PRESETS[preset]
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal((batch, *shape)).astype(np.float32) for _ in range(N_BATCHES)]
@@ -163,7 +163,6 @@ def _use_cache(cache_dir: str | None) -> None:
 def check(preset: str, cache_dir: str | None = None) -> dict:
     """Parameter counts equal (asserted), logits and three SGD steps' losses after a weight copy."""
     import jax
-    import numpy as np
     import torch
 
     sys.path.insert(0, str(HERE))
@@ -275,17 +274,13 @@ def bench_preset(preset, threads_list, rounds, target_s, env, log) -> tuple[list
         finally:
             for w in workers:
                 w.close()
+    med = lambda v, f: round(statistics.median(x[f] for x in v), 1)
+    lo = lambda v: round(min(x["img_s"] for x in v), 1)
     rows = [
-        {
-            "preset": preset,
-            "contender": c,
-            "threads": t,
-            "img_s_median": round(statistics.median(x["img_s"] for x in v), 1),
-            "img_s_min": round(min(x["img_s"] for x in v), 1),
-        }
+        dict(preset=preset, contender=c, threads=t, img_s_median=med(v, "img_s"), img_s_min=lo(v))
         for (c, t), v in samples.items()
     ]
-    per_cpu_s = {f"{c}_x{t}": round(statistics.median(x["img_cpu_s"] for x in v), 1) for (c, t), v in samples.items()}
+    per_cpu_s = {f"{c}_x{t}": med(v, "img_cpu_s") for (c, t), v in samples.items()}
     setup.update(
         first_step_s={f"{w.key[0]}_x{w.key[1]}": round(w.ready["first_step_s"], 2) for w in workers},
         steps_per_round={f"{w.key[0]}_x{w.key[1]}": w.ready["steps"] for w in workers},
@@ -306,6 +301,19 @@ def ratios(rows) -> dict:
             "nax_over_torch": round(best["nax-specialised"] / best["torch"], 3),
             "supernet_over_specialised": round(best["nax-compile-once"] / best["nax-specialised"], 3),
         }
+    return out
+
+
+def cpu_ratios(setups) -> dict:
+    """nax/torch and supernet/specialised from images per CPU-second at 1 thread (robust to load)."""
+    out = {}
+    for preset, st in setups.items():
+        v = st["img_per_cpu_s_median"]
+        if {"nax-specialised_x1", "nax-compile-once_x1", "torch_x1"} <= set(v):
+            out[preset] = {
+                "nax_over_torch": round(v["nax-specialised_x1"] / v["torch_x1"], 3),
+                "supernet_over_specialised": round(v["nax-compile-once_x1"] / v["nax-specialised_x1"], 3),
+            }
     return out
 
 
@@ -340,30 +348,39 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
     rows, setups = [], {}
-    for preset in args.presets:
-        r, setups[preset] = bench_preset(preset, threads_list, rounds, target_s, env, log)
-        rows += r
-    result = {
-        "rows": rows,
-        "ratios": ratios(rows),
-        "setup": {
-            "arch": ARCH,
-            "presets": {
-                p: {"train_preset": PRESETS[p][0], "image": PRESETS[p][1], "batch": PRESETS[p][2]} for p in args.presets
-            },
-            "rounds": rounds,
-            "round_s": target_s,
-            "quick": args.quick,
-            "xla_flags": env["XLA_FLAGS"],
-            "torch": __import__("torch").__version__,
-            "wall_s": round(time.perf_counter() - t_start, 1),
-            **setups,
-        },
-    }
     from nax import jsonio
     from nax.provenance import provenance
 
-    result["provenance"] = provenance(paths=["nax", "benchmarks/bench_peer.py", "benchmarks/peer_torch.py"])
+    for preset in args.presets:  # the JSON is rewritten after each preset: a cut-short run keeps what it measured
+        r, setups[preset] = bench_preset(preset, threads_list, rounds, target_s, env, log)
+        rows += r
+        result = {
+            "rows": rows,
+            "ratios": ratios(rows),
+            "setup": {
+                "arch": ARCH,
+                "presets": {
+                    p: {"train_preset": PRESETS[p][0], "image": PRESETS[p][1], "batch": PRESETS[p][2]}
+                    for p in args.presets
+                },
+                "presets_done": list(setups),
+                "rounds": rounds,
+                "round_s": target_s,
+                "quick": args.quick,
+                "xla_flags": env["XLA_FLAGS"],
+                "torch": __import__("torch").__version__,
+                "wall_s": round(time.perf_counter() - t_start, 1),
+                # CPU seconds of all workers: a load-independent measure of the run's size
+                "cpu_s": round(
+                    sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), f) for f in ("ru_utime", "ru_stime")), 1
+                ),
+                "ratios_per_cpu_s_1_thread": cpu_ratios(setups),
+                **setups,
+            },
+            "provenance": provenance(paths=["nax", "benchmarks/bench_peer.py", "benchmarks/peer_torch.py"]),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(jsonio.dumps(result, indent=1) + "\n")
     print(f"\n{'preset':<10}{'contender':<18}{'threads':>8}{'median img/s':>14}{'min img/s':>11}")
     for r in rows:
         print(
@@ -371,8 +388,9 @@ def main(argv=None) -> int:
         )
     for p, v in result["ratios"].items():
         print(f"{p}: nax/torch {v['nax_over_torch']:.2f}, supernet/specialised {v['supernet_over_specialised']:.2f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(jsonio.dumps(result, indent=1) + "\n")
+    print(
+        f"wall {result['setup']['wall_s']:.0f} s, CPU {result['setup']['cpu_s']:.0f} s (workers), written {args.json}"
+    )
     return 0
 
 
