@@ -67,6 +67,23 @@ def test_adapted_noise_moves_from_the_sources_to_the_target_as_runs_finish():
     assert again.adapted["source"]["log_a"] == SOURCE.log_a
 
 
+def test_adaptation_scale_is_the_spread_of_the_folds_per_source_fits():
+    # the scale of the adaptation prior comes from the fold's sources: the sample sd of
+    # their own (log a, b, c), floored; two sources say too little, so the fixed fallback
+    per_source = {"a": [-3.0, 0.5, 1.0], "b": [-2.0, 0.5, 2.0], "c": [-1.0, 0.6, 3.0]}
+    spread = calibration.spread_of_sources(per_source)
+    np.testing.assert_allclose(spread, [1.0, calibration.ADAPT_SCALE_MIN, 1.0])
+    assert calibration.spread_of_sources({k: per_source[k] for k in "ab"}) is None
+    fitted = SOURCE._replace(fit={"adapt_scale": [0.3, 0.3, 0.3]})
+    assert calibration.adapt_scale(fitted) == (0.3, 0.3, 0.3, calibration.ADAPT_SCALE[3])
+    assert calibration.adapt_scale(SOURCE) == tuple(calibration.ADAPT_SCALE)
+    # adapt uses it by default: sources that agree (a tight scale) hold the target nearer them
+    ev = simulated_evidence(10)
+    loose, tight = calibration.adapt(SOURCE, ev), calibration.adapt(fitted, ev)
+    assert tight.adapted["scale"][:3] == [0.3, 0.3, 0.3]
+    assert effective(SOURCE) < effective(tight) < effective(loose)
+
+
 def test_a_target_like_the_sources_leaves_the_calibration_near_them():
     ev = simulated_evidence(50, noise=SOURCE._replace(log_a=np.log(0.12)))
     src = SOURCE._replace(log_a=np.log(0.12))

@@ -147,6 +147,26 @@ def test_scoring_task_holds_out_the_second_half_of_each_prefix():
     assert strength.scoring_task(Query(cut[2:], horizon=T)) is None  # nothing long enough: fallback
 
 
+def test_scoring_task_uses_the_targets_finished_runs_when_there_are_some():
+    values, _, _ = simulate(5, 6, MU_POP)
+    cut = values.copy()
+    cut[:, 5:] = np.nan
+    fit, rows, epochs, truth, rule = strength.scoring_task(Query(cut[:4], horizon=T, finished=values[4:]))
+    assert rule == "finished" and rows.tolist() == [0, 1]
+    np.testing.assert_array_equal(epochs, [T, T])
+    np.testing.assert_allclose(truth, values[4:, -1])  # judged on the finished runs' finals
+    assert np.isfinite(fit.values).sum(axis=1).tolist() == [5, 5]  # cut where the query's prefixes end
+    assert np.isfinite(fit.context).sum() == np.isfinite(cut[:4]).sum()  # the query's prefixes, as context
+
+
+def test_too_short_prefixes_fall_back_to_full_transfer_and_say_why():
+    prior = population_prior()
+    two = np.where(np.arange(T) < 2, simulate(6, 4, MU_POP)[0], np.nan)
+    ((cand, query, record),) = strength.choose(prior, [Query(two, horizon=T)], inference=INF)
+    assert cand == strength.RHO1 and record["rule"] == "fallback" and "4 observed epochs" in record["reason"]
+    assert record["scores"] == {c.name: None for c in strength.FULL_GRID} and record["rho"] == 1.0
+
+
 @pytest.mark.slow
 def test_predict_many_equals_predict_per_dataset():
     queries = [Query(np.where(np.arange(T) < 6, simulate(s, 8, MU_POP)[0], np.nan), horizon=T) for s in range(3)]

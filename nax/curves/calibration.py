@@ -255,6 +255,16 @@ def _map_loss(theta, m, s, y, log_gap, log_head, w, theta0, scale, nodes: int):
 _map_grad = jax.jit(jax.value_and_grad(_map_loss), static_argnames=("nodes",))
 
 
+def spread_of_sources(per_source: dict) -> list[float] | None:
+    """The adaptation scales of (log a, b, c) from per-source-dataset fits (name -> [log a,
+    b, c]): their sample standard deviation, floored at :data:`ADAPT_SCALE_MIN`; None with
+    fewer than :data:`ADAPT_MIN_SOURCES` sources."""
+    if len(per_source) < ADAPT_MIN_SOURCES:
+        return None
+    spread = np.std(np.array(list(per_source.values()), np.float64), axis=0, ddof=1)
+    return [float(v) for v in np.maximum(spread, ADAPT_SCALE_MIN)]
+
+
 def adapt_scale(calibration: Calibration) -> tuple[float, ...]:
     """The prior scales of (log a, b, c, d) for :func:`adapt`: the fold's fitted spread of
     (log a, b, c) when the sources' fit recorded one, else :data:`ADAPT_SCALE`."""
@@ -343,6 +353,7 @@ __all__ = [
     "ADAPT_SCALE",
     "CUTOFFS",
     "adapt_scale",
+    "spread_of_sources",
     "Calibration",
     "Evidence",
     "adapt",

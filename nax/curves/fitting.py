@@ -18,7 +18,14 @@ import numpy as np
 
 from nax.curves import basis, models
 from nax.curves import inference as inference_lib
-from nax.curves.calibration import ADAPT_MIN_SOURCES, ADAPT_SCALE_MIN, CUTOFFS, Calibration, ext_scale, fit_params
+from nax.curves.calibration import (
+    ADAPT_MIN_SOURCES,
+    CUTOFFS,
+    Calibration,
+    ext_scale,
+    fit_params,
+    spread_of_sources,
+)
 from nax.curves.inference import InferenceConfig
 from nax.curves.observations import Observed, check_directions, from_model_scale, prepare, to_model_scale
 from nax.curves.predict import predict
@@ -294,13 +301,12 @@ def fit_calibration(
     # how far one source dataset's calibration strays from the pooled one: the prior scale
     # of a target's adaptation (calibration.adapt_scale), fitted on this fold's sources
     names = sorted({g["name"] for g in groups})
-    per_source, adapt_scale = {}, None
+    per_source = {}
     if len(names) >= ADAPT_MIN_SOURCES:
         for name in names:
             own, _ = _fit_groups([g for g in groups if g["name"] == name])
             per_source[name] = [own.log_a, own.b, own.c]
-        spread = np.std(np.array(list(per_source.values())), axis=0, ddof=1)
-        adapt_scale = [float(v) for v in np.maximum(spread, ADAPT_SCALE_MIN)]
+    adapt_scale = spread_of_sources(per_source)
     coverage = []
     for g in groups:
         # the uncalibrated draws plus extrapolation noise: the calibrated predictive
