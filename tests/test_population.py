@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from nax import population, space, train
+from nax import data, population, space, train
 
 ARCHS = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -99,3 +99,48 @@ def test_reachable_from_nax_train(small):
         pytest.skip("nax.train does not re-export train_population yet (requested of nax/train.py's owner)")
     with pytest.raises(ValueError, match="at least one"):
         train.train_population([], small, CFG)
+
+
+def _builder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_metadataset", REPO / "experiments" / "build_metadataset.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_builder_gpu_config_and_groups(tmp_path):
+    mod = _builder()
+    cfg = mod.CONFIGS["gpu"]
+    t = cfg.train
+    assert (t.channels, t.cells_per_stage, t.image_size, t.batch_size) == (16, 5, (32, 32), 256)
+    assert set(mod.CATALOG) <= set(cfg.datasets) and set(data.NAMES) <= set(cfg.datasets)
+    assert len(cfg.archs()) == len(mod.HAND_PICKED) + cfg.num_archs
+    # catalog datasets count as present only where prepared under the TFDS dir
+    assert not mod.available("cifar10", catalog_dir=tmp_path)
+    (tmp_path / "cifar10" / "3.0.2").mkdir(parents=True)
+    (tmp_path / "cifar10" / "3.0.2" / "dataset_info.json").write_text("{}")
+    assert mod.available("cifar10", catalog_dir=tmp_path)
+    todo = [("a", "x1"), ("b", "y1"), ("a", "x2"), ("a", "x3"), ("b", "y2")]
+    assert list(mod._groups(todo, 2)) == [("a", ["x1", "x2"]), ("a", ["x3"]), ("b", ["y1", "y2"])]
+    with pytest.raises(ValueError, match="population size"):
+        mod.run(mod.CONFIGS["quick"], tmp_path / "m", population_size=0, progress=False)
+
+
+@pytest.mark.slow
+def test_builder_population_gives_the_same_records(tmp_path):
+    mod = _builder()
+    cfg = mod.CONFIGS["quick"]
+    one = mod.run(cfg, tmp_path / "one", max_runs=4, progress=False)
+    two = mod.run(cfg, tmp_path / "two", max_runs=4, progress=False, population_size=2)
+    assert one["runs_now"] == two["runs_now"] == 4 and two["population"] == 2
+    a = {(r.dataset, r.arch): r for r in mod.read_journal(tmp_path / "one" / "journal.jsonl")[1]}
+    b = {(r.dataset, r.arch): r for r in mod.read_journal(tmp_path / "two" / "journal.jsonl")[1]}
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(b[key].val_accuracies, a[key].val_accuracies, atol=2 / 128)
+        np.testing.assert_allclose(
+            [m.train_loss for m in b[key].curve], [m.train_loss for m in a[key].curve], rtol=1e-3
+        )
