@@ -144,8 +144,7 @@ def worker(preset: str, contender: str, threads: int, target_s: float, cache_dir
         t0, c0 = time.perf_counter(), time.process_time()
         run(steps)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        # images per CPU-second of this process (all its threads): what a round costs in CPU
-        # time, nearly blind to other processes' load; at 1 thread close to a quiet machine's img/s
+        # images per CPU-second of the process (all threads): blind to others' load; ~quiet img/s at 1 thread
         print(json.dumps({"img_s": steps * batch / wall, "img_cpu_s": steps * batch / cpu}), flush=True)
 
 
