@@ -15,6 +15,7 @@ from nax.search import halving, loop, strategies
 from nax.search import journal as journal_lib
 from nax.search import multifidelity as mf
 from nax.search.evaluators import ArrayEvaluator, CurveTableEvaluator
+from nax.search.executors import InProcessExecutor, run_task
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,52 @@ def test_short_curve_fails_the_job(evaluator):
     assert p.status == "paused" and p.final is None and len(p.curve) == 5 and len(p.epoch_metrics) == 3
     c = evaluator.evaluate_job(enc, 0, trial=0, start=5, epochs=EPOCHS)
     assert c.status == "completed" and c.final == c.curve[-1] == evaluator.evaluate(enc, 0).final
+
+
+class _LastFirst(InProcessExecutor):
+    """Jobs finish in the reverse of the order they were submitted (workers of unequal
+    speed): the asynchronous order the driver must follow, tell and journal. Ray's real
+    completion order is tested in test_search_ray.py (slow tier)."""
+
+    def take(self, task=None):
+        if task is None:
+            evaluator, t = self._queue.pop()
+            return t, run_task(evaluator, t)
+        return super().take(task)
+
+
+def test_asynchronous_completion_order_is_journaled_and_resumed(evaluator, tmp_path):
+    def search(out, executor, replay=None):
+        path = out / "journal.jsonl"
+        j = journal_lib.Journal.reopen(path) if replay else journal_lib.Journal.create(path, {}, 0)
+        try:
+            return loop.run_search(
+                _strategy(evaluator, "asha"),
+                evaluator,
+                loop.Budget(epochs=50),
+                jax.random.key(4),
+                executor=executor,
+                journal=j,
+                replay=replay,
+                workers=3,
+            )
+        finally:
+            j.close()
+
+    lifo = search(tmp_path, _LastFirst())
+    fifo = loop.run_search(
+        _strategy(evaluator, "asha"), evaluator, loop.Budget(epochs=50), jax.random.key(4), workers=3
+    )
+    assert _jobs(lifo) != _jobs(fifo)  # the order results arrive in is what ASHA decides on
+    assert lifo.runs[0].job == 2 and lifo.runs[1].job == 3 and lifo.epochs_spent <= 50  # the latest first
+    events = (tmp_path / "journal.jsonl").read_bytes().split(b"\n")
+    for keep in (len(events) - 1, len(events) // 2):
+        out = tmp_path / f"cut{keep}"
+        out.mkdir()
+        (out / "journal.jsonl").write_bytes(b"\n".join(events[:keep]) + b"\n")
+        replay = loop.replay_from(journal_lib.read(out / "journal.jsonl")[1])
+        again = search(out, InProcessExecutor(), replay)  # resumed in order of arrival, then first in first out
+        n = len(replay.order)
+        assert _jobs(again)[:n] == _jobs(lifo)[:n]
+        if keep == len(events) - 1:
+            assert _jobs(again) == _jobs(lifo)

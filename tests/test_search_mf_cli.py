@@ -18,7 +18,7 @@ def curves(tmp_path_factory):
     return simulated_curve_csv(tmp_path_factory.mktemp("t") / "sim.csv")
 
 
-def _argv(curves, out, *extra):
+def _argv(curves, out, *extra, budget="60"):
     return [
         "search",
         "--dataset",
@@ -28,7 +28,7 @@ def _argv(curves, out, *extra):
         "--table",
         str(curves),
         "--budget-epochs",
-        "60",
+        budget,
         "--quiet",
         "--out",
         str(out),
@@ -93,3 +93,28 @@ def test_freeze_thaw_without_sources_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "freeze-thaw needs a curve prior and a characteristic model" in err and "no transfer-from dataset" in err
+
+
+@pytest.mark.slow
+def test_freeze_thaw_search_with_both_transfers(curves, tmp_path, capsys):
+    """Freeze-thaw fits the curve prior and the characteristic model on the other datasets,
+    saves them beside the journal, and resumes from the directory alone exactly."""
+    out = tmp_path / "ft"
+    # each freeze-thaw decision predicts the paused runs with the curve model: a short search
+    assert cli.main(_argv(curves, out, "--strategy", "freeze-thaw", budget="24")) == 0
+    assert (out / "curve_prior.json").is_file() and (out / "characteristic_model.npz").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    head, events = journal_lib.read(out / "journal.jsonl")
+    assert head["config"]["min_epochs"] == 2  # a quarter of the 8-epoch runs per job
+    assert summary["epochs_spent"] <= 24 and summary["jobs"] > summary["runs"] >= 2
+    assert summary["best_accuracy"] == max(e["final"] for e in events if e["event"] == "end")
+    lines = (out / "journal.jsonl").read_bytes().split(b"\n")
+    keep = [i for i, line in enumerate(lines) if b'"event":"paused"' in line][2]
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "journal.jsonl").write_bytes(b"\n".join(lines[: keep + 1]) + b"\n")
+    for name in ("curve_prior.json", "characteristic_model.npz"):
+        (cut / name).write_bytes((out / name).read_bytes())
+    assert cli.main(["search", "--resume", str(cut), "--quiet"]) == 0
+    resumed = [e for e in _strip(cut / "journal.jsonl") if e["event"] != "resume"]
+    assert resumed == _strip(out / "journal.jsonl")
