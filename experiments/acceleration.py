@@ -143,6 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--ft-seeds", type=int, help="at most this many seeds of freeze_thaw per target (default: the config's)"
     )
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, help="run only these variants (the baseline always runs)")
+    p.add_argument("--lcbench-targets", nargs="*", help="override the config's LCBench tasks")
+    p.add_argument("--baker-targets", nargs="*", help="override the config's Baker et al. sets")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="combine the outputs of runs of this config over disjoint targets (in these folders) into --out",
+    )
     p.add_argument("--real", action="store_true", help="real training on one bundled dataset instead")
     p.add_argument("--real-target", default="digits")
     p.add_argument("--real-seeds", type=int, help="seeds of --real (default: the config's)")
