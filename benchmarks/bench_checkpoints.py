@@ -19,12 +19,15 @@ architecture, seed 0, the process's default devices):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(REPO))  # benchmark the checkout this file is in
@@ -39,6 +42,61 @@ def recorded_curve(arch: str, dataset: str) -> list | None:
             if rec.get("arch") == arch and rec.get("dataset") == dataset:
                 return [(m["train_loss"], m["val_accuracy"], m["val_loss"]) for m in rec["curve"]]
     return None
+
+
+def measure_state(preset: str, num_classes: int, image_shape: tuple, repeats: int) -> dict:
+    """Checkpoint cost on a state of the preset's shapes filled with random values (no
+    training, no compilation: ``jax.eval_shape``): seconds to save (the training loop's
+    share), to write (orbax, in the background), to restore; bytes on disk."""
+    import jax
+
+    from nax import checkpoints, models, space, train
+    from nax.records import EpochMetrics
+    from nax.steps import make_optimizer, make_steps
+
+    cfg = train.preset(preset)
+    enc = space.nb201.from_string(ARCH)
+    steps = make_steps(models.build_supernet(num_classes, cfg.channels, cfg.cells_per_stage), make_optimizer(cfg), True)
+    init = functools.partial(steps.init, image_shape=tuple(image_shape))
+    shapes = jax.eval_shape(init, jax.random.key(0), jax.numpy.asarray(enc, jax.numpy.int32))
+    rng = np.random.default_rng(0)  # random floats: incompressible, like trained weights
+    leaves = [rng.standard_normal(x.shape).astype(x.dtype) for x in jax.tree.leaves(shapes)]
+    curve = tuple(EpochMetrics(e, 0.5, 0.9, 0.4, 0.6) for e in range(1, cfg.epochs))
+    save_s, write_s, restore_s, sizes = [], [], [], []
+    with tempfile.TemporaryDirectory() as root:
+        for i in range(repeats):
+            ck = checkpoints.RunCheckpoints(root, "run")
+            prog = checkpoints.Progress(i + 1, 10 * (i + 1), curve[: i + 1], 1.0, (0, 0))
+            t0 = time.perf_counter()
+            ck.save(leaves, prog, {"preset": preset})
+            t1 = time.perf_counter()
+            saved = ck.wait()
+            t2 = time.perf_counter()
+            save_s.append(t1 - t0)
+            write_s.append(t2 - t1)
+            sizes.append(saved.bytes)
+            t0 = time.perf_counter()
+            back, _ = checkpoints.RunCheckpoints(root, "run").restore(leaves, {"preset": preset})
+            restore_s.append(time.perf_counter() - t0)
+            assert all(np.array_equal(a, b) for a, b in zip(back, leaves))
+        left = checkpoints.usage(root)
+    med = lambda v: float(np.median(v))
+    return {
+        "preset": preset,
+        "num_classes": num_classes,
+        "image_shape": list(image_shape),
+        "state_leaves": len(leaves),
+        "state_bytes": int(sum(x.nbytes for x in leaves)),
+        "repeats": repeats,
+        "save_s_median": med(save_s),
+        "write_s_median": med(write_s),
+        "write_s_max": max(write_s),
+        "restore_s_median": med(restore_s),
+        "checkpoint_bytes": max(sizes),
+        "root_bytes_after": left.bytes,
+        "root_runs_after": left.runs,
+        "load_after": os.getloadavg(),
+    }
 
 
 def measure(preset: str, dataset: str) -> dict:
@@ -131,6 +189,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--presets", nargs="+", default=["metadata", "cpu"])
     p.add_argument("--dataset", default="digits")
+    p.add_argument("--repeats", type=int, default=7, help="saves per preset in the state-only measurement")
+    p.add_argument("--state-only", action="store_true", help="only the checkpoint cost on random states (no training)")
     p.add_argument("--json", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "checkpoints.json")
     args = p.parse_args(argv)
 
@@ -138,23 +198,49 @@ def main(argv=None):
     from nax.provenance import provenance
 
     load_before = os.getloadavg()
-    results = [measure(name, args.dataset) for name in args.presets]
     out = {
-        "command": f"python benchmarks/bench_checkpoints.py --presets {' '.join(args.presets)} --dataset {args.dataset}",
-        "results": results,
+        "command": f"python benchmarks/bench_checkpoints.py --presets {' '.join(args.presets)} --dataset {args.dataset}"
+        + (" --state-only" if args.state_only else ""),
+        "state_only": [],
+        "results": [],
         "load_before": load_before,
-        "load_after": os.getloadavg(),
         "cpus": os.cpu_count(),
-        **provenance(paths=["nax/checkpoints.py", "nax/train.py", "benchmarks/bench_checkpoints.py"]),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(jsonio.dumps(out, indent=1) + "\n")
-    for r in results:
+
+    def write():  # after every measurement: a partial file if the machine runs out of time
+        out["load_after"] = os.getloadavg()
+        out.update(provenance(paths=["nax/checkpoints.py", "nax/train.py", "benchmarks/bench_checkpoints.py"]))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(jsonio.dumps(out, indent=1) + "\n")
+
+    from nax import data
+
+    info = data.info(args.dataset)
+    for name in args.presets:
+        from nax import train
+
+        size = train.preset(name).image_size or info.image_shape[:2]
+        r = measure_state(name, info.num_classes, (*size, info.image_shape[2]), args.repeats)
+        out["state_only"].append(r)
+        write()
+        print(
+            f"{name:>8} state ({r['state_bytes'] / 1e3:.0f} kB): save {r['save_s_median']:.3f} s,"
+            f" background write {r['write_s_median']:.3f} s, restore {r['restore_s_median']:.3f} s,"
+            f" {r['checkpoint_bytes'] / 1e3:.0f} kB on disk",
+            flush=True,
+        )
+    if args.state_only:
+        return
+    for name in args.presets:
+        r = measure(name, args.dataset)
+        out["results"].append(r)
+        write()
         print(
             f"{r['preset']:>8}: epoch {r['epoch_s_mean']:.2f} s, save {r['save_s_mean']:.3f} s (max {r['save_s_max']:.3f}),"
             f" background write {r['write_s_mean']:.3f} s,"
             f" {r['checkpoint_bytes'] / 1e3:.0f} kB, restore {r['restore_s']:.3f} s,"
-            f" resumed identical {r['resumed_curve_identical']}, recorded {r['reproduces_recorded_curve']}"
+            f" resumed identical {r['resumed_curve_identical']}, recorded {r['reproduces_recorded_curve']}",
+            flush=True,
         )
 
 
