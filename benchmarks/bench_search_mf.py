@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(1, str(REPO))  # benchmark the checkout this file is in
+
 TARGET_S = 60.0
 BUDGET = 300
 RUN = "import sys; from nax.cli import main; sys.exit(main())"
@@ -31,7 +34,7 @@ SEARCHES = {
     "hyperband": ["--strategy", "hyperband"],
     "asha": ["--strategy", "asha"],
     "successive-halving": ["--strategy", "successive-halving"],
-    "random (whole runs)": ["--strategy", "random", "--no-early-stop"],
+    "random": ["--strategy", "random", "--no-early-stop"],  # whole runs: the reference
 }
 
 
@@ -43,7 +46,9 @@ def _children_cpu() -> float:
 def time_search(dataset: str, extra: list[str], out: pathlib.Path) -> tuple[float, float, dict]:
     argv = ["search", "--dataset", dataset, "--evaluator", "table", "--budget-epochs", str(BUDGET), "--quiet"]
     t0, c0 = time.perf_counter(), _children_cpu()
-    r = subprocess.run([sys.executable, "-c", RUN, *argv, *extra, "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", RUN, *argv, *extra, "--out", str(out)], capture_output=True, text=True, cwd=REPO
+    )
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     if r.returncode != 0:
         raise RuntimeError(f"nax {' '.join(argv + extra)} failed: {r.stderr}")
@@ -54,13 +59,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--searches", nargs="+", choices=list(SEARCHES), default=list(SEARCHES), metavar="NAME")
     ap.add_argument("--json", type=pathlib.Path, default=pathlib.Path("benchmarks/results/search_mf.json"))
     args = ap.parse_args(argv)
 
     load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, extra in SEARCHES.items():
+        for name in args.searches:
+            extra = SEARCHES[name]
             times, cpus, summary = [], [], None
             for k in range(args.repeats):
                 wall, cpu, summary = time_search(args.dataset, extra, pathlib.Path(tmp) / f"{name.split()[0]}-{k}")
