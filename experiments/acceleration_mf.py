@@ -19,7 +19,7 @@ random architectures, as in their papers and as Ray Tune / Syne Tune run them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from acceleration_config import LCBENCH_FILE, MF_VARIANTS, Config, lcbench_table, shared_data, stop_config
@@ -93,20 +93,18 @@ def lcbench_target(cfg: Config, table, target: str, sources: list[str], prior_ca
     return rows, cv, grid
 
 
-def lcbench_suite(cfg: Config, log, run_target, fit_prior) -> list[tuple[str, str, tuple, str]]:
+def lcbench_suite(cfg: Config, log, run_target, fit_prior) -> Iterator[tuple[str, str, tuple, str]]:
     path = shared_data() / "curves" / "lcbench" / LCBENCH_FILE
     if not path.is_file():
         log(f"LCBench curves {path} not found: skipping the lcbench targets")
-        return []
+        return
     table = lcbench_table()
     tasks = sorted(set(map(str, table.datasets)), key=int)
     sources = lcbench_folds(tasks, cfg.lcbench_folds)
     cache: dict = {}
-    done = []
     for target in cfg.lcbench_targets or tasks:
         res = lcbench_target(cfg, table, target, sources[target], cache, log, run_target, fit_prior)
-        done.append(("lcbench", target, res, f"LCBench task {target} ({cfg.lcbench_seeds} seeds)"))
-    return done
+        yield ("lcbench", target, res, f"LCBench task {target} ({cfg.lcbench_seeds} seeds)")
 
 
 __all__ = ["MF_VARIANTS", "lcbench_folds", "lcbench_suite", "mf_builders", "seed_limits", "wants"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import acceleration_mf as mf
 import jax
@@ -286,14 +286,14 @@ def baker_target(cfg: Config, sets: dict, target: str, log) -> tuple[list[dict],
 
 
 # ---------------------------------------------------------------------------- suites
-def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[str, str, tuple, str]]:
-    """Every target of ``cfg``'s suites: ``(suite, target, (rows, curves, grid), title)``."""
-    done = []
+def run_suites(cfg: Config, log: Callable[[str], None] = print) -> Iterator[tuple[str, str, tuple, str]]:
+    """Every target of ``cfg``'s suites, as each is done: ``(suite, target, (rows, curves,
+    grid), title)`` (a generator, so that the outputs can be written after every target)."""
     if cfg.targets and "metadata" in cfg.suites:
         ct, at = load_metadata(cfg)
         for target in cfg.targets:
             res = metadata_target(cfg, ct, at, target, log)
-            done.append(("metadata", target, res, f"{target} ({res[0][0]['pool']} cells, {cfg.seeds} seeds)"))
+            yield ("metadata", target, res, f"{target} ({res[0][0]['pool']} cells, {cfg.seeds} seeds)")
     if cfg.nb201_targets and "nb201" in cfg.suites:
         path = nb201_path(cfg)
         if not path.is_file():
@@ -301,7 +301,7 @@ def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[st
         else:
             nb = tables.load_archs(path)
             for target in cfg.nb201_targets:
-                done.append(
+                yield (
                     (
                         "nb201",
                         target,
@@ -316,7 +316,7 @@ def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[st
         else:
             sets = {n: baker_table(n) for n in BAKER_SETS}
             for target in cfg.baker_targets:
-                done.append(
+                yield (
                     (
                         "baker",
                         target,
@@ -325,8 +325,7 @@ def run_suites(cfg: Config, log: Callable[[str], None] = print) -> list[tuple[st
                     )
                 )
     if "lcbench" in cfg.suites:
-        done += mf.lcbench_suite(cfg, log, run_target, fit_prior)
-    return done
+        yield from mf.lcbench_suite(cfg, log, run_target, fit_prior)
 
 
 # ---------------------------------------------------------------------------- real training

@@ -109,6 +109,67 @@ def test_lcbench_folds_never_put_a_task_among_its_own_sources():
     assert folds["3945"] == ["126025", "167104"] and folds["126025"] == ["3945", "126029", "167152"]
 
 
+def test_merge_joins_parts_over_disjoint_targets_and_recomputes_every_aggregate(tmp_path):
+    """``--merge``: runs over disjoint targets (parallel processes) become one output whose
+    aggregates are recomputed from the joined per-seed rows (NaN seconds survive JSON)."""
+    import dataclasses
+    import json
+
+    acc = _module()
+    import acceleration_report as report
+
+    cfg = dataclasses.replace(acc.CONFIGS["mf"], suites=("lcbench",))
+
+    def row(target, variant, seed, epochs, acc_b):
+        return dict(
+            suite="lcbench",
+            target=target,
+            variant=variant,
+            seed=seed,
+            budget_epochs=468,
+            cap_epochs=936,
+            target_accuracy=0.8,
+            reached=True,
+            epochs_to_target=epochs,
+            seconds_to_target=float("nan"),
+            accuracy_at_budget=acc_b,
+            runs=9,
+            runs_stopped=0,
+            trials=9,
+            full_runs=9,
+            pool=30,
+            speedup_epochs=1.0,
+            speedup_seconds=float("nan"),
+        )
+
+    parts, every = [], []
+    for i, target in enumerate(("1", "2")):
+        rows = [
+            row(target, v, s, 100 + 10 * i + e + s, 0.8 + 0.01 * e)
+            for s in range(2)
+            for e, v in enumerate(("baseline", "hyperband", "asha", "freeze_thaw"))
+        ]
+        every += rows
+        d = tmp_path / f"part{i}"
+        agg = report.aggregate(rows)
+        report.write_outputs(
+            d, cfg, rows, agg, report.overall(agg), {}, {"nax_version": "x", "git_commit": None, "git_dirty": False}
+        )
+        parts.append(d)
+    acc.merge(cfg, parts, tmp_path / "out")
+    merged = json.loads((tmp_path / "out" / f"{cfg.stem}.json").read_text())
+    assert len(merged["results"]) == len(every) and {p["command"] for p in merged["parts"]} == {cfg.command}
+    want = report.aggregate(every)
+    for a, b in zip(merged["aggregate"], want):
+        assert a["target"] == b["target"] and a["variant"] == b["variant"]
+        assert math.isclose(a["speedup_epochs_ratio_of_means"], b["speedup_epochs_ratio_of_means"])
+        assert math.isclose(a["accuracy_diff_points"], b["accuracy_diff_points"], abs_tol=1e-9)
+    vs = [r for r in merged["freeze_thaw_vs_multifidelity"] if r["target"] == "overall"]
+    # per target: hyperband (epochs 101.5, 111.5) beats asha; freeze-thaw took 103.5, 113.5
+    assert math.isclose(vs[0]["speedup_vs_best_multifidelity"], (101.5 / 103.5 + 111.5 / 113.5) / 2)
+    assert math.isclose(vs[0]["accuracy_diff_points_vs_best_multifidelity"], 2.0)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     acc = _module()
