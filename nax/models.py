@@ -6,9 +6,10 @@ Two forms of the same network:
   each edge, so its parameter count is the architecture's (it matches NAS-Bench-201's
   ``params_mb`` exactly for C=16, N=5).
 * ``build_supernet(...)`` — *architecture as data*: the encoding is an input of
-  ``__call__``, every edge holds every op and the encoding selects one by a one-hot mix.
-  One compiled train step therefore serves all encodings of the space, and ``vmap`` over
-  encodings trains several architectures in one program.
+  ``__call__`` and every edge holds every op's variables; the encoding selects one op by a
+  one-hot mix of all of them (``mix="onehot"``) or by a ``lax.switch`` that runs only the
+  chosen one (``mix="switch"``). One compiled train step therefore serves all encodings
+  of the space, and ``vmap`` over encodings trains several architectures in one program.
 
 Both forms name their edge modules ``cell{s}_{c}/edge{k}_{op}`` so parameters can be
 moved from the supernet into a specialised network and back (``specialise_params``).
@@ -33,6 +34,7 @@ import numpy as np
 from nax import space as space_lib
 
 OPS = space_lib.NB201_OPS
+MIXES = ("onehot", "switch")
 _SPACE = space_lib.nb201
 
 
@@ -104,6 +106,15 @@ class ResidualReduction(nn.Module):
         return r + y
 
 
+def _dag(x, edge):
+    """The cell's DAG: node j is the sum, in edge order, of ``edge(k, node i)`` over its edges k = (i, j)."""
+    nodes = [x]
+    for j in range(1, _SPACE.num_nodes):
+        ys = [edge(k, nodes[i]) for k, (i, jj) in enumerate(_SPACE.edges) if jj == j]
+        nodes.append(sum(ys[1:], ys[0]))
+    return nodes[-1]
+
+
 class Cell(nn.Module):
     """A cell specialised to one op per edge (``ops`` are op names in edge order)."""
 
@@ -112,17 +123,23 @@ class Cell(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        nodes = [x]
-        for j in range(1, _SPACE.num_nodes):
-            acc = None
-            for k, (i, jj) in enumerate(_SPACE.edges):
-                if jj != j:
-                    continue
-                op = self.ops[k]
-                y = _edge_op(op, self.features, f"edge{k}_{op}")(nodes[i], train)
-                acc = y if acc is None else acc + y
-            nodes.append(acc)
-        return nodes[-1]
+        return _dag(x, lambda k, h: _edge_op(self.ops[k], self.features, f"edge{k}_{self.ops[k]}")(h, train))
+
+
+def _mix_edges(x, weights_ExO, features: int, train: bool):
+    """Every op on every edge, mixed by ``weights_ExO``; call inside a cell's compact method."""
+
+    def edge(k, h):
+        y = None
+        for o, op in enumerate(OPS):
+            if op == "none":  # contributes exactly zero
+                continue
+            out = _edge_op(op, features, f"edge{k}_{op}")(h, train)
+            term = weights_ExO[k, o].astype(out.dtype) * out
+            y = term if y is None else y + term
+        return y
+
+    return _dag(x, edge)
 
 
 class MixedCell(nn.Module):
@@ -132,22 +149,58 @@ class MixedCell(nn.Module):
 
     @nn.compact
     def __call__(self, x, weights_ExO, train: bool):
-        nodes = [x]
-        for j in range(1, _SPACE.num_nodes):
-            acc = None
-            for k, (i, jj) in enumerate(_SPACE.edges):
-                if jj != j:
-                    continue
-                y = None
-                for o, op in enumerate(OPS):
-                    if op == "none":  # contributes exactly zero
-                        continue
-                    out = _edge_op(op, self.features, f"edge{k}_{op}")(nodes[i], train)
-                    term = weights_ExO[k, o].astype(out.dtype) * out
-                    y = term if y is None else y + term
-                acc = y if acc is None else acc + y
-            nodes.append(acc)
-        return nodes[-1]
+        return _mix_edges(x, weights_ExO, self.features, train)
+
+
+class SwitchCell(nn.Module):
+    """Every op's variables on every edge, but each edge runs only its chosen op.
+
+    ``init`` builds the variables through the one-hot path (same names in the same order,
+    so the same values from the same key as ``MixedCell``); afterwards each edge is one
+    ``lax.switch`` on its traced op index over pure branches of that edge's variables. Only
+    the chosen op's batch-norm statistics move (the one-hot supernet moves every conv op's);
+    outputs and the specialised variables are the same. Under ``vmap`` over encodings the
+    switch becomes a select over all branches (all ops run).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, enc_E, train: bool):
+        if self.is_initializing():
+            return _mix_edges(x, jax.nn.one_hot(enc_E, len(OPS), dtype=x.dtype), self.features, train)
+        params, stats = self.variables["params"], self.variables.get("batch_stats", {})
+
+        def edge(k, h):
+            names = tuple(f"edge{k}_{op}" for op in _CONV_OPS)
+            branches = [_branch(op, self.features, f"edge{k}_{op}", train) for op in OPS]
+            y, s = jax.lax.switch(enc_E[k], branches, h, {n: params[n] for n in names}, {n: stats[n] for n in names})
+            if train and self.is_mutable_collection("batch_stats"):
+                for n in names:
+                    self.put_variable("batch_stats", n, s[n])
+            return y
+
+        return _dag(x, edge)
+
+
+_CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
+
+
+def _branch(op: str, features: int, name: str, train: bool):
+    """A pure ``switch`` branch ``(x, params, stats) -> (y, stats)`` over one edge's variables."""
+    if op not in _CONV_OPS:
+        fn = _edge_op(op, features, name)
+        return lambda x, p, s: (fn(x, train), s)
+    module = ReLUConvBN(features, 1 if op == "nor_conv_1x1" else 3, parent=None)
+
+    def conv(x, p, s):
+        v = {"params": p[name], "batch_stats": s[name]}
+        if not train:
+            return module.apply(v, x, False), s
+        y, upd = module.apply(v, x, True, mutable=["batch_stats"])
+        return y, {**s, name: upd["batch_stats"]}
+
+    return conv
 
 
 class Network(nn.Module):
@@ -163,13 +216,16 @@ class Network(nn.Module):
     cells_per_stage: int = 5
     ops: tuple[str, ...] | None = None
     dtype: Any = jnp.float32
+    #: supernet only: "onehot" runs every op and mixes them; "switch" runs each edge's chosen op
+    mix: str = "onehot"
 
     @nn.compact
     def __call__(self, x, encoding=None, train: bool = False):
         if self.ops is None:
             if encoding is None:
                 raise ValueError("a supernet needs the encoding as input: model.apply(v, x, encoding, train=...)")
-            weights = jax.nn.one_hot(jnp.asarray(encoding), len(OPS), dtype=self.dtype)
+            encoding = jnp.asarray(encoding)
+            weights = jax.nn.one_hot(encoding, len(OPS), dtype=self.dtype)
         x = x.astype(self.dtype)
         x = nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name="stem_conv")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="stem_bn")(x)
@@ -180,7 +236,10 @@ class Network(nn.Module):
             for i in range(self.cells_per_stage):
                 name = f"cell{s}_{i}"
                 if self.ops is None:
-                    x = MixedCell(c, name=name)(x, weights, train)
+                    if self.mix == "switch":
+                        x = SwitchCell(c, name=name)(x, encoding, train)
+                    else:
+                        x = MixedCell(c, name=name)(x, weights, train)
                 else:
                     x = Cell(self.ops, c, name=name)(x, train)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="last_bn")(x)
@@ -215,10 +274,20 @@ def build(enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5, d
     return Network(num_classes, channels, cells_per_stage, tuple(OPS[i] for i in enc), dtype)
 
 
-def build_supernet(num_classes: int, channels: int = 16, cells_per_stage: int = 5, dtype=jnp.float32) -> Network:
-    """One network for every encoding: ``apply(variables, x, encoding, train=...)``."""
+def build_supernet(
+    num_classes: int, channels: int = 16, cells_per_stage: int = 5, dtype=jnp.float32, mix: str = "onehot"
+) -> Network:
+    """One network for every encoding: ``apply(variables, x, encoding, train=...)``.
+
+    ``mix="onehot"`` (default) runs every op on every edge and mixes them with one-hot
+    weights; ``"switch"`` runs only each edge's chosen op (``lax.switch``; same variables,
+    same outputs; bitwise the specialised network's training step). The default stays
+    one-hot: at the ``metadata`` preset the switch form measured no faster (NOTES §2).
+    """
     _check_sizes(num_classes, channels, cells_per_stage)
-    return Network(num_classes, channels, cells_per_stage, None, dtype)
+    if mix not in MIXES:
+        raise ValueError(f"unknown mix {mix!r}; accepted: {', '.join(MIXES)}")
+    return Network(num_classes, channels, cells_per_stage, None, dtype, mix)
 
 
 def _check_sizes(num_classes, channels, cells_per_stage):

@@ -1,8 +1,11 @@
 import csv
+import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from nax import models, space
@@ -133,3 +136,112 @@ def test_bad_encoding_and_missing_supernet_input():
     sup = models.build_supernet(10, 4, 1)
     with pytest.raises(ValueError, match="needs the encoding"):
         sup.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)), train=False)
+
+
+# ---------------------------------------------------------------------------- compile-once: switch form
+SMALL = dict(num_classes=10, channels=2, cells_per_stage=1)
+#: every op kind, and the two degenerate cells (output zero; identity cell)
+SWITCH_CELLS = [
+    S.from_string("|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"),
+    np.zeros(6, np.int32),
+    np.ones(6, np.int32),
+]
+
+
+def _small_vars(mix, enc, x):
+    return models.build_supernet(**SMALL, mix=mix).init(jax.random.key(0), x, jnp.asarray(enc), train=False)
+
+
+def test_switch_supernet_has_the_onehot_supernets_variables_and_outputs():
+    """Same variables from the same key; same logits in both modes; specialise_params maps them."""
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+    enc = SWITCH_CELLS[0]
+    v_sw, v_oh = _small_vars("switch", enc, x), _small_vars("onehot", enc, x)
+    chex.assert_trees_all_equal(v_sw, v_oh)
+    spec = models.build(enc, **SMALL)
+    sv = models.specialise_params(v_sw, enc)
+    chex.assert_trees_all_equal(sv, spec.init(jax.random.key(0), x, train=False))
+    sw = models.build_supernet(**SMALL, mix="switch")
+    for train in (False, True):
+        kw = dict(train=train, mutable=["batch_stats"] if train else False)
+        out_sw = sw.apply(v_sw, x, jnp.asarray(enc), **kw)
+        out_sp = spec.apply(sv, x, **kw)
+        logits_sw, logits_sp = (out_sw[0], out_sp[0]) if train else (out_sw, out_sp)
+        np.testing.assert_array_equal(logits_sw, logits_sp)  # only the chosen op runs: bitwise
+
+
+def test_switch_step_traces_once_for_the_whole_space_and_only_chosen_batch_stats_move():
+    """One trace serves every encoding (incl. all-'none' and all-skip cells); in a train step
+    only the chosen op's batch-norm statistics move (the one-hot form moves every conv op's)."""
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
+    y = jnp.arange(8) % 10
+    model = models.build_supernet(**SMALL, mix="switch")
+    variables = _small_vars("switch", SWITCH_CELLS[0], x)
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(variables, enc):
+        def loss_fn(p):
+            logits, new = model.apply({**variables, "params": p}, x, enc, train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+
+        (loss, new), g = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        return loss, g, new["batch_stats"]
+
+    for enc in SWITCH_CELLS:
+        loss, g, bs = step(variables, jnp.asarray(enc))
+        assert np.isfinite(float(loss)) and all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(g))
+    assert step._cache_size() == 1
+    # the last cell is all skip: no conv op ran, so no conv op's statistics moved and no
+    # conv op has a gradient; the first cell's conv3x3 on edge 0 did both
+    cell = "cell0_0"
+    chex.assert_trees_all_equal(bs[cell], variables["batch_stats"][cell])
+    assert all(not np.any(leaf) for leaf in jax.tree.leaves(g[cell]))
+    _, g0, bs0 = step(variables, jnp.asarray(SWITCH_CELLS[0]))
+    moved = (
+        bs0[cell]["edge0_nor_conv_3x3"]["bn"]["mean"]
+        != variables["batch_stats"][cell]["edge0_nor_conv_3x3"]["bn"]["mean"]
+    )
+    assert np.any(moved) and np.any(g0[cell]["edge0_nor_conv_3x3"]["conv"]["kernel"])
+    chex.assert_trees_all_equal(bs0[cell]["edge0_nor_conv_1x1"], variables["batch_stats"][cell]["edge0_nor_conv_1x1"])
+
+
+def test_switch_form_under_vmap_over_encodings():
+    """vmap turns each switch into a select over all ops: logits equal per-encoding applies."""
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+    encs = jnp.asarray(np.stack(SWITCH_CELLS))
+    model = models.build_supernet(**SMALL, mix="switch")
+    variables = _small_vars("switch", SWITCH_CELLS[0], x)
+    batched = jax.vmap(lambda e: model.apply(variables, x, e, train=False))(encs)
+    for e, out in zip(encs, batched):
+        np.testing.assert_allclose(out, model.apply(variables, x, e, train=False), rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_mix_is_refused():
+    with pytest.raises(ValueError, match="unknown mix 'sum'; accepted: onehot, switch"):
+        models.build_supernet(10, mix="sum")
+
+
+@pytest.mark.slow  # three forms compiled and trained 2 epochs: > 15 s on the 2-core machine
+def test_switch_form_learns_the_same_curve_as_specialised_and_onehot(digits_splits, monkeypatch):
+    """The switch form through the Trainer against today's forms, same seed, tiny preset.
+
+    switch vs specialised: bitwise (only the chosen op runs, in the same order of operations);
+    switch vs one-hot (the Trainer's default): float tolerance (the one-hot mix adds ``0 * out``
+    terms, which moves the last bit of some gradients; the curves drift by float noise).
+    """
+    from nax import train
+
+    cfg = train.preset("tiny", epochs=2, batch_size=64, evaluate_test=False)
+    enc = SWITCH_CELLS[0]
+    strip = lambda r: [(m.train_loss, m.val_accuracy, m.val_loss) for m in r.curve]
+    onehot = strip(train.train_architecture(enc, digits_splits, cfg, trainer=train.Trainer(10, cfg)))
+    spec = strip(train.train_architecture(enc, digits_splits, cfg.replace(form="specialised")))
+    # the Trainer builds ``models.build_supernet(...)``: the switch form through the same Trainer
+    monkeypatch.setattr(models, "build_supernet", functools.partial(models.build_supernet, mix="switch"))
+    switch = strip(train.train_architecture(enc, digits_splits, cfg, trainer=train.Trainer(10, cfg)))
+    assert switch == spec
+    sw, oh = np.asarray(switch), np.asarray(onehot)
+    np.testing.assert_allclose(sw[:, [0, 2]], oh[:, [0, 2]], rtol=1e-4)  # train and validation loss
+    np.testing.assert_allclose(sw[:, 1], oh[:, 1], atol=0.01)  # accuracy: at most 3 of 376 images flip
