@@ -140,6 +140,48 @@ def test_early_stop_sentence_matches_json():
     _check(m[4], _mean(rows, "regret", method="transfer", threshold=0.05), "transfer regret", 100)
 
 
+#: the cross-family / leave-one-out benchmark JSONs of the curve-families table
+FAMILY_JSONS = (
+    "curves_benchmark_xfam_lcbench.json",
+    "curves_benchmark_xfam_meta_acc.json",
+    "curves_benchmark_xfam_meta_loss.json",
+    "curves_benchmark_loo_meta_acc.json",
+)
+FAMILY_BASELINES = ("last_value", "pow3", "mmf", "svr")
+
+
+def test_curve_families_early_stop_sentence_matches_json():
+    text = " ".join(_section("Results").split())
+    m = re.search(
+        rf"Early termination on 6 LCBench tasks [^)]*\) saves ({NUM}) % of the epochs with a regret of ({NUM})", text
+    )
+    assert m, "the LCBench early-termination sentence of the README's results changed: update this test"
+    rows = _load("curves_early_stop_xfam_lcbench.json")["results"]
+    _check(m[1], _mean(rows, "epochs_saved", method="transfer", threshold=0.05), "LCBench saved", 100)
+    _check(m[2], _mean(rows, "regret", method="transfer", threshold=0.05), "LCBench regret", 100)
+
+
+def test_curve_families_table_matches_json():
+    """Each cell: transfer / no_transfer / the best baseline (named) MAE, mean over the
+    family's target datasets."""
+    (table,) = [t for t in _tables(_section("Results")) if t[0][0] == "target family (protocol)"]
+    rows = [r for name in FAMILY_JSONS for r in _load(name)["results"]]
+    cutoffs = [float(_numbers(c)[0]) / 100 for c in table[0][1:]]
+    for line in table[1:]:
+        family, protocol = re.match(r"([a-z_]+) \(([a-z-]+)", line[0]).groups()
+        for cell, cutoff in zip(line[1:], cutoffs):
+            if not cell.strip("– "):
+                continue
+            where = {"family": family, "protocol": protocol, "cutoff": cutoff}
+            mae = lambda m, where=where: _mean(rows, "mae", method=m, **where)
+            t, n, b = _numbers(cell)[:3]
+            _check(t, mae("transfer"), f"transfer {where}")
+            _check(n, mae("no_transfer"), f"no_transfer {where}")
+            best = min(FAMILY_BASELINES, key=mae)
+            assert re.search(rf"\({best}\)", cell), f"README names another best baseline than {best} for {where}"
+            _check(b, mae(best), f"{best} {where}")
+
+
 # ---------------------------------------------------------------------------- selection
 def test_selection_table_matches_json():
     (table,) = [t for t in _tables(_section("Results")) if t[0][0] == "N"]
