@@ -146,6 +146,7 @@ FAMILY_JSONS = (
     "curves_benchmark_xfam_meta_acc.json",
     "curves_benchmark_xfam_meta_loss.json",
     "curves_benchmark_loo_meta_acc.json",
+    "curves_benchmark_loo_baker.json",
 )
 FAMILY_BASELINES = ("last_value", "pow3", "mmf", "svr")
 
