@@ -22,7 +22,8 @@ class EpochMetrics(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
-    """One training run. ``status`` is completed, stopped (by the callback) or diverged."""
+    """One training run. ``status`` is completed, stopped (by the callback), diverged, or
+    paused (trained up to ``until_epoch`` with a checkpoint kept, so it can resume: ``nax.checkpoints``)."""
 
     arch: str
     dataset: str
