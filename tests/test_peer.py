@@ -59,7 +59,9 @@ def test_logits_equal_after_weight_copy(training):
     tm.train(training)
     with torch.no_grad():
         got = tm(pt.to_input(x)).numpy()
-    want = net.apply(variables, x, train=training, mutable=["batch_stats"] if training else False)
+    # jitted: op-by-op Flax compiles hundreds of small programs (minutes on a loaded machine)
+    apply = jax.jit(lambda v, x: net.apply(v, x, train=training, mutable=["batch_stats"] if training else False))
+    want = apply(variables, x)
     want = np.asarray(want[0] if training else want)
     assert np.abs(want).max() > 0.1  # not a degenerate all-zero comparison
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
