@@ -153,7 +153,8 @@ def _small_vars(mix, enc, x):
 
 
 def test_switch_supernet_has_the_onehot_supernets_variables_and_outputs():
-    """Same variables from the same key; same logits in both modes; specialise_params maps them."""
+    """Same variables from the same key (bitwise); same logits in both modes (float tolerance);
+    specialise_params maps them."""
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
     enc = SWITCH_CELLS[0]
     v_sw, v_oh = _small_vars("switch", enc, x), _small_vars("onehot", enc, x)
@@ -164,11 +165,12 @@ def test_switch_supernet_has_the_onehot_supernets_variables_and_outputs():
     sw = models.build_supernet(**SMALL, mix="switch")
     for train in (False, True):
         kw = dict(train=train, mutable=["batch_stats"] if train else False)
-        # jitted both: eager (op by op) and compiled (fused) execution round differently
+        # not bitwise: XLA fuses the branch of a conditional apart from its neighbours, so the
+        # last bit can differ (measured: up to 6e-8 here, jitted; 5e-7 eager)
         out_sw = jax.jit(functools.partial(sw.apply, **kw))(v_sw, x, jnp.asarray(enc))
         out_sp = jax.jit(functools.partial(spec.apply, **kw))(sv, x)
         logits_sw, logits_sp = (out_sw[0], out_sp[0]) if train else (out_sw, out_sp)
-        np.testing.assert_array_equal(logits_sw, logits_sp)  # only the chosen op runs: bitwise
+        np.testing.assert_allclose(logits_sw, logits_sp, rtol=1e-5, atol=1e-6)
 
 
 def test_switch_step_traces_once_for_the_whole_space_and_only_chosen_batch_stats_move():
