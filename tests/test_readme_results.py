@@ -41,7 +41,7 @@ def _tables(section: str) -> list[list[list[str]]]:
 
 
 def _numbers(cell: str) -> list[str]:
-    return re.findall(NUM, cell.replace("**", ""))
+    return re.findall(NUM, cell.replace("**", "").replace("\u2212", "-"))
 
 
 def _close(text: str, value: float, scale: float = 1.0) -> bool:
@@ -69,7 +69,7 @@ def _per_target(data: dict, suite: str, target: str, variant: str) -> dict:
 
 
 def test_acceleration_table_matches_json():
-    (table,) = [t for t in _tables(_section("Results")) if t[0][0] == "suite (targets)"]
+    (table,) = [t for t in _tables(_section("Results")) if t[0][0] == "suite (targets)" and t[0][2] == "selection"]
     rows = {r[0].split(" (")[0]: r for r in table[1:]}
     meta_nb = _load("acceleration/acceleration_full_metadata_nb201.json")
     baker = _load("acceleration/acceleration_full_baker.json")
@@ -96,6 +96,19 @@ def test_acceleration_table_matches_json():
     for text, target in zip(metaqnn, ("metaqnn_cifar10", "metaqnn_svhn")):
         _check(text, _per_target(baker, "baker", target, "stopping")["speedup_epochs_ratio_of_means"], target)
     _check(_numbers(bk[5])[0], _overall(baker, "baker", "stopping")["accuracy_diff_points"], "Baker delta")
+
+
+def test_multifidelity_table_matches_json():
+    (table,) = [t for t in _tables(_section("Results")) if t[0][1] == "baseline" and t[0][2] == "Hyperband"]
+    rows = {r[0].split(" (")[0]: r for r in table[1:]}
+    for label, suite in (("nax meta-dataset", "metadata"), ("Baker et al. curves", "baker"), ("LCBench", "lcbench")):
+        data = _load(f"acceleration/acceleration_mf_{suite}.json")
+        variants = ("hyperband", "asha", "freeze_thaw") if suite != "baker" else ("hyperband", "asha")
+        for col, variant in zip((2, 3, 4), variants):
+            speedup, delta = _numbers(rows[label][col])[:2]
+            row = _overall(data, suite, variant)
+            _check(speedup, row["speedup_epochs_ratio_of_means"], f"{suite} {variant}")
+            _check(delta, row["accuracy_diff_points"], f"{suite} {variant} delta")
 
 
 # ---------------------------------------------------------------------------- curves
