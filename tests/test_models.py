@@ -152,6 +152,7 @@ def _small_vars(mix, enc, x):
     return models.build_supernet(**SMALL, mix=mix).init(jax.random.key(0), x, jnp.asarray(enc), train=False)
 
 
+@pytest.mark.slow  # compiles both supernet forms at several sizes: 17-27 s of the fast tier on the 2-core machine
 def test_switch_supernet_has_the_onehot_supernets_variables_and_outputs():
     """Same variables from the same key (bitwise); same logits in both modes (float tolerance);
     specialise_params maps them."""
@@ -173,6 +174,7 @@ def test_switch_supernet_has_the_onehot_supernets_variables_and_outputs():
         np.testing.assert_allclose(logits_sw, logits_sp, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # compiles the switch supernet's train step: 15-18 s of the fast tier
 def test_switch_step_traces_once_for_the_whole_space_and_only_chosen_batch_stats_move():
     """One trace serves every encoding (incl. all-'none' and all-skip cells); in a train step
     only the chosen op's batch-norm statistics move (the one-hot form moves every conv op's)."""
@@ -210,6 +212,7 @@ def test_switch_step_traces_once_for_the_whole_space_and_only_chosen_batch_stats
     chex.assert_trees_all_equal(bs0[cell]["edge0_nor_conv_1x1"], variables["batch_stats"][cell]["edge0_nor_conv_1x1"])
 
 
+@pytest.mark.slow  # compiles the vmapped switch step: 17-27 s of the fast tier on the 2-core machine
 def test_switch_form_under_vmap_over_encodings():
     """vmap turns each switch into a select over all ops: logits equal per-encoding applies."""
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))

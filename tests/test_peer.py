@@ -52,6 +52,7 @@ def _tiny(enc, seed=0):
     return net, variables, tm.to(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow  # first jax compile + torch import: 17 s of the fast tier
 @pytest.mark.parametrize("training", [False, True])
 def test_logits_equal_after_weight_copy(training):
     net, variables, tm = _tiny(ALL_OPS)
