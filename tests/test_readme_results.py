@@ -111,6 +111,15 @@ def test_multifidelity_table_matches_json():
             _check(delta, row["accuracy_diff_points"], f"{suite} {variant} delta")
 
 
+def test_peer_table_matches_json():
+    (table,) = [t for t in _tables(_section("Results")) if t[0][:2] == ["preset", "nax / PyTorch"]]
+    ratios = _load("peer.json")["ratios"]
+    for row in table[1:]:
+        preset = row[0].split("`")[1]
+        _check(_numbers(row[1])[0], ratios[preset]["nax_over_torch"], f"{preset} nax/torch")
+        _check(_numbers(row[2])[0], ratios[preset]["supernet_over_specialised"], f"{preset} supernet/specialised")
+
+
 # ---------------------------------------------------------------------------- curves
 def _mean(rows: list[dict], key: str, **match) -> float:
     vals = [r[key] for r in rows if all(r.get(k) == v for k, v in match.items())]
