@@ -193,7 +193,7 @@ def test_outputs_exist_and_carry_provenance(quick):
     assert "## Overall" in md and "### metadata: digits" in md
     assert (out / "acceleration_quick_metadata_digits.png").stat().st_size > 1000
     variants = {(r["suite"], r["variant"]) for r in payload["results"]}
-    assert {("metadata", v) for v in acc.VARIANTS} <= variants
+    assert {("metadata", v) for v in acc.CONFIGS["quick"].variants} <= variants
     if shared_data_dir().joinpath("nb201", "nb201_200epoch.csv").is_file():
         assert {("nb201", "baseline"), ("nb201", "selection")} <= variants
         assert (out / "acceleration_quick_nb201_cifar10.png").is_file()
@@ -271,7 +271,9 @@ def test_real_training_quick_variant(tmp_path):
     assert payload["config"]["train"]["train_limit"] == 256 and payload["config"]["train"]["epochs"] == 12
     assert payload["git_commit"] is None or len(payload["git_commit"]) == 40
     rows = payload["results"]
-    assert {(r["suite"], r["variant"]) for r in rows} == {(s, v) for s in ("table", "real") for v in acc.VARIANTS}
+    assert {(r["suite"], r["variant"]) for r in rows} == {
+        (s, v) for s in ("table", "real") for v in acc.REAL_CONFIGS["quick"].base.variants
+    }
     for r in rows:
         # a one-run budget: every variant trains exactly one full run (nothing to stop against yet)
         assert r["runs"] == 1 and r["runs_stopped"] == 0 and r["epochs_to_target"] == 12
