@@ -32,8 +32,8 @@ CFG = train.preset("tiny", epochs=2, batch_size=64, eval_batch_size=128)
 def test_mesh_spreads_cells_first_then_batches():
     devs = jax.local_devices()
     assert len(devs) == 2  # conftest: two fake CPU devices
-    assert dict(population.population_mesh(2).shape) == {"arch": 2, "data": 1}
-    assert dict(population.population_mesh(4).shape) == {"arch": 2, "data": 1}
+    assert dict(population.population_mesh(2).shape) == {"arch": 1, "data": 2}  # arch split off: see population_mesh
+    assert dict(population.population_mesh(4).shape) == {"arch": 1, "data": 2}
     assert dict(population.population_mesh(3).shape) == {"arch": 1, "data": 2}
     assert dict(population.population_mesh(1).shape) == {"arch": 1, "data": 2}
     assert dict(population.population_mesh(5, devs[:1]).shape) == {"arch": 1, "data": 1}
