@@ -192,15 +192,10 @@ def family_early_stop(
     )
     record = meta("nax curves early-stop", config)
     pool, members = fam_lib.load_families(families)
-    folds = []
-    if "cross-family" in protocols:
-        folds += fam_lib.cross_family_folds(
-            families, members, max_targets=max_targets, mixed_directions=mixed_directions, seed=seed
-        )
-    if "loo" in protocols:
-        folds += fam_lib.loo_folds(families, members, max_targets=max_targets, seed=seed)
-    if target_families is not None:
-        folds = [f for f in folds if f.family in target_families]
+    folds = fam_lib.select_folds(families, members, protocols=protocols, max_targets=max_targets,
+                                 mixed_directions=mixed_directions, target_families=target_families, seed=seed,
+                                 log=log)  # fmt: skip
+    record["folds"] = fam_lib.fold_record(folds)
     priors = Priors(
         pool,
         seed=seed,

@@ -250,38 +250,13 @@ def family_benchmark(
     ``family``; ``folds`` in the record lists each fold's sources and excluded families."""
     record = meta("nax curves benchmark", _config(locals()))
     pool, members = fam_lib.load_families(families)
-    folds = []
-    if "cross-family" in protocols:
-        folds += fam_lib.cross_family_folds(
-            families, members, max_targets=max_targets, mixed_directions=mixed_directions, seed=seed
-        )
-    if "loo" in protocols:
-        for fold in fam_lib.loo_folds(families, members, max_targets=max_targets, seed=seed):
-            alone = [t for t, s in fold.sources.items() if not s]
-            if alone:
-                raise ValueError(
-                    f"transfer needs at least one other source dataset: family {fold.family} has only "
-                    f"{', '.join(alone)} (leave one out needs two datasets)"
-                )
-            folds.append(fold)
-    if target_families is not None:
-        folds = [f for f in folds if f.family in target_families]
-    for fold in folds:
-        if fold.excluded:
-            log(f"{fold.family}: sources exclude {', '.join(fold.excluded)} (the same runs under another metric)")
+    folds = fam_lib.select_folds(families, members, protocols=protocols, max_targets=max_targets,
+                                 mixed_directions=mixed_directions, target_families=target_families, seed=seed,
+                                 log=log)  # fmt: skip
     priors = Priors(pool, seed=seed, max_curves=max_train_curves, calibrate=calibrate, inference=prior_inference,
                     log=log, cache_dir=prior_cache)  # fmt: skip
     svrs = SVRs(pool, max_curves=max_train_curves, seed=seed)
     results, skipped = run_folds(folds, pool, priors, svrs, cutoffs=cutoffs, max_curves=max_curves, nuts_curves=0,
                                  inference=inference, finished=(), seed=seed, log=log)  # fmt: skip
-    record["folds"] = [
-        {
-            "protocol": f.protocol,
-            "family": f.family,
-            "targets": list(f.targets),
-            "excluded": list(f.excluded),
-            "sources": sorted(set(s for v in f.sources.values() for s in v)),
-        }  # fmt: skip
-        for f in folds
-    ]
+    record["folds"] = fam_lib.fold_record(folds)
     return {"results": results, "skipped": skipped, "priors": priors.info(), "meta": record}

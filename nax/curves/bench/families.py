@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,11 @@ def loo_folds(families, members: dict, *, max_targets: int | None = None, seed: 
     out = []
     for fam in families:
         names = sorted(members[fam.name])
+        if len(names) < 2:
+            raise ValueError(
+                f"transfer needs at least one other source dataset: family {fam.name} has only "
+                f"{', '.join(names)} (leave one out needs two datasets)"
+            )
         targets = _pick(names, max_targets, seed)
         out.append(Fold("loo", fam.name, targets, {t: tuple(n for n in names if n != t) for t in targets}))
     return out
@@ -191,6 +197,48 @@ def cross_family_folds(
         targets = _pick(sorted(members[fam.name]), max_targets, seed)
         out.append(Fold("cross-family", fam.name, targets, {t: sources for t in targets}, excluded))
     return out
+
+
+def select_folds(
+    families,
+    members: dict,
+    *,
+    protocols: Sequence[str] = ("cross-family", "loo"),
+    max_targets: int | None = None,
+    mixed_directions: bool = False,
+    target_families: Sequence[str] | None = None,
+    seed: int = 0,
+    log=print,
+) -> list[Fold]:
+    """The folds of ``protocols`` (cross-family first), only those whose target family is in
+    ``target_families`` when given (every family stays a source of the others); logs the
+    families each fold leaves out of its sources."""
+    folds = []
+    if "cross-family" in protocols:
+        folds += cross_family_folds(families, members, max_targets=max_targets, mixed_directions=mixed_directions,
+                                    seed=seed)  # fmt: skip
+    if "loo" in protocols:
+        folds += loo_folds(families, members, max_targets=max_targets, seed=seed)
+    if target_families is not None:
+        folds = [f for f in folds if f.family in target_families]
+    for fold in folds:
+        if fold.excluded:
+            log(f"{fold.family}: sources exclude {', '.join(fold.excluded)} (the same runs under another metric)")
+    return folds
+
+
+def fold_record(folds: Sequence[Fold]) -> list[dict]:
+    """What a benchmark's record says of its folds: targets, sources, excluded families."""
+    return [
+        {
+            "protocol": f.protocol,
+            "family": f.family,
+            "targets": list(f.targets),
+            "excluded": list(f.excluded),
+            "sources": sorted(set(s for v in f.sources.values() for s in v)),
+        }
+        for f in folds
+    ]
 
 
 def _pick(names, k, seed) -> tuple[str, ...]:
