@@ -218,107 +218,67 @@ def _load(args) -> dict:
     return {"prefix": args.prefix, "dataset_column": args.dataset_column, "minimize": args.minimize}
 
 
+def _data(args) -> tuple[tuple, dict]:
+    """The data a benchmark runs on, as its entry's leading arguments: families' folds
+    (``--family``) or the ``--train`` / ``--test`` pools."""
+    if args.family:
+        return (args.families,), {
+            "protocols": args.protocol,
+            "mixed_directions": args.mixed_directions,
+            "max_targets": args.max_targets,
+            "target_families": args.targets,
+        }
+    return (args.train, args.test), _load(args)
+
+
+def _shared(args) -> dict:
+    inference, prior_inference = _inference(args)
+    return {
+        "max_curves": args.max_curves,
+        "max_train_curves": args.max_train_curves,
+        "inference": inference,
+        "prior_inference": prior_inference,
+        "calibrate": args.calibrate,
+        "prior_cache": args.prior_cache,
+        "seed": args.seed,
+        "log": _log,
+    }
+
+
 def _benchmark(args) -> int:
-    from nax.curves.bench import extrapolation_benchmark
+    from nax.curves.bench.extrapolation import extrapolation_benchmark, family_benchmark
     from nax.curves.bench.report import extrapolation_tables
 
     _check_inputs(args)
-    inference, prior_inference = _inference(args)
-    if args.family:
-        from nax.curves.bench.extrapolation import family_benchmark
-
-        out = family_benchmark(
-            args.families,
-            protocols=args.protocol,
-            mixed_directions=args.mixed_directions,
-            max_targets=args.max_targets,
-            target_families=args.targets,
-            cutoffs=args.cutoffs,
-            max_curves=args.max_curves,
-            max_train_curves=args.max_train_curves,
-            inference=inference,
-            prior_inference=prior_inference,
-            calibrate=args.calibrate,
-            prior_cache=args.prior_cache,
-            seed=args.seed,
-            log=_log,
-        )
-        print(extrapolation_tables(out["results"], out["skipped"]))
-        _write(out, args.json)
-        return 0
-    out = extrapolation_benchmark(
-        args.train,
-        args.test,
-        cutoffs=args.cutoffs,
-        **_load(args),
-        max_curves=args.max_curves,
-        max_train_curves=args.max_train_curves,
-        nuts_curves=args.nuts_curves,
-        inference=inference,
-        prior_inference=prior_inference,
-        calibrate=args.calibrate,
-        finished=args.finished,
-        prior_cache=args.prior_cache,
-        seed=args.seed,
-        log=_log,
-    )
+    positional, data = _data(args)
+    if not args.family:  # only the pools' benchmark simulates finished runs and NUTS
+        data.update(nuts_curves=args.nuts_curves, finished=args.finished)
+    entry = family_benchmark if args.family else extrapolation_benchmark
+    out = entry(*positional, cutoffs=args.cutoffs, **data, **_shared(args))
     print(extrapolation_tables(out["results"], out["skipped"]))
     _write(out, args.json)
     return 0
 
 
 def _early_stop(args) -> int:
-    from nax.curves.bench import early_stop_benchmark
+    from nax.curves.bench.early_stop import early_stop_benchmark, family_early_stop
     from nax.curves.bench.report import early_stop_tables
 
     _check_inputs(args)
     for t in args.threshold:
         if not 0 < t < 1:
             raise ValueError(f"--threshold is a probability in (0, 1), got {t}")
-    inference, prior_inference = _inference(args)
-    if args.family:
-        from nax.curves.bench.early_stop import family_early_stop
-
-        out = family_early_stop(
-            args.families,
-            protocols=args.protocol,
-            mixed_directions=args.mixed_directions,
-            max_targets=args.max_targets,
-            target_families=args.targets,
-            thresholds=args.threshold,
-            max_curves=args.max_curves,
-            max_train_curves=args.max_train_curves,
-            repeats=args.repeats,
-            min_fraction=args.min_fraction,
-            check_every=args.check_every,
-            inference=inference,
-            prior_inference=prior_inference,
-            calibrate=args.calibrate,
-            adapt=args.adapt,
-            prior_cache=args.prior_cache,
-            seed=args.seed,
-            log=_log,
-        )
-        print(early_stop_tables(out["results"]))
-        _write(out, args.json)
-        return 0
-    out = early_stop_benchmark(
-        args.train,
-        args.test,
+    positional, data = _data(args)
+    entry = family_early_stop if args.family else early_stop_benchmark
+    out = entry(
+        *positional,
         thresholds=args.threshold,
-        **_load(args),
-        max_curves=args.max_curves,
-        max_train_curves=args.max_train_curves,
         repeats=args.repeats,
         min_fraction=args.min_fraction,
         check_every=args.check_every,
-        inference=inference,
-        prior_inference=prior_inference,
-        calibrate=args.calibrate,
         adapt=args.adapt,
-        prior_cache=args.prior_cache,
-        seed=args.seed,
-        log=_log,
+        **data,
+        **_shared(args),
     )
     print(early_stop_tables(out["results"]))
     _write(out, args.json)
