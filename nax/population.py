@@ -41,7 +41,7 @@ from jax.sharding import PartitionSpec as P
 from nax import models
 from nax import space as space_lib
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import make_optimizer, make_schedule, make_steps
+from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps
 
 
 def population_mesh(k: int, devices: Sequence | None = None) -> Mesh:
@@ -129,26 +129,9 @@ class PopulationTrainer:
 
         Batches of ``nax.train.Trainer.evaluate``'s size for ``n_devices`` (last one padded).
         """
-        bs = max(n_devices, (batch_size // n_devices) * n_devices)
         encs = jnp.asarray(encs, jnp.int32)
-        totals = None
-        for start in range(0, len(labels), bs):
-            xb, yb = images[start : start + bs], labels[start : start + bs]
-            w = np.ones(len(yb), np.float32)
-            if len(yb) < bs:  # fixed shapes: one compiled eval program
-                pad = bs - len(yb)
-                xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-                yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
-                w = np.concatenate([w, np.zeros(pad, np.float32)])
-            out = self._eval(state, xb, yb, w, encs)
-            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-        totals = jax.device_get(totals)
+        totals = evaluate_batches(self._eval, state, images, labels, encs, batch_size, n_devices)
         return totals["correct"] / totals["count"], totals["loss_sum"] / totals["count"]
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The training examples' order in ``epoch``: ``nax.train``'s (the curve test checks it)."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 Callback = Callable[[RunRecord], bool]

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -93,3 +94,28 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
     else:
         opt = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate)
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The training examples' order in ``epoch`` of a run seeded ``seed`` (every trainer's:
+    a run, a population of runs and a resumed run see the same batches)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def evaluate_batches(eval_step: Callable, state, images, labels, enc, batch_size: int, n_devices: int) -> dict:
+    """Sums of ``eval_step``'s outputs (``correct``, ``loss_sum``, ``count``) over all of
+    ``images`` in batches of ``batch_size`` rounded to ``n_devices``; the last batch is padded
+    with zero-weight examples so one compiled eval program serves every batch."""
+    bs = max(n_devices, (batch_size // n_devices) * n_devices)
+    totals = None
+    for start in range(0, len(labels), bs):
+        xb, yb = images[start : start + bs], labels[start : start + bs]
+        w = np.ones(len(yb), np.float32)
+        if len(yb) < bs:
+            pad = bs - len(yb)
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+            w = np.concatenate([w, np.zeros(pad, np.float32)])
+        out = eval_step(state, xb, yb, w, enc)
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    return jax.device_get(totals)

@@ -33,7 +33,7 @@ from nax import models
 from nax import space as space_lib
 from nax.checkpoints import Progress, RunCheckpoints
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import make_optimizer, make_schedule, make_steps
+from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps
 
 # ============================================================================ config
 
@@ -176,21 +176,8 @@ class Trainer:
 
     def evaluate(self, state, images, labels, enc, batch_size: int) -> tuple[float, float]:
         """(accuracy fraction, mean cross-entropy) over all of ``images``; pads the last batch."""
-        bs = max(self.n_devices, (batch_size // self.n_devices) * self.n_devices)
         enc = jnp.asarray(enc, jnp.int32)
-        totals = None
-        n = len(labels)
-        for start in range(0, n, bs):
-            xb, yb = images[start : start + bs], labels[start : start + bs]
-            w = np.ones(len(yb), np.float32)
-            if len(yb) < bs:  # fixed shapes: one compiled eval program
-                pad = bs - len(yb)
-                xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-                yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
-                w = np.concatenate([w, np.zeros(pad, np.float32)])
-            out = self._eval(state, xb, yb, w, enc)
-            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-        totals = jax.device_get(totals)
+        totals = evaluate_batches(self._eval, state, images, labels, enc, batch_size, self.n_devices)
         return float(totals["correct"] / totals["count"]), float(totals["loss_sum"] / totals["count"])
 
 
@@ -256,10 +243,6 @@ def load_splits(dataset: str, cfg: TrainConfig, data_dir=None) -> Splits:
     xva, yva = whole(va)
     xte, yte = whole(te) if te is not None else (None, None)
     return Splits(dataset, tr.num_classes, xtr, ytr, xva, yva, xte, yte)
-
-
-def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 Callback = Callable[[RunRecord], bool]
@@ -343,7 +326,7 @@ def train_architecture(
     for epoch in range(done + 1, until + 1):
         t0 = time.perf_counter()
         # ------------------------------------------------------------ train epoch
-        order = _epoch_order(cfg.seed, epoch, n_train)
+        order = epoch_order(cfg.seed, epoch, n_train)
         losses = []
         for b in range(steps):
             idx = order[b * bs : (b + 1) * bs]
