@@ -41,7 +41,7 @@ from jax.sharding import PartitionSpec as P
 from nax import models
 from nax import space as space_lib
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps
+from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps, train_epoch
 
 
 def population_mesh(k: int, devices: Sequence | None = None) -> Mesh:
@@ -207,15 +207,11 @@ def train_population(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = epoch_order(cfg.seed, epoch, n_train)
-        losses = []
-        for b in range(steps):
-            idx = order[b * bs : (b + 1) * bs]
-            state, meas = trainer.train_step(
-                state, splits.train_images[idx], splits.train_labels[idx], enc_arr, float(schedule(step))
-            )
-            losses.append(meas["loss"])
-            step += 1
-        train_loss = np.asarray(jnp.mean(jnp.stack(losses), axis=0))
+        state, mean_loss, step = train_epoch(
+            trainer.train_step, state, splits.train_images, splits.train_labels, order, bs, steps, enc_arr, schedule,
+            step,
+        )  # fmt: skip
+        train_loss = np.asarray(mean_loss)
         val_acc, val_loss = trainer.evaluate(
             state, splits.val_images, splits.val_labels, enc_arr, cfg.eval_batch_size, n_dev
         )

@@ -119,3 +119,17 @@ def evaluate_batches(eval_step: Callable, state, images, labels, enc, batch_size
         out = eval_step(state, xb, yb, w, enc)
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     return jax.device_get(totals)
+
+
+def train_epoch(train_step: Callable, state, images, labels, order, batch_size: int, n_steps: int, enc, schedule,
+                step: int):  # fmt: skip
+    """``n_steps`` steps over ``images[order]`` in batches of ``batch_size``, the learning rate
+    of each from ``schedule``; returns the state, the mean training loss over the steps (per
+    cell for a population) and the next step's index."""
+    losses = []
+    for b in range(n_steps):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        state, meas = train_step(state, images[idx], labels[idx], enc, float(schedule(step)))
+        losses.append(meas["loss"])
+        step += 1
+    return state, jnp.mean(jnp.stack(losses), axis=0), step

@@ -33,7 +33,7 @@ from nax import models
 from nax import space as space_lib
 from nax.checkpoints import Progress, RunCheckpoints
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps
+from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps, train_epoch
 
 # ============================================================================ config
 
@@ -327,15 +327,10 @@ def train_architecture(
         t0 = time.perf_counter()
         # ------------------------------------------------------------ train epoch
         order = epoch_order(cfg.seed, epoch, n_train)
-        losses = []
-        for b in range(steps):
-            idx = order[b * bs : (b + 1) * bs]
-            state, meas = trainer.train_step(
-                state, splits.train_images[idx], splits.train_labels[idx], enc, float(schedule(step))
-            )
-            losses.append(meas["loss"])
-            step += 1
-        train_loss = float(jnp.mean(jnp.stack(losses)))
+        state, mean_loss, step = train_epoch(
+            trainer.train_step, state, splits.train_images, splits.train_labels, order, bs, steps, enc, schedule, step
+        )
+        train_loss = float(mean_loss)
         if not math.isfinite(train_loss):
             status = "diverged"
             curve.append(EpochMetrics(epoch, train_loss, float("nan"), float("nan"), time.perf_counter() - t0))
