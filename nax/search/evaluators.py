@@ -147,13 +147,18 @@ class CurveTableEvaluator:
     def candidates(self) -> np.ndarray:
         return np.stack([self.space.from_string(a) for a in self._rows])
 
-    def evaluate(self, enc, seed: int, should_stop: StopFn | None = None) -> RunResult:
-        t0 = time.perf_counter()
+    def _row(self, enc, seed: int):
+        """(architecture, recorded curve, seconds per epoch) of the seed's run of ``enc``."""
         arch = self.space.to_string(enc)
         rows = self._rows.get(arch)
         if rows is None:
             raise KeyError(f"architecture {arch} has no curve for {self.dataset!r} in the table")
         curve, per_epoch = rows[seed % len(rows)]
+        return arch, curve, per_epoch
+
+    def evaluate(self, enc, seed: int, should_stop: StopFn | None = None) -> RunResult:
+        t0 = time.perf_counter()
+        arch, curve, per_epoch = self._row(enc, seed)
         return _replay(arch, curve, should_stop, per_epoch, t0)
 
     def evaluate_job(self, enc, seed: int, trial: int, start: int, epochs: int) -> RunResult:
@@ -161,11 +166,7 @@ class CurveTableEvaluator:
         A curve shorter than ``epochs`` (the table's row ended) fails the job."""
         del trial  # a table needs no state per trial: the curve is the same every time
         t0 = time.perf_counter()
-        arch = self.space.to_string(enc)
-        rows = self._rows.get(arch)
-        if rows is None:
-            raise KeyError(f"architecture {arch} has no curve for {self.dataset!r} in the table")
-        curve, per_epoch = rows[seed % len(rows)]
+        arch, curve, per_epoch = self._row(enc, seed)
         return job_result(arch, curve[:epochs], start, epochs, self.max_epochs, per_epoch, t0)
 
 
