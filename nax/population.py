@@ -27,7 +27,6 @@ device and K > 1 is how the hardware is used (``benchmarks/bench_gpu.py``).
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -61,9 +60,8 @@ def population_mesh(k: int, devices: Sequence | None = None) -> Mesh:
 
 
 def _supernet(num_classes: int, cfg):
-    # the one-hot mix where nax.models offers a choice of mix (a switch is a select under vmap)
-    kw = {"mix": "onehot"} if "mix" in inspect.signature(models.build_supernet).parameters else {}
-    return models.build_supernet(num_classes, cfg.channels, cfg.cells_per_stage, **kw)
+    # one-hot: under vmap a switch becomes a select over every branch anyway
+    return models.build_supernet(num_classes, cfg.channels, cfg.cells_per_stage, mix="onehot")
 
 
 class PopulationTrainer:
