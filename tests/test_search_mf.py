@@ -218,3 +218,35 @@ def test_asynchronous_completion_order_is_journaled_and_resumed(evaluator, tmp_p
         assert _jobs(again)[:n] == _jobs(lifo)[:n]
         if keep == len(events) - 1:
             assert _jobs(again) == _jobs(lifo)
+
+
+class _DiscardSpy(CurveTableEvaluator):
+    """The table evaluator with a checkpoint store: records jobs and deletions in order."""
+
+    def __init__(self, table, dataset):
+        super().__init__(table, dataset)
+        self.events: list[tuple[str, int]] = []
+
+    def evaluate_job(self, enc, seed, trial, start, epochs):
+        self.events.append(("job", trial))
+        return super().evaluate_job(enc, seed, trial, start, epochs)
+
+    def discard(self, trial):
+        self.events.append(("discard", trial))
+        return 1
+
+
+def test_halving_drops_the_checkpoints_of_trials_it_did_not_promote_at_once(table, tmp_path):
+    ev = _DiscardSpy(table, "beta")
+    out = _search(ev, tmp_path, "halving", budget=60)
+    jobs = [t for kind, t in ev.events if kind == "job"]
+    dropped = [i for i, (kind, _) in enumerate(ev.events) if kind == "discard"]
+    for i in dropped:  # a deleted checkpoint is never asked for again
+        assert ev.events[i][1] not in [t for kind, t in ev.events[i + 1 :] if kind == "job"]
+    last_status = {r.run: r.result.status for r in out.runs}
+    left_paused = {t for t, s in last_status.items() if s == "paused"}
+    assert left_paused <= {ev.events[i][1] for i in dropped}  # nothing left on disk
+    last_job = max(i for i, (kind, _) in enumerate(ev.events) if kind == "job")
+    # the first rung's losers go when the rung is promoted, long before the search ends
+    early = {ev.events[i][1] for i in dropped if i < last_job}
+    assert len(early) >= 4 and len(set(jobs)) >= 8

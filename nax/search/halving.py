@@ -118,7 +118,12 @@ def _brackets(
         trials = _tell_base(base, state.trials, done)
         return state._replace(trials=trials, pending=tuple(pending), results=tuple(told))
 
-    return MFStrategy(init, ask, tell)
+    def resumable(state: BracketState) -> set[int]:
+        # the current rung's trials (promoted next, or waiting to be asked); a rung's trials
+        # not promoted into the next are never asked again, nor are earlier brackets'
+        return {*state.queue, *state.pending, *(t for t, _ in state.results)}
+
+    return MFStrategy(init, ask, tell, resumable)
 
 
 def successive_halving(

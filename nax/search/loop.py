@@ -276,8 +276,7 @@ def iter_search(
             if task.job is not None:
                 # checkpoints of trials that can no longer resume: ended, or (if the strategy
                 # says which may) left behind by it
-                keep = getattr(strategy, "resumable", None)
-                keep = paused if keep is None else paused & set(keep(sched.state))
+                keep = paused if strategy.resumable is None else paused & set(strategy.resumable(sched.state))
                 gone = ({task.run} if sched.ends_trial(result) else set()) | (paused - keep)
                 paused -= gone
                 jobs_lib.discard(evaluator, journal, gone)

@@ -44,7 +44,7 @@ of Li et al. 2018). When ``max_epochs = min_epochs * eta**K`` the rungs are exac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -76,11 +76,14 @@ class TrialResult(NamedTuple):
 
 class MFStrategy(NamedTuple):
     """``init(key) -> state``; ``ask(state, key) -> (Job | None, state)``;
-    ``tell(state, results) -> state``."""
+    ``tell(state, results) -> state``; ``resumable(state) -> trials`` that may still be asked
+    to continue (None: every paused trial may), so the driver can delete the checkpoints of
+    the others as soon as the strategy has left them behind."""
 
     init: Callable[[jax.Array], Any]
     ask: Callable[[Any, jax.Array], tuple[Job | None, Any]]
     tell: Callable[[Any, Sequence[TrialResult]], Any]
+    resumable: Callable[[Any], Iterable[int]] | None = None
 
 
 def check_fidelity(min_epochs: int, max_epochs: int, eta: float) -> None:
