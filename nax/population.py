@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from nax import models
 from nax import space as space_lib
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps, train_epoch
+from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
 
 
 def population_mesh(k: int, devices: Sequence | None = None) -> Mesh:
@@ -173,7 +173,7 @@ def train_population(
         trainer = PopulationTrainer(splits.num_classes, cfg, k)
     elif trainer.k != k or trainer.num_classes != splits.num_classes:
         raise ValueError(f"the trainer given was built for {trainer.k} cells of {trainer.num_classes} classes")
-    schedule = make_schedule(cfg, steps)
+    rates = step_rates(cfg, steps)
     enc_arr = np.stack(encs).astype(np.int32)
 
     t_start = time.perf_counter()
@@ -206,7 +206,7 @@ def train_population(
         t0 = time.perf_counter()
         order = epoch_order(cfg.seed, epoch, n_train)
         state, mean_loss, step = train_epoch(
-            trainer.train_step, state, splits.train_images, splits.train_labels, order, bs, steps, enc_arr, schedule,
+            trainer.train_step, state, splits.train_images, splits.train_labels, order, bs, steps, enc_arr, rates,
             step,
         )  # fmt: skip
         train_loss = np.asarray(mean_loss)

@@ -33,7 +33,7 @@ from nax import models
 from nax import space as space_lib
 from nax.checkpoints import Progress, RunCheckpoints
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_schedule, make_steps, train_epoch
+from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
 
 # ============================================================================ config
 
@@ -289,7 +289,7 @@ def train_architecture(
         trainer.encoding is not None and trainer.encoding != tuple(int(v) for v in enc)
     ):
         raise ValueError("the trainer given was built for another network or optimiser than cfg")
-    schedule = make_schedule(cfg, steps)
+    rates = step_rates(cfg, steps)
     until = cfg.epochs if until_epoch is None else int(until_epoch)
     if not 1 <= until <= cfg.epochs:
         raise ValueError(f"until_epoch must be in 1..{cfg.epochs} (cfg.epochs), got {until_epoch}")
@@ -328,7 +328,7 @@ def train_architecture(
         # ------------------------------------------------------------ train epoch
         order = epoch_order(cfg.seed, epoch, n_train)
         state, mean_loss, step = train_epoch(
-            trainer.train_step, state, splits.train_images, splits.train_labels, order, bs, steps, enc, schedule, step
+            trainer.train_step, state, splits.train_images, splits.train_labels, order, bs, steps, enc, rates, step
         )
         train_loss = float(mean_loss)
         if not math.isfinite(train_loss):
