@@ -5,6 +5,7 @@ record every benchmark JSON carries (configuration and ``nax.provenance``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -197,9 +198,24 @@ def setup(
     return train, test, priors
 
 
-def meta(command: str, config: dict) -> dict:
-    """The record of a benchmark run: the command, its configuration and provenance."""
+def meta(command: str, args: dict) -> dict:
+    """The record of a benchmark run: the command, its configuration (the entry's arguments,
+    e.g. ``locals()`` at its start; settings and families as dicts, paths as strings, ``log``
+    left out) and provenance."""
+    config = {k: _plain(v) for k, v in args.items() if k != "log"}
     return {"command": command, "config": config, **provenance(paths=["nax"])}
+
+
+def _plain(value):
+    if isinstance(value, InferenceConfig):
+        return value.to_dict()
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)  # Refit, Family
+    if isinstance(value, (list, tuple)) and value and all(dataclasses.is_dataclass(v) for v in value):
+        return [dataclasses.asdict(v) for v in value]
+    return value
 
 
 def _fit_summary(diag: dict) -> str:

@@ -129,14 +129,7 @@ def early_stop_benchmark(
     from the runs completed so far in each replay, as a search would have it.
     ``transfer_uncalibrated``: the same draws without the extrapolation noise.
     """
-    config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference", "refit")}
-    config.update(
-        inference=inference.to_dict(),
-        prior_inference=prior_inference.to_dict(),
-        refit=vars(refit),
-        prior_cache=None if prior_cache is None else str(prior_cache),
-    )
-    record = meta("nax curves early-stop", config)  # at the start: a long run would record a later commit
+    record = meta("nax curves early-stop", locals())  # at the start: a long run would record a later commit
     train, test, priors = setup(
         train_paths,
         test_paths,
@@ -182,15 +175,7 @@ def family_early_stop(
     """The early-stopping replay on families' folds (:mod:`.families`, as
     :func:`nax.curves.bench.extrapolation.family_benchmark`); rows carry ``protocol``
     and ``family``."""
-    config = {k: v for k, v in locals().items() if k not in ("log", "inference", "prior_inference", "refit")}
-    config.update(
-        families=[dataclasses.asdict(f) for f in families],
-        inference=inference.to_dict(),
-        prior_inference=prior_inference.to_dict(),
-        refit=vars(refit),
-        prior_cache=None if prior_cache is None else str(prior_cache),
-    )
-    record = meta("nax curves early-stop", config)
+    record = meta("nax curves early-stop", locals())
     pool, members = fam_lib.load_families(families)
     folds = fam_lib.select_folds(families, members, protocols=protocols, max_targets=max_targets,
                                  mixed_directions=mixed_directions, target_families=target_families, seed=seed,

@@ -19,7 +19,6 @@ on is listed in ``skipped`` with the reason.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,15 +166,6 @@ def _baselines(rec, row, table, values, mask, sources, cutoff, svrs):
         rec(row, final, "svr", p, seconds=seconds, extra={"svr": {**svr.choice, "meta_columns": list(columns)}})
 
 
-def _config(args: dict) -> dict:
-    out = {k: v for k, v in args.items() if k not in ("log", "inference", "prior_inference", "families")}
-    out.update(inference=args["inference"].to_dict(), prior_inference=args["prior_inference"].to_dict())
-    out["prior_cache"] = None if args.get("prior_cache") is None else str(args["prior_cache"])
-    if "families" in args:
-        out["families"] = [dataclasses.asdict(f) for f in args["families"]]
-    return out
-
-
 def extrapolation_benchmark(
     train_paths: Sequence[str],
     test_paths: Sequence[str],
@@ -204,7 +194,7 @@ def extrapolation_benchmark(
     the SVR; ``nuts_curves`` > 0 adds ``transfer_nuts`` and ``no_transfer_nuts`` on that
     many curves of each test dataset. ``inference``: every prediction's.
     """
-    record = meta("nax curves benchmark", _config(locals()))  # at the start: a long run would record a later commit
+    record = meta("nax curves benchmark", locals())  # at the start: a long run would record a later commit
     train, test, priors = setup(
         train_paths,
         test_paths,
@@ -248,7 +238,7 @@ def family_benchmark(
     a seeded subset of each family's datasets as targets; ``target_families``: only
     these families as targets (all stay sources of the others). Rows carry ``protocol`` and
     ``family``; ``folds`` in the record lists each fold's sources and excluded families."""
-    record = meta("nax curves benchmark", _config(locals()))
+    record = meta("nax curves benchmark", locals())
     pool, members = fam_lib.load_families(families)
     folds = fam_lib.select_folds(families, members, protocols=protocols, max_targets=max_targets,
                                  mixed_directions=mixed_directions, target_families=target_families, seed=seed,
