@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from nax import models
 from nax import space as space_lib
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
+from nax.steps import batch_plan, epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
 
 
 def population_mesh(k: int, devices: Sequence | None = None) -> Mesh:
@@ -164,11 +164,7 @@ def train_population(
     splits = dataset
     n_train = len(splits.train_labels)
     n_dev = jax.local_device_count()
-    # the batch train_architecture uses on this machine, so both see the same examples per step
-    bs = (min(cfg.batch_size, n_train) // n_dev) * n_dev
-    if bs < 1:
-        raise ValueError(f"batch size {cfg.batch_size} with {n_train} examples leaves no batch for {n_dev} devices")
-    steps = n_train // bs
+    bs, steps = batch_plan(cfg.batch_size, n_train)  # train_architecture's: the same examples per step
     if trainer is None:
         trainer = PopulationTrainer(splits.num_classes, cfg, k)
     elif trainer.k != k or trainer.num_classes != splits.num_classes:

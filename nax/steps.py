@@ -114,6 +114,16 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
 
 
+def batch_plan(batch_size: int, n_train: int) -> tuple[int, int]:
+    """(examples per step, steps per epoch) of a run on ``n_train`` examples: ``batch_size``
+    rounded down to the local devices, so a run, a population and a resumed run agree."""
+    n_dev = jax.local_device_count()
+    bs = (min(batch_size, n_train) // n_dev) * n_dev
+    if bs < 1:
+        raise ValueError(f"batch size {batch_size} with {n_train} examples leaves no batch for {n_dev} devices")
+    return bs, n_train // bs
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The training examples' order in ``epoch`` of a run seeded ``seed`` (every trainer's:
     a run, a population of runs and a resumed run see the same batches)."""

@@ -33,7 +33,7 @@ from nax import models
 from nax import space as space_lib
 from nax.checkpoints import Progress, RunCheckpoints
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
+from nax.steps import batch_plan, epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
 
 # ============================================================================ config
 
@@ -278,11 +278,7 @@ def train_architecture(
     arch = space.to_string(enc)
     splits = dataset if isinstance(dataset, Splits) else load_splits(dataset, cfg, data_dir)
     n_train = len(splits.train_labels)
-    n_dev = jax.local_device_count()
-    bs = (min(cfg.batch_size, n_train) // n_dev) * n_dev
-    if bs < 1:
-        raise ValueError(f"batch size {cfg.batch_size} with {n_train} examples leaves no batch for {n_dev} devices")
-    steps = n_train // bs
+    bs, steps = batch_plan(cfg.batch_size, n_train)
     if trainer is None:
         trainer = get_trainer(splits.num_classes, cfg, enc)
     elif (program_key(trainer.cfg), trainer.num_classes) != (program_key(cfg), splits.num_classes) or (
