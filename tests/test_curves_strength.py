@@ -125,12 +125,21 @@ def test_mixed_directions_are_an_error_naming_the_sources_unless_declared():
     assert not obs.minimize and obs.y.max() <= 1.0 and len(obs.dataset_names) == 2
 
 
-def test_default_grid_is_scale_free_for_a_target_of_another_direction():
+def test_default_grid_offers_both_scales_to_a_target_of_another_direction():
     prior = population_prior()
     grid, q = strength.default_grid(prior, Query(np.ones((2, 3)), minimize=False))
     assert grid == strength.FULL_GRID and q.scale is None and q.minimize is False
+    # another direction: the full grid on the model scale and the shape-only candidates on
+    # the target's dataset scale; with no evidence the full prior on the model scale
     grid, q = strength.default_grid(prior, Query(np.ones((2, 3)), minimize=True))
-    assert grid == strength.SHAPE_GRID and q.scale == "dataset"
+    assert grid == strength.MIXED_GRID and q.scale is None and q.minimize is True
+    assert strength.fallback(grid) is strength.RHO1
+    shapes = [c for c in grid if c.scope == "shape"]
+    assert len(shapes) == 2 and all(c.query(q).scale == "dataset" for c in shapes)
+    assert all(c.query(q) is q for c in grid if c.scope != "shape")
+    # a dataset scale given explicitly: every candidate on it, shape only
+    grid, q = strength.default_grid(prior, Query(np.ones((2, 3)), minimize=True, scale="dataset"))
+    assert grid == strength.SHAPE_GRID and all(c.query(q).scale == "dataset" for c in grid)
 
 
 def test_scoring_task_holds_out_the_second_half_of_each_prefix():
@@ -206,3 +215,19 @@ def test_strength_keeps_the_population_for_a_like_target_and_drops_it_for_a_shif
             assert record["rho"] is not None and record["rho"] >= 0.5, record
         else:
             assert record["rho"] is None or record["rho"] == 0.0, record
+
+
+@pytest.mark.slow
+def test_a_loss_target_of_accuracy_sources_is_judged_on_both_scales():
+    """A loss target whose ``exp(-loss)`` *is* a source-population accuracy keeps a
+    model-scale candidate; every candidate of the mixed grid is scored in table units."""
+    prior = population_prior()
+    acc = simulate(7, 12, MU_POP)[0]
+    loss = -np.log(np.clip(acc, 1e-6, 1.0))
+    query = Query(np.where(np.arange(T) < 6, loss, np.nan), horizon=T, minimize=True)
+    (pred,) = strength.predict_auto_many(prior, [query], inference=INF)
+    record = pred.strength
+    assert record["rule"] == "prequential" and set(record["scores"]) == {c.name for c in strength.MIXED_GRID}
+    assert all(v is not None and np.isfinite(v) for v in record["scores"].values()), record
+    assert record["scale"] == "query", record  # its levels are the sources': the model scale wins
+    assert pred.ok and np.mean(np.abs(pred.point - loss[:, -1])) < 0.1

@@ -18,7 +18,9 @@ at the last observed epochs (MAE, table units) wins. When the target has at leas
 :data:`MIN_FINISHED` finished runs the candidates instead predict those runs' final values
 from their prefixes cut where the query's are (rule ``"finished"``). When neither is
 possible (no curve with :data:`MIN_EPOCHS` observed epochs) the candidate fixed a priori,
-:data:`FALLBACK` (the full prior: no evidence to move away from the sources), is used. No
+the grid's first (the full prior: no evidence to move away from the sources), is used - for
+every grid but the explicit shape grid on the model scale, because a dataset scale set from
+fewer than :data:`MIN_EPOCHS` epochs per curve has no level to stand on. No
 final value of a query curve is ever seen. Every candidate of every query is one fit in a
 single batched program (:func:`nax.curves.predict.predict_many`).
 """
@@ -37,18 +39,31 @@ from nax.curves.prior import CurvePrior
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """One transfer strength: ``rho`` and ``scope`` for :meth:`CurvePrior.at_strength`,
-    or ``independent`` curves (the ``no_transfer`` model, with the prior's calibration)."""
+    or ``independent`` curves (the ``no_transfer`` model, with the prior's calibration);
+    ``scale``: the scale this candidate predicts the target on (None: the query's own,
+    ``"dataset"``: the target's :class:`~nax.curves.observations.DatasetScale`)."""
 
     name: str
     rho: float | None
     scope: str = "full"
     independent: bool = False
+    scale: str | None = None
 
     def prior(self, prior: CurvePrior) -> CurvePrior | None:
         return None if self.independent else prior.at_strength(self.rho, self.scope)
 
+    def query(self, query: Query) -> Query:
+        """``query`` as this candidate predicts it (on its scale)."""
+        return query if self.scale is None or query.scale is not None else query.replace(scale=self.scale)
+
     def to_dict(self) -> dict:
-        return {"chosen": self.name, "rho": self.rho, "scope": self.scope, "independent": self.independent}
+        return {
+            "chosen": self.name,
+            "rho": self.rho,
+            "scope": self.scope,
+            "independent": self.independent,
+            "scale": self.scale or "query",
+        }
 
 
 RHO1, RHO_HALF, RHO0 = Candidate("rho1", 1.0), Candidate("rho0.5", 0.5), Candidate("rho0", 0.0)
@@ -58,6 +73,16 @@ SHAPE1, SHAPE_HALF = Candidate("shape_rho1", 1.0, "shape"), Candidate("shape_rho
 FULL_GRID = (RHO1, RHO_HALF, RHO0, INDEPENDENT)
 #: the grid for a target on its own dataset scale: only the shape can transfer
 SHAPE_GRID = (SHAPE1, SHAPE_HALF, RHO0, INDEPENDENT)
+#: the grid for a target of the other direction: the full grid on the model scale, and the
+#: shape-only candidates on the target's dataset scale (the evidence decides between them)
+MIXED_GRID = (
+    RHO1,
+    RHO_HALF,
+    Candidate("shape_rho1", 1.0, "shape", scale="dataset"),
+    Candidate("shape_rho0.5", 0.5, "shape", scale="dataset"),
+    RHO0,
+    INDEPENDENT,
+)
 #: fewest observed epochs of a curve for the prequential check (half of it is refitted)
 MIN_EPOCHS = 4
 #: fewest finished runs of the target for the choice on their final values
@@ -70,12 +95,16 @@ def fallback(candidates) -> Candidate:
 
 
 def default_grid(prior: CurvePrior, query: Query) -> tuple[tuple[Candidate, ...], Query]:
-    """The candidate grid of ``query`` and the query as it will be predicted: the shape
-    grid on the target's dataset scale when the target runs in another direction than
-    the prior's sources or already has a dataset scale; else the full grid."""
+    """The candidate grid of ``query`` and the query with its direction resolved: the shape
+    grid when the target already has a dataset scale; the mixed grid (model scale and
+    shape-only on the dataset scale) when it runs in another direction than the prior's
+    sources; else the full grid. Each candidate's :meth:`Candidate.query` is the query
+    as that candidate predicts it."""
     minimize = prior.minimize if query.minimize is None else query.minimize
-    if query.scale is not None or minimize != prior.minimize:
-        return SHAPE_GRID, query.replace(minimize=minimize, scale=query.scale or "dataset")
+    if query.scale is not None:
+        return SHAPE_GRID, query.replace(minimize=minimize)
+    if minimize != prior.minimize:
+        return MIXED_GRID, query.replace(minimize=minimize)
     return FULL_GRID, query.replace(minimize=minimize)
 
 
@@ -143,8 +172,8 @@ def _score(pred: Prediction, rows, epochs, truth) -> float | None:
 
 def choose(priors, queries, *, candidates=None, inference: InferenceConfig = InferenceConfig(), seed: int = 0):
     """The strength chosen for each query: a list of ``(candidate, query, record)`` where
-    ``query`` is the query as it will be predicted (on its dataset scale for the shape
-    grid) and ``record`` (JSON-ready) has the choice, the rule (``"prequential"``,
+    ``query`` is the query as it will be predicted (:meth:`Candidate.query`: on the
+    target's dataset scale for a shape candidate of the mixed grid) and ``record`` (JSON-ready) has the choice, the rule (``"prequential"``,
     ``"finished"`` or ``"fallback"``), every candidate's score (MAE, table units; None:
     not scored or the fit failed) and the number of values scored. ``priors``: one
     :class:`CurvePrior` or a list aligned with ``queries``; ``candidates``: a fixed grid
@@ -160,12 +189,19 @@ def choose(priors, queries, *, candidates=None, inference: InferenceConfig = Inf
         else:  # the direction resolved here: an independent candidate has no prior to take it from
             grid = tuple(candidates)
             query = query.replace(minimize=prior.minimize if query.minimize is None else query.minimize)
-        task = scoring_task(query)
+        # one scoring task per scale in the grid; rows, epochs and truth (table units) are
+        # the same on every scale, so the candidates' scores compare
+        key = (lambda c: None) if query.scale is not None else (lambda c: c.scale)
+        tasks = {}
+        for cand in grid:
+            if key(cand) not in tasks:
+                tasks[key(cand)] = scoring_task(cand.query(query))
+        task = next(iter(tasks.values()))
         first = len(batch_queries)
         if task is not None:
             for cand in grid:
                 batch_priors.append(cand.prior(prior))
-                batch_queries.append(task[0])
+                batch_queries.append(tasks[key(cand)][0])
                 batch_cals.append(prior.calibration if cand.independent else None)
         plans.append((grid, query, task, first))
     preds = predict_many(batch_priors, batch_queries, inference=inference, seed=seed, calibrations=batch_cals)
@@ -185,7 +221,7 @@ def choose(priors, queries, *, candidates=None, inference: InferenceConfig = Inf
                 record["rule"] = rule
             else:
                 record["reason"] = "every candidate fit failed"
-        out.append((chosen, query, {**chosen.to_dict(), **record}))
+        out.append((chosen, chosen.query(query), {**chosen.to_dict(), **record}))
     return out
 
 
@@ -216,6 +252,7 @@ def predict_auto(
 __all__ = [
     "FULL_GRID",
     "MIN_EPOCHS",
+    "MIXED_GRID",
     "MIN_FINISHED",
     "SHAPE_GRID",
     "Candidate",
