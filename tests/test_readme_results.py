@@ -164,6 +164,7 @@ def test_early_stop_sentence_matches_json():
 
 #: the cross-family / leave-one-out benchmark JSONs of the curve-families table
 FAMILY_JSONS = (
+    "curves_benchmark_xfam_baker.json",
     "curves_benchmark_xfam_lcbench.json",
     "curves_benchmark_xfam_meta_acc.json",
     "curves_benchmark_xfam_meta_loss.json",
