@@ -12,6 +12,7 @@ from test_curves_model import MU_POP, SIGMA, T, simulate
 
 from nax import tables
 from nax.curves import basis, strength
+from nax.curves import inference as inference_lib
 from nax.curves.fitting import observed_from_tables
 from nax.curves.inference import InferenceConfig
 from nax.curves.observations import DatasetScale, DirectionMismatch, dataset_scale
@@ -20,6 +21,8 @@ from nax.curves.prior import LEVEL, CurvePrior
 
 D = basis.num_params()
 INF = InferenceConfig(num_steps=400, num_samples=200)
+#: enough to exercise the batching, not to fit
+TINY = InferenceConfig(num_steps=20, num_samples=20)
 #: a target unlike the sources: lower final value, later start, slower and more curved
 SHIFT = np.array([-2.5, 1.0, -1.5, 0.8, 0.0, 0.0, 0.0, 0.0])
 
@@ -174,6 +177,68 @@ def test_too_short_prefixes_fall_back_to_full_transfer_and_say_why():
     ((cand, query, record),) = strength.choose(prior, [Query(two, horizon=T)], inference=INF)
     assert cand == strength.RHO1 and record["rule"] == "fallback" and "4 observed epochs" in record["reason"]
     assert record["scores"] == {c.name: None for c in strength.FULL_GRID} and record["rho"] == 1.0
+
+
+def _queries(n, seen=6, curves=8):
+    return [Query(np.where(np.arange(T) < seen, simulate(s, curves, MU_POP)[0], np.nan), horizon=T) for s in range(n)]
+
+
+def test_a_strength_choice_runs_its_scoring_and_final_fits_in_one_program_per_model(monkeypatch):
+    # the scoring fits (half prefixes, 4 candidates per query) and the final fits (one per
+    # query) must share one batch size and one padded shape per model: each distinct shape
+    # is one more compile, most of a cold call (NOTES section 6, speed)
+    calls = []
+    real = inference_lib.fit_many
+
+    def spy(model, args, *rest, **kw):
+        calls.append((model, tuple(a.shape for a in args[:3])))
+        return real(model, args, *rest, **kw)
+
+    monkeypatch.setattr(inference_lib, "fit_many", spy)
+    # two candidates of one model keep the test to one compile; the independent candidate's
+    # no_transfer program is shared in the same way (the slow test below runs the full grid)
+    grid = (strength.RHO1, strength.RHO0)
+    preds = strength.predict_auto_many(population_prior(), _queries(3), candidates=grid, inference=TINY)
+    assert len({shape for _, shape in calls}) == 1 and {m for m, _ in calls} == {"transfer"}, calls
+    # 3 queries -> chunks of 4: 6 scoring fits (2 chunks), then 3 finals (1 chunk)
+    assert calls[0][1][0][0] == 4 and len(calls) == 3
+    assert all(p.strength["rule"] == "prequential" for p in preds)
+
+
+@pytest.mark.slow
+def test_predict_many_in_chunks_equals_one_batch():
+    queries, prior = _queries(3), population_prior()
+    one = predict_many(prior, queries, inference=TINY)
+    chunked = predict_many(prior, queries, inference=TINY, chunk=2, width=32)
+    for a, b in zip(one, chunked):
+        np.testing.assert_allclose(np.asarray(a.z), np.asarray(b.z), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_strength_choice_in_shared_chunks_equals_the_unchunked_choice(monkeypatch):
+    # the chunked, one-shape choice (predict_auto_many) against the same choice with one
+    # batch per model and call (the implementation before the chunks): same candidates,
+    # same scores, points within SVI float noise; and one shape per model over the grid
+    prior, queries = population_prior(), _queries(4, seen=8, curves=12)
+    calls, real = [], inference_lib.fit_many
+    monkeypatch.setattr(
+        inference_lib, "fit_many", lambda m, a, *r, **k: calls.append((m, a[0].shape)) or real(m, a, *r, **k)
+    )
+    preds = strength.predict_auto_many(prior, queries, inference=INF)
+    monkeypatch.undo()
+    assert {m for m, _ in calls} == {"transfer", "no_transfer"} and len(set(calls)) == 2, calls
+    chosen = strength.choose(prior, queries, inference=INF)
+    final = predict_many(
+        [c.prior(prior) for c, _, _ in chosen],
+        [q for _, q, _ in chosen],
+        inference=INF,
+        calibrations=[prior.calibration if c.independent else None for c, _, _ in chosen],
+    )
+    for pred, (cand, _, record), ref in zip(preds, chosen, final):
+        assert pred.strength["chosen"] == cand.name
+        for name, score in record["scores"].items():
+            assert pred.strength["scores"][name] == pytest.approx(score, abs=1e-4)
+        np.testing.assert_allclose(pred.point, ref.point, atol=2e-3)
 
 
 @pytest.mark.slow

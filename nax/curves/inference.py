@@ -105,6 +105,13 @@ def _svi_many_program(model: str, num_steps: int, num_samples: int, lr: float, s
     return jax.jit(jax.vmap(_svi_run(model, num_steps, num_samples, lr, static), in_axes=(None,) + in_axes))
 
 
+def clear_programs() -> None:
+    """Forget the jitted SVI programs (with :func:`jax.clear_caches`: the next fit compiles
+    afresh, as in a new process; a benchmark's cold call)."""
+    _svi_program.cache_clear()
+    _svi_many_program.cache_clear()
+
+
 def _svi_diagnostics(losses: np.ndarray, latents: dict, num_steps: int) -> tuple[dict, list]:
     finite = np.isfinite(losses)
     tail = losses[-max(1, num_steps // 10) :]

@@ -194,9 +194,31 @@ def _bucket(n: int) -> int:
     return max(8, 1 << (n - 1).bit_length())
 
 
-def _batch_bucket(n: int) -> int:
+def batch_bucket(n: int) -> int:
     """Batch sizes that share a program: 1, 2, 4, 8, then multiples of 8."""
     return 1 << (n - 1).bit_length() if n <= 8 else -(-n // 8) * 8
+
+
+def _seen_width(mask) -> int:
+    """Columns up to the last one observed in any row: the later ones carry no likelihood."""
+    seen = np.nonzero(np.asarray(mask, bool).reshape(-1, np.shape(mask)[-1]).any(axis=0))[0]
+    return int(seen[-1]) + 1 if len(seen) else 1
+
+
+def fit_width(queries) -> int:
+    """The padded epoch width :func:`predict_many` fits ``queries`` on (their context
+    included): a caller that makes several calls on cut copies of the same queries passes
+    it as ``width`` so that every call has one shape."""
+    seen = 1
+    for q in queries:
+        mask = np.isfinite(np.asarray(q.values, np.float64)) if q.mask is None else q.mask
+        seen = max(seen, _seen_width(mask))
+        if q.context is not None and np.size(q.context):
+            seen = max(seen, _seen_width(np.isfinite(np.asarray(q.context, np.float64))))
+        if q.finished is not None and np.ndim(q.finished) == 2:
+            # a strength choice on finished runs fits them to their horizon (nax.curves.strength)
+            seen = max(seen, np.shape(q.finished)[1])
+    return _bucket(seen)
 
 
 _curve_mean = jax.jit(basis.curve_mean, static_argnums=2)
@@ -249,7 +271,7 @@ def _inputs(q: Query, prior: CurvePrior | None):
 
 
 def _pad(arrays, rows: int, width: int):
-    y, m, t = arrays
+    y, m, t = (a[:, :width] for a in arrays)
     r, w = rows - y.shape[0], width - y.shape[1]
     return np.pad(y, ((0, r), (0, w))), np.pad(m, ((0, r), (0, w))), np.pad(t, ((0, r), (0, w)), constant_values=1.0)
 
@@ -342,11 +364,19 @@ def predict_many(
     inference: InferenceConfig = InferenceConfig(),
     seed: int = 0,
     calibrations=None,
+    chunk: int | None = None,
+    width: int | None = None,
 ) -> list[Prediction]:
     """:func:`predict` for many :class:`Query` at once (target datasets, cutoffs, candidate
     priors), as few compiled programs as possible: one per model (``transfer`` for the
     queries with a prior, ``no_transfer`` for those without) and curve families, vmapped
-    over the queries, with rows and epochs padded to buckets shared by the batch.
+    over the queries, with rows and epochs padded to buckets shared by the batch (epochs
+    after the last one observed in the batch are dropped: they carry no likelihood).
+    ``chunk``: run the fits in batches of exactly this many (the last padded), so that
+    calls of different sizes - a strength choice's scoring fits, then its final ones -
+    reuse one compiled program instead of compiling one per batch size (None: one batch
+    per model, padded to :func:`batch_bucket`); ``width``: at least this many epoch columns
+    (:func:`fit_width`), for the same reason.
 
     ``priors``: one :class:`CurvePrior` (or None) for all, or a list aligned with
     ``queries``; ``calibrations``: None or a list of per-query calibrations (as
@@ -369,17 +399,23 @@ def predict_many(
     for (model, families), idx in batches.items():
         prepared = [_inputs(queries[i], priors[i]) for i in idx]
         rows = _bucket(max(len(a[0]) for _, a, _, _ in prepared))
-        width = _bucket(max(a[0].shape[1] for _, a, _, _ in prepared))
+        # a 20 % prefix of a 52-epoch table is fitted on 16 columns, not 64 (the masked
+        # columns add exact zeros to the ELBO; bucketed, so few widths compile)
+        width = max(_bucket(max(_seen_width(a[1]) for _, a, _, _ in prepared)), width or 0)
         padded = [_pad(a, rows, width) for _, a, _, _ in prepared]
         # the batch axis padded too (copies of the first fit, dropped): which candidates a
         # strength choice keeps varies from call to call, and each batch size would compile
-        padded += [padded[0]] * (_batch_bucket(len(padded)) - len(padded))
-        args = tuple(jnp.asarray(np.stack([p[k] for p in padded])) for k in range(3))
+        size = chunk or batch_bucket(len(padded))
+        padded += [padded[0]] * (-(-len(padded) // size) * size - len(padded))
+        args = tuple(np.stack([p[k] for p in padded]) for k in range(3))
         if model == "transfer":
             dicts = [priors[i].model_prior() for i in idx]
             dicts += [dicts[0]] * (len(padded) - len(dicts))
-            args += ({k: jnp.stack([d[k] for d in dicts]) for k in dicts[0]},)
-        fits = inference_lib.fit_many(model, args, (0,) * len(args), {"families": families}, inference, seed=seed)
+            args += ({k: np.stack([np.asarray(d[k]) for d in dicts]) for k in dicts[0]},)
+        fits = []
+        for start in range(0, len(padded), size):
+            part = jax.tree.map(lambda a, at=slice(start, start + size): jnp.asarray(a[at]), args)
+            fits += inference_lib.fit_many(model, part, (0,) * len(part), {"families": families}, inference, seed=seed)
         for i, (query, _, minimize, scale), fit in zip(idx, prepared, fits):
             out[i] = _prediction(query, fit, model, priors[i], calibrations[i], families, minimize, scale, seed, "svi")
     return out

@@ -32,7 +32,7 @@ import dataclasses
 import numpy as np
 
 from nax.curves.inference import InferenceConfig
-from nax.curves.predict import Prediction, Query, predict_many
+from nax.curves.predict import Prediction, Query, batch_bucket, fit_width, predict_many
 from nax.curves.prior import CurvePrior
 
 
@@ -170,14 +170,24 @@ def _score(pred: Prediction, rows, epochs, truth) -> float | None:
     return float(np.mean(err)) if np.isfinite(err).all() else None
 
 
-def choose(priors, queries, *, candidates=None, inference: InferenceConfig = InferenceConfig(), seed: int = 0):
+def choose(
+    priors,
+    queries,
+    *,
+    candidates=None,
+    inference: InferenceConfig = InferenceConfig(),
+    seed: int = 0,
+    chunk=None,
+    width=None,
+):
     """The strength chosen for each query: a list of ``(candidate, query, record)`` where
     ``query`` is the query as it will be predicted (:meth:`Candidate.query`: on the
     target's dataset scale for a shape candidate of the mixed grid) and ``record`` (JSON-ready) has the choice, the rule (``"prequential"``,
     ``"finished"`` or ``"fallback"``), every candidate's score (MAE, table units; None:
     not scored or the fit failed) and the number of values scored. ``priors``: one
     :class:`CurvePrior` or a list aligned with ``queries``; ``candidates``: a fixed grid
-    (default: :func:`default_grid` per query). All candidate fits run as one batch."""
+    (default: :func:`default_grid` per query). All candidate fits run as one batch, in
+    chunks of ``chunk`` fits on at least ``width`` epochs (:func:`nax.curves.predict.predict_many`)."""
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
     plans, batch_priors, batch_queries, batch_cals = [], [], [], []
@@ -204,7 +214,9 @@ def choose(priors, queries, *, candidates=None, inference: InferenceConfig = Inf
                 batch_queries.append(tasks[key(cand)][0])
                 batch_cals.append(prior.calibration if cand.independent else None)
         plans.append((grid, query, task, first))
-    preds = predict_many(batch_priors, batch_queries, inference=inference, seed=seed, calibrations=batch_cals)
+    preds = predict_many(
+        batch_priors, batch_queries, inference=inference, seed=seed, calibrations=batch_cals, chunk=chunk, width=width
+    )
     out = []
     for grid, query, task, first in plans:
         record = {"rule": "fallback", "scores": {c.name: None for c in grid}, "values_scored": 0}
@@ -232,10 +244,17 @@ def predict_auto_many(
     (:func:`choose`); each :class:`Prediction` carries the choice in ``strength``."""
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
-    chosen = choose(priors, queries, candidates=candidates, inference=inference, seed=seed)
+    # the scoring fits (a few per query, on half prefixes) and the final ones (one per
+    # query) in chunks of one size and one width: both calls run the same compiled
+    # programs (compiles are most of a cold call; NOTES section 6, speed)
+    chunk, width = batch_bucket(max(len(queries), 1)), fit_width(queries)
+    chosen = choose(priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width)
     final_priors = [c.prior(p) for (c, _, _), p in zip(chosen, priors)]
     cals = [p.calibration if c.independent else None for (c, _, _), p in zip(chosen, priors)]
-    preds = predict_many(final_priors, [q for _, q, _ in chosen], inference=inference, seed=seed, calibrations=cals)
+    final = [q for _, q, _ in chosen]
+    preds = predict_many(
+        final_priors, final, inference=inference, seed=seed, calibrations=cals, chunk=chunk, width=width
+    )
     for pred, (_, _, record) in zip(preds, chosen):
         pred.strength = record
     return preds
