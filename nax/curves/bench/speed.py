@@ -19,7 +19,7 @@ from nax.curves.bench.common import complete_runs, load_datasets, meta, subsampl
 from nax.curves.inference import InferenceConfig
 from nax.curves.predict import Query, predict, predict_many
 from nax.curves.prior import CurvePrior
-from nax.curves.strength import predict_auto_many
+from nax.curves.strength import choose, predict_auto_many
 
 
 def speed_benchmark(
@@ -100,13 +100,7 @@ def batch_speed_benchmark(
     so a mode's cold call pays its own compiles even when an earlier mode compiled the same
     program; a persistent cache, if configured, still answers) and ``warm`` (same shapes,
     another seed). Rows carry the load average, as the machine may be shared."""
-    queries, finals = [], []
-    for name in sorted(datasets):
-        table = subsample(complete_runs(datasets[name]), per_dataset, seed)
-        for cutoff in cutoffs:
-            values, mask, _ = truncate(table, cutoff)
-            queries.append(Query(values, mask, int(table.epochs[-1]), table.epochs, table.minimize))
-            finals.append(table.values[:, -1])
+    queries, finals = _benchmark_queries(datasets, cutoffs, per_dataset, seed)
     n = sum(len(f) for f in finals)
     rows = []
     for mode in modes:
@@ -149,6 +143,70 @@ def batch_speed_benchmark(
     return rows
 
 
+def _benchmark_queries(datasets: dict, cutoffs, per_dataset: int, seed: int):
+    queries, finals = [], []
+    for name in sorted(datasets):
+        table = subsample(complete_runs(datasets[name]), per_dataset, seed)
+        for cutoff in cutoffs:
+            values, mask, _ = truncate(table, cutoff)
+            queries.append(Query(values, mask, int(table.epochs[-1]), table.epochs, table.minimize))
+            finals.append(table.values[:, -1])
+    return queries, finals
+
+
+def same_answers(
+    prior: CurvePrior,
+    datasets: dict,
+    *,
+    cutoffs=(0.2, 0.5),
+    per_dataset: int = 30,
+    inference: InferenceConfig = InferenceConfig(),
+    seed: int = 0,
+) -> dict:
+    """Does the chunked strength choice (:func:`predict_auto_many`: one batch size and
+    width for the scoring and final fits) answer as the unchunked one (one batch per model
+    and call, as before the chunks), compared with the SVI seed noise (the chunked choice
+    at ``seed + 1``)? Same queries as :func:`batch_speed_benchmark`."""
+    queries, finals = _benchmark_queries(datasets, cutoffs, per_dataset, seed)
+    chunked = predict_auto_many(prior, queries, inference=inference, seed=seed)
+    chosen = choose(prior, queries, inference=inference, seed=seed)
+    unchunked = predict_many(
+        [c.prior(prior) for c, _, _ in chosen],
+        [q for _, q, _ in chosen],
+        inference=inference,
+        seed=seed,
+        calibrations=[prior.calibration if c.independent else None for c, _, _ in chosen],
+    )
+    for pred, (_, _, record) in zip(unchunked, chosen):
+        pred.strength = record
+    reseeded = predict_auto_many(prior, queries, inference=inference, seed=seed + 1)
+
+    def agree(a, b):
+        same = [x.strength["chosen"] == y.strength["chosen"] for x, y in zip(a, b)]
+        scores = [
+            abs(x.strength["scores"][k] - y.strength["scores"][k])
+            for x, y in zip(a, b)
+            for k in x.strength["scores"]
+            if x.strength["scores"][k] is not None and y.strength["scores"][k] is not None
+        ]
+        points = np.concatenate([np.abs(x.point - y.point) for x, y, s in zip(a, b, same) if s])
+        return {
+            "same_choice": int(sum(same)),
+            "queries": len(same),
+            "score_abs_diff_max": float(max(scores)),
+            "point_abs_diff_median_same_choice": float(np.median(points)),
+            "point_abs_diff_max_same_choice": float(np.max(points)),
+        }
+
+    mae = lambda preds: float(np.mean(np.concatenate([np.abs(p.point - f) for p, f in zip(preds, finals)])))
+    return {
+        "chunked_vs_unchunked": agree(chunked, unchunked),
+        "seed_noise_chunked_seed_vs_seed_plus_1": agree(chunked, reseeded),
+        "mae": {"chunked": mae(chunked), "unchunked": mae(unchunked), "chunked_seed_plus_1": mae(reseeded)},
+        "seed": seed,
+    }
+
+
 def main(argv=None) -> int:
     """``python -m nax.curves.bench.speed``: the batched speed rows (curves_speed.json)."""
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -166,6 +224,11 @@ def main(argv=None) -> int:
         "--compilation-cache",
         help="a directory for JAX's persistent compilation cache: a second run's cold calls load the programs",
     )
+    ap.add_argument(
+        "--same-answers",
+        action="store_true",
+        help="instead of timing: compare the chunked strength choice with the unchunked one and with seed noise",
+    )
     args = ap.parse_args(argv)
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
@@ -174,6 +237,21 @@ def main(argv=None) -> int:
     datasets = load_datasets(args.test, prefix=args.prefix, dataset_column=args.dataset_column)
     prior = CurvePrior.load(args.prior)
     record["prior"] = {"path": args.prior, "datasets": prior.info.get("datasets"), "seconds": prior.info.get("seconds")}
+    path = Path(args.json)
+    out = json.loads(path.read_text()) if path.exists() else {}
+    if args.same_answers:
+        check = same_answers(
+            prior,
+            datasets,
+            cutoffs=tuple(args.cutoffs),
+            per_dataset=args.per_dataset,
+            inference=InferenceConfig(num_steps=args.steps),
+            seed=args.seed,
+        )
+        print(check)
+        out["same_answers"] = {**check, "meta": record}
+        path.write_text(jsonio.dumps(out, indent=1))
+        return 0
     rows = batch_speed_benchmark(
         prior,
         datasets,
@@ -183,10 +261,8 @@ def main(argv=None) -> int:
         inference=InferenceConfig(num_steps=args.steps),
         seed=args.seed,
     )
-    path = Path(args.json)
     # curves_speed.json also holds `nax curves speed`'s single-dataset rows: kept beside
     # these under "batched", so the numbers quoted from either keep their source
-    out = json.loads(path.read_text()) if path.exists() else {}
     # rows measured with a persistent compilation cache are kept apart from the honest cold ones
     out["batched_cached" if args.compilation_cache else "batched"] = {"results": rows, "meta": record}
     path.write_text(jsonio.dumps(out, indent=1))
