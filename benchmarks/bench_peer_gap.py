@@ -8,7 +8,8 @@ load barely moves; each figure is the median of ``--samples`` samples of at leas
 
 * ``step``: the network of ``bench_peer.py`` at a preset (nax specialised vs PyTorch), timed as
   the forward pass in training mode, forward + backward (``value_and_grad`` / ``backward()``)
-  and the whole SGD step.
+  and the whole SGD step; ``nax_per_edge`` rows: the same with the cell as it was before its
+  conv edges were grouped into shared convolutions (one ``ReLUConvBN`` per edge).
 * ``conv``: ReLU then 3x3 convolution (stride 1, padding 1) at the shapes of each stage,
   forward and forward + backward (gradients of input and kernel): ``lax`` =
   ``lax.conv_general_dilated`` (what ``flax.linen.Conv`` emits), ``patches`` = the nine shifted
@@ -21,6 +22,7 @@ load barely moves; each figure is the median of ``--samples`` samples of at leas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import statistics
@@ -34,6 +36,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path[1:1] = [str(HERE.parent), str(HERE)]
 
 import bench_peer as bp  # noqa: E402
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,7 +45,7 @@ import peer_torch as pt  # noqa: E402
 import torch  # noqa: E402
 from jax import lax  # noqa: E402
 
-from nax import space, train  # noqa: E402
+from nax import models, space, train  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -106,7 +109,7 @@ def bench_conv(shape, forms, samples, sample_s) -> dict:
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape).astype(np.float32)
     k_np = (rng.standard_normal((3, 3, c, co)) * 0.1).astype(np.float32)
-    out_shape = (b, (h + 1) // stride, (w + 1) // stride, co)
+    out_shape = (b, (h - 1) // stride + 1, (w - 1) // stride + 1, co)
     x, k, g = jnp.asarray(x_np), jnp.asarray(k_np), jnp.asarray(rng.standard_normal(out_shape).astype(np.float32))
     fns, ref = {}, None
     for name in forms:
@@ -142,9 +145,33 @@ def bench_conv(shape, forms, samples, sample_s) -> dict:
 
 
 # ---------------------------------------------------------------------------- whole step, split
-def bench_step(preset, samples, sample_s) -> dict:
+class PerEdgeCell(nn.Module):
+    """``models.Cell`` before its conv edges were grouped (one ``ReLUConvBN`` per edge): the
+    reference of the ``nax_per_edge`` rows (NOTES §2, item 8)."""
+
+    ops: tuple
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return models._dag(
+            x, lambda k, h: models._edge_op(self.ops[k], self.features, f"edge{k}_{self.ops[k]}")(h, train)
+        )
+
+
+@contextlib.contextmanager
+def _cell(cls):
+    """``Network`` looks ``Cell`` up when it is traced: patch it around the first (tracing) calls."""
+    old, models.Cell = models.Cell, cls or models.Cell
+    try:
+        yield
+    finally:
+        models.Cell = old
+
+
+def _nax_fns(prefix, preset, cell=None) -> dict:
     cfg = bp._config(preset)
-    _, shape, batch = bp.PRESETS[preset]
+    _, shape, _ = bp.PRESETS[preset]
     enc = space.nb201.from_string(bp.ARCH)
     xs, ys = bp._batches(preset)
     tr = train.Trainer(bp.NUM_CLASSES, cfg, enc)
@@ -171,6 +198,25 @@ def bench_step(preset, samples, sample_s) -> dict:
         box["st"], m = tr.train_step(box["st"], xs[0], ys[0], enc, cfg.learning_rate)
         jax.block_until_ready(m)
 
+    fns = {
+        f"{prefix}_fwd": lambda: jax.block_until_ready(fwd_j(box["st"], x)),
+        f"{prefix}_fwd_bwd": lambda: jax.block_until_ready(grad_j(box["st"], x, y)),
+        f"{prefix}_step": step,
+    }
+    with _cell(cell):
+        for f in fns.values():
+            f()
+    return fns
+
+
+def bench_step(preset, samples, sample_s, per_edge: bool) -> dict:
+    cfg = bp._config(preset)
+    _, shape, batch = bp.PRESETS[preset]
+    enc = space.nb201.from_string(bp.ARCH)
+    xs, ys = bp._batches(preset)
+    fns = _nax_fns("nax", preset)
+    if per_edge:
+        fns.update(_nax_fns("nax_per_edge", preset, PerEdgeCell))
     tm = pt.TinyNetwork(enc, bp.NUM_CLASSES, cfg.channels, cfg.cells_per_stage, shape[-1])
     tm = tm.to(memory_format=torch.channels_last).train()
     opt = pt.make_optimizer(tm, cfg)
@@ -184,14 +230,7 @@ def bench_step(preset, samples, sample_s) -> dict:
         opt.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(tm(tx), ty).backward()
 
-    fns = {
-        "nax_fwd": lambda: jax.block_until_ready(fwd_j(box["st"], x)),
-        "nax_fwd_bwd": lambda: jax.block_until_ready(grad_j(box["st"], x, y)),
-        "nax_step": step,
-        "torch_fwd": torch_fwd,
-        "torch_fwd_bwd": torch_fwd_bwd,
-        "torch_step": lambda: pt.train_step(tm, opt, tx, ty),
-    }
+    fns.update(torch_fwd=torch_fwd, torch_fwd_bwd=torch_fwd_bwd, torch_step=lambda: pt.train_step(tm, opt, tx, ty))
     ms = cpu_ms(fns, samples, sample_s)
     return {
         "preset": preset,
@@ -203,10 +242,11 @@ def bench_step(preset, samples, sample_s) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["cpu"], choices=list(bp.PRESETS))
+    ap.add_argument("--presets", nargs="*", default=["cpu"], choices=list(bp.PRESETS))
     ap.add_argument("--conv-shapes", default="128x28x28x8,64x32x32x16,64x16x16x32,64x8x8x64")
     ap.add_argument("--forms", nargs="+", default=["lax", "patches", "shifted_dots"], choices=list(FORMS))
     ap.add_argument("--strided-shapes", default="128x28x28x8,128x14x14x16", help="stride-2 convs, C -> 2C")
+    ap.add_argument("--no-per-edge", action="store_true", help="leave out the ungrouped-cell reference rows")
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--sample-s", type=float, default=0.3)
     ap.add_argument("--json", type=pathlib.Path, default=HERE / "results" / "peer_gap.json")
@@ -214,7 +254,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     out = {"steps": [], "conv": [], "setup": {"threads": 1, "timer": "process CPU time", "samples": args.samples}}
     for p in args.presets:
-        out["steps"].append(bench_step(p, args.samples, args.sample_s))
+        out["steps"].append(bench_step(p, args.samples, args.sample_s, not args.no_per_edge))
         print(out["steps"][-1], flush=True)
     for s in filter(None, args.conv_shapes.split(",")):
         out["conv"].append(bench_conv(tuple(int(v) for v in s.split("x")), args.forms, args.samples, args.sample_s))

@@ -115,15 +115,110 @@ def _dag(x, edge):
     return nodes[-1]
 
 
+class _Kernel(nn.Module):
+    """The ``kernel`` parameter of a bias-free ``nn.Conv``, without the convolution: same shape,
+    initialiser and dtype, so the same value from the same key and module path."""
+
+    features: int
+    size: int
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        shape = (self.size, self.size, in_features, self.features)
+        return self.param("kernel", nn.linear.default_kernel_init, shape, jnp.float32)
+
+
+class _BatchNormVariables(nn.Module):
+    """``nn.BatchNorm``'s variables (``scale``, ``bias``; ``mean``, ``var`` batch statistics) with
+    its initial values, for a cell that normalises several edges' channels in one pass."""
+
+    features: int
+
+    def setup(self):
+        shape = (self.features,)
+        self.mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(shape, jnp.float32))
+        self.var = self.variable("batch_stats", "var", lambda: jnp.ones(shape, jnp.float32))
+        self.scale = self.param("scale", nn.initializers.ones, shape, jnp.float32)
+        self.bias = self.param("bias", nn.initializers.zeros, shape, jnp.float32)
+
+
+class _ConvEdge(nn.Module):
+    """One conv edge of a specialised cell, split so that a cell can run several edges that
+    read the same node as one convolution and one batch norm: the variables are
+    ``ReLUConvBN``'s (``conv/kernel``, ``bn/...``), the computation is the caller's."""
+
+    features: int
+    size: int
+
+    def setup(self):
+        self.conv = _Kernel(self.features, self.size)
+        self.bn = _BatchNormVariables(self.features)
+
+    def kernel(self, in_features: int):
+        return self.conv(in_features)
+
+
+def _batch_norm(y, bns: list, train: bool, update: bool, momentum: float = 0.9, epsilon: float = 1e-5):
+    """``nn.BatchNorm`` (flax's arithmetic: one-pass variance, clipped at 0) over channels that are
+    the concatenation of ``bns``' features, each ``_BatchNormVariables``' statistics updated from
+    its own channels."""
+    if train:
+        mean, mean2 = y.mean((0, 1, 2)), jax.lax.square(y).mean((0, 1, 2))
+        var = jnp.maximum(0.0, mean2 - jax.lax.square(mean))
+        if update:
+            start = 0
+            for bn in bns:
+                sl = slice(start, start + bn.features)
+                bn.mean.value = momentum * bn.mean.value + (1 - momentum) * mean[sl]
+                bn.var.value = momentum * bn.var.value + (1 - momentum) * var[sl]
+                start += bn.features
+    else:
+        mean = jnp.concatenate([bn.mean.value for bn in bns])
+        var = jnp.concatenate([bn.var.value for bn in bns])
+    mul = jax.lax.rsqrt(var + epsilon) * jnp.concatenate([bn.scale for bn in bns])
+    return (y - mean) * mul + jnp.concatenate([bn.bias for bn in bns])
+
+
 class Cell(nn.Module):
-    """A cell specialised to one op per edge (``ops`` are op names in edge order)."""
+    """A cell specialised to one op per edge (``ops`` are op names in edge order).
+
+    The conv edges that read the same node with the same kernel size run as one convolution
+    with their kernels concatenated along the output channels and one batch norm over all their
+    channels (each edge's own scale, bias and statistics), then split. The variables are those
+    of one ``ReLUConvBN`` per edge (same values from the same key) and so are the outputs, up to
+    float rounding. Why: at 8-16 channels XLA:CPU's convolution kernels cost far more per call
+    than per channel, so fewer, wider convolutions make the forward pass faster (NOTES §2, item 9).
+    """
 
     ops: tuple[str, ...]
     features: int
 
     @nn.compact
     def __call__(self, x, train: bool):
-        return _dag(x, lambda k, h: _edge_op(self.ops[k], self.features, f"edge{k}_{self.ops[k]}")(h, train))
+        edges = _SPACE.edges
+        convs = {k: _ConvEdge(self.features, _KERNEL[op], name=f"edge{k}_{op}") for k, op in enumerate(self.ops)
+                 if op in _KERNEL}  # fmt: skip
+        nodes, outs = [x], {}
+        for j in range(1, _SPACE.num_nodes):
+            i = j - 1  # node i is complete: run every edge that leaves it
+            h = nodes[i]
+            for size in sorted({_KERNEL[self.ops[k]] for k in convs if edges[k][0] == i}):
+                group = [k for k in convs if edges[k][0] == i and _KERNEL[self.ops[k]] == size]
+                kernel = jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in group], axis=-1)
+                y = jax.lax.conv_general_dilated(
+                    nn.relu(h), kernel, (1, 1), ((size // 2,) * 2,) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+                )
+                y = _batch_norm(y, [convs[k].bn for k in group], train, not self.is_initializing())
+                outs.update(zip(group, jnp.split(y, len(group), axis=-1)))
+            for k, (ii, _) in enumerate(edges):
+                if ii == i and k not in convs:
+                    outs[k] = _edge_op(self.ops[k], self.features, f"edge{k}_{self.ops[k]}")(h, train)
+            ys = [outs[k] for k, (_, jj) in enumerate(edges) if jj == j]
+            nodes.append(sum(ys[1:], ys[0]))
+        return nodes[-1]
+
+
+_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 
 
 def _mix_edges(x, weights_ExO, features: int, train: bool):

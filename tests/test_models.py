@@ -2,6 +2,7 @@ import csv
 import functools
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -253,3 +254,62 @@ def test_switch_form_learns_the_same_curve_as_specialised_and_onehot(digits_spli
         sw, ot = np.asarray(switch), np.asarray(other)
         np.testing.assert_allclose(sw[:, [0, 2]], ot[:, [0, 2]], rtol=1e-4)  # train and validation loss
         np.testing.assert_allclose(sw[:, 1], ot[:, 1], atol=0.01)  # accuracy: at most 3 of 376 images flip
+
+
+class _PerEdgeCell(nn.Module):
+    """The specialised cell as it was before conv edges were grouped: one ``ReLUConvBN`` per edge."""
+
+    ops: tuple
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train):
+        return models._dag(
+            x, lambda k, h: models._edge_op(self.ops[k], self.features, f"edge{k}_{self.ops[k]}")(h, train)
+        )
+
+
+# edges from one node grouped: three 3x3 from node 0 (with 1x1 and pool beside), 1x1 pairs, none
+GROUPED_CELLS = [
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+    # compiles four more programs: 15-20 s of CPU on the 2-core machine
+    pytest.param(
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|nor_conv_1x1~0|nor_conv_1x1~1|none~2|",
+        marks=pytest.mark.slow,
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("arch", GROUPED_CELLS)
+def test_grouped_conv_edges_equal_one_conv_per_edge(arch, monkeypatch):
+    """Conv edges that read the same node run as one convolution (``Cell``): the same variables
+    bit for bit from the same key, and the same logits, batch statistics and gradients as one
+    ``ReLUConvBN`` per edge up to float rounding (the concatenated convolution may sum in
+    another order; measured differences are about 1e-7)."""
+    enc = S.from_string(arch)
+    x = jax.random.normal(jax.random.key(1), (8, 12, 12, 1))
+    y = jnp.arange(8) % 10
+    grouped = models.build(enc, 10, channels=4, cells_per_stage=1)
+    monkeypatch.setattr(models, "Cell", _PerEdgeCell)
+    per_edge = models.build(enc, 10, channels=4, cells_per_stage=1)
+    monkeypatch.undo()
+
+    def loss_and_grad(model, v):
+        def loss(p):
+            logits, upd = model.apply({"params": p, "batch_stats": v["batch_stats"]}, x, train=True,
+                                      mutable=["batch_stats"])  # fmt: skip
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, upd)
+
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
+
+    vg, vp = grouped.init(jax.random.key(0), x, train=False), per_edge.init(jax.random.key(0), x, train=False)
+    assert jax.tree.structure(vg) == jax.tree.structure(vp)
+    jax.tree.map(np.testing.assert_array_equal, vg, vp)
+    (lg, (logits_g, upd_g)), grads_g = loss_and_grad(grouped, vg)
+    (lp, (logits_p, upd_p)), grads_p = loss_and_grad(per_edge, vp)
+    np.testing.assert_allclose(logits_g, logits_p, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lg, lp, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), upd_g, upd_p)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads_g, grads_p)
+    evaluate = lambda model, v: jax.jit(functools.partial(model.apply, train=False))(v, x)
+    np.testing.assert_allclose(evaluate(grouped, vg), evaluate(per_edge, vp), rtol=1e-5, atol=1e-5)
