@@ -184,25 +184,27 @@ def _queries(n, seen=6, curves=8):
 
 
 def test_a_strength_choice_runs_its_scoring_and_final_fits_in_one_program_per_model(monkeypatch):
-    # the scoring fits (half prefixes, 4 candidates per query) and the final fits (one per
+    # the scoring fits (half prefixes, 2 candidates per query) and the final fits (one per
     # query) must share one batch size and one padded shape per model: each distinct shape
-    # is one more compile, most of a cold call (NOTES section 6, speed)
+    # is one more compile, most of a cold call (NOTES section 6, speed). The fits are stubbed
+    # (a compile would make this test slow; the slow test below spies on real fits)
     calls = []
-    real = inference_lib.fit_many
 
-    def spy(model, args, *rest, **kw):
+    def stub(model, args, in_axes, kwargs, config, *, seed=0):
         calls.append((model, tuple(a.shape for a in args[:3])))
-        return real(model, args, *rest, **kw)
+        g, n = args[0].shape[:2]
+        d, s = basis.num_params(kwargs["families"]), config.num_samples
+        latents = {"mu_t": jnp.zeros((s, d)), "sigma": jnp.ones((s, d)), "eps": jnp.zeros((s, n, d))}
+        return [inference_lib.Fit(model, "svi", latents, {"ok": True, "problems": []}, 0.0) for _ in range(g)]
 
-    monkeypatch.setattr(inference_lib, "fit_many", spy)
-    # two candidates of one model keep the test to one compile; the independent candidate's
-    # no_transfer program is shared in the same way (the slow test below runs the full grid)
+    monkeypatch.setattr(inference_lib, "fit_many", stub)
     grid = (strength.RHO1, strength.RHO0)
     preds = strength.predict_auto_many(population_prior(), _queries(3), candidates=grid, inference=TINY)
     assert len({shape for _, shape in calls}) == 1 and {m for m, _ in calls} == {"transfer"}, calls
-    # 3 queries -> chunks of 4: 6 scoring fits (2 chunks), then 3 finals (1 chunk)
-    assert calls[0][1][0][0] == 4 and len(calls) == 3
-    assert all(p.strength["rule"] == "prequential" for p in preds)
+    # 3 queries -> chunks of 4: 6 scoring fits (2 chunks), then 3 finals (1 chunk); 6 of 20
+    # epochs seen -> 8 columns
+    assert calls[0][1][0] == (4, 8, 8) and len(calls) == 3
+    assert all(p.strength["rule"] == "prequential" and len(p.point) == 8 for p in preds)
 
 
 @pytest.mark.slow
