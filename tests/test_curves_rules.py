@@ -391,3 +391,19 @@ def test_printed_tables_have_a_column_per_method_and_a_row_per_dataset():
     ]
     text = early_stop_tables(stop).splitlines()
     assert text[-1].split() == ["mean", "0.600", "/", "2.00"]
+
+
+@pytest.mark.slow
+def test_speed_json_keeps_the_batched_rows_it_does_not_write(tmp_path):
+    """curves_speed.json holds `nax curves speed`'s rows and the batched rows of
+    `python -m nax.curves.bench.speed`: rewriting one must not delete the other."""
+    a, b = str(tmp_path / "a.csv"), str(tmp_path / "b.csv")
+    _write_table(a, "a", 0)
+    _write_table(b, "b", 1)
+    out = tmp_path / "speed.json"
+    out.write_text(json.dumps({"batched": {"rows": [1, 2]}, "results": ["stale"]}))
+    args = ["curves", "speed", "--train", a, b, "--test", b, "--curves", "4", "--nuts-curves", "--prior-steps", "20"]
+    assert main([*args, "--json", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["batched"] == {"rows": [1, 2]}
+    assert written["results"] != ["stale"] and written["meta"]["command"] == "nax curves speed"

@@ -7,6 +7,7 @@ record, with provenance, to ``--json``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -324,5 +325,9 @@ def _speed(args) -> int:
         for r in out["results"]
     ]
     print("\n".join(["inference call  curves  seconds", *rows]))
+    if args.json is not None and args.json.exists():
+        # the file also holds the batched rows of python -m nax.curves.bench.speed: keep them
+        kept = json.loads(args.json.read_text())
+        out = {**{k: v for k, v in kept.items() if k not in out}, **out}
     _write(out, args.json)
     return 0
