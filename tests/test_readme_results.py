@@ -170,6 +170,8 @@ FAMILY_JSONS = (
     "curves_benchmark_xfam_meta_loss.json",
     "curves_benchmark_loo_meta_acc.json",
     "curves_benchmark_loo_baker.json",
+    "curves_benchmark_loo_lcbench.json",
+    "curves_benchmark_loo_meta_loss.json",
 )
 FAMILY_BASELINES = ("last_value", "pow3", "mmf", "svr")
 
