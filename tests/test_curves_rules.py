@@ -228,6 +228,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
         "transfer",
         "transfer_uncalibrated",
         "transfer_finished4",
+        "transfer_auto_finished4",
     } | full
     calibrated = {r["method"]: r["calibrated"] for r in rows if "calibrated" in r}
     assert calibrated == {
@@ -235,13 +236,18 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
         "transfer": True,
         "transfer_uncalibrated": False,
         "transfer_finished4": True,
+        "transfer_auto_finished4": True,
     } | {m: True for m in full}
     # 4 of the 6 runs finished: scored on the other 2, next to transfer on the same 2
     within = next(r for r in rows if r["method"] == "transfer_finished4")
     assert within["finished"] == 4 and within["n_curves"] == 2
     assert {"paired_transfer_mae", "paired_transfer_lpd", "paired_transfer_cov90"} <= set(within)
     assert set(within["adapted_calibration"]) == {"log_a", "b", "c", "d"}
-    rows = [r for r in rows if r is not within]
+    # the same 2 runs with the strength chosen on the 4 finished ones
+    auto = next(r for r in rows if r["method"] == "transfer_auto_finished4")
+    assert auto["finished"] == 4 and auto["n_curves"] == 2 and auto["strength_rule"] == "finished"
+    assert auto["strength"] in auto["strength_scores"] and auto["paired_transfer_mae"] == within["paired_transfer_mae"]
+    rows = [r for r in rows if r is not within and r is not auto]
     saved = sorted(cache.iterdir())
     assert len(saved) == 1  # one left-out target, one prior
     for r in rows:

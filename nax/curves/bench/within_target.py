@@ -1,5 +1,7 @@
-"""``transfer_finished{k}`` rows of ``nax curves benchmark``: the target's prediction once
-``k`` of its runs have finished, as a search ``k`` runs in would make it."""
+"""``transfer_finished{k}`` and ``transfer_auto_finished{k}`` rows of ``nax curves
+benchmark``: the target's prediction once ``k`` of its runs have finished, as a search ``k``
+runs in would make it - with the full prior, and with the transfer strength chosen on those
+finished runs (:mod:`nax.curves.strength`, ``rule="finished"``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ import time
 
 import numpy as np
 
-from nax.curves import calibration
-from nax.curves.predict import predict
+from nax.curves import calibration, strength
+from nax.curves.predict import Query, predict
 
 
 def within_target(record, row, table, values, mask, pred, prior, k_done, inference, seed, interval_stats):
@@ -73,6 +75,43 @@ def within_target(record, row, table, values, mask, pred, prior, k_done, inferen
         seconds,
         "svi",
         {**extra, "calibrated": within.calibrated},
+    )
+    # the same question with the strength chosen on the finished runs (each candidate predicts
+    # their finals from their prefixes cut where the scored runs' are): the evidence is the
+    # question asked, not the prequential check's short extrapolation
+    t0 = time.perf_counter()
+    adapted = prior if cal is None else dataclasses.replace(prior, calibration=cal)
+    query = Query(
+        values[rest],
+        mask[rest],
+        horizon,
+        epochs=table.epochs,
+        minimize=table.minimize,
+        context=context(done),
+        context_horizon=horizon,
+        finished=context(done),
+    )
+    (auto,) = strength.predict_auto_many(adapted, [query], inference=inference, seed=seed)
+    lpd, cov = interval_stats(auto, final[rest])
+    chosen = auto.strength or {}
+    record(
+        row,
+        final[rest],
+        f"transfer_auto_finished{k_done}",
+        _point(auto),
+        lpd,
+        cov,
+        time.perf_counter() - t0,
+        "svi",
+        {
+            "finished": int(k_done),
+            "ok": auto.ok,
+            "calibrated": auto.calibrated,
+            "strength": chosen.get("chosen"),
+            "strength_rule": chosen.get("rule"),
+            "strength_scores": chosen.get("scores"),
+            "paired_transfer_mae": extra["paired_transfer_mae"],
+        },
     )
 
 
