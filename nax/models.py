@@ -184,7 +184,8 @@ class Cell(nn.Module):
 
     The conv edges that read the same node with the same kernel size run as one convolution
     with their kernels concatenated along the output channels and one batch norm over all their
-    channels (each edge's own scale, bias and statistics), then split. The variables are those
+    channels (each edge's own scale, bias and statistics), then split, as long as the group has
+    at most ``_GROUP_MAX_CHANNELS`` channels (wider edges run one by one). The variables are those
     of one ``ReLUConvBN`` per edge (same values from the same key) and so are the outputs, up to
     float rounding. Why: at 8-16 channels XLA:CPU's convolution kernels cost far more per call
     than per channel, so fewer, wider convolutions make the forward pass faster (NOTES §2, item 9).
@@ -204,12 +205,13 @@ class Cell(nn.Module):
             h = nodes[i]
             for size in sorted({_KERNEL[self.ops[k]] for k in convs if edges[k][0] == i}):
                 group = [k for k in convs if edges[k][0] == i and _KERNEL[self.ops[k]] == size]
-                kernel = jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in group], axis=-1)
-                y = jax.lax.conv_general_dilated(
-                    nn.relu(h), kernel, (1, 1), ((size // 2,) * 2,) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
-                )
-                y = _batch_norm(y, [convs[k].bn for k in group], train, not self.is_initializing())
-                outs.update(zip(group, jnp.split(y, len(group), axis=-1)))
+                for part in [group] if len(group) * self.features <= _GROUP_MAX_CHANNELS else [[k] for k in group]:
+                    kernel = jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in part], axis=-1)
+                    y = jax.lax.conv_general_dilated(
+                        nn.relu(h), kernel, (1, 1), ((size // 2,) * 2,) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+                    )
+                    y = _batch_norm(y, [convs[k].bn for k in part], train, not self.is_initializing())
+                    outs.update(zip(part, jnp.split(y, len(part), axis=-1)))
             for k, (ii, _) in enumerate(edges):
                 if ii == i and k not in convs:
                     outs[k] = _edge_op(self.ops[k], self.features, f"edge{k}_{self.ops[k]}")(h, train)
@@ -219,6 +221,10 @@ class Cell(nn.Module):
 
 
 _KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+#: widest grouped convolution: XLA:CPU hands convolutions with more than 16 channels to YNNPACK,
+#: whose per-call cost is low, so grouping wider ones only adds the split and the concatenated
+#: gradients (measured slower at the ``nb201`` preset; chosen after that measurement, NOTES §2 item 9)
+_GROUP_MAX_CHANNELS = 16
 
 
 def _mix_edges(x, weights_ExO, features: int, train: bool):
