@@ -97,6 +97,10 @@ def test_one_family_or_one_dataset_is_a_one_line_error(pool, capsys):
     assert main(["curves", "benchmark", "--family", f"one={one}", "--family", f"o={other}", "--protocol", "loo"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "family one has only z" in err
+    # NUTS rows are the pools' benchmark only: asking for them with families is an error
+    args = ["curves", "benchmark", "--family", f"acc={acc}", "--family", f"o={other}", "--nuts-curves", "2"]
+    assert main(args) == 2
+    assert "--nuts-curves runs with --train/--test only" in capsys.readouterr().err
     # --train/--test: one test dataset and no other source
     assert main(["curves", "benchmark", "--train", one, "--test", one]) == 2
     assert "transfer needs at least one source dataset other than the target" in capsys.readouterr().err
@@ -173,7 +177,8 @@ def test_family_benchmark_command_writes_both_protocols(pool, capsys):
     out = tmp / "fam.json"
     args = ["curves", "benchmark", "--family", f"acc={acc}", "--family", f"other={other}",
             "--family", f"loss={loss}:minimize", "--mixed-directions", "--cutoffs", "0.3", "--steps", "30",
-            "--prior-steps", "30", "--max-train-curves", "6", "--no-calibration", "--json", str(out)]  # fmt: skip
+            "--prior-steps", "30", "--max-train-curves", "6", "--no-calibration", "--finished", "3",
+            "--json", str(out)]  # fmt: skip
     assert main(args) == 0
     record = json.loads(out.read_text())
     rows = record["results"]
@@ -182,6 +187,8 @@ def test_family_benchmark_command_writes_both_protocols(pool, capsys):
     }
     methods = {r["method"] for r in rows}
     assert {"last_value", "pow3", "mmf", "svr", "no_transfer", "transfer"} <= methods
+    # --finished applies to families too: the full prior and the strength chosen on them
+    assert {"transfer_finished3", "transfer_auto_finished3"} <= methods
     folds = {(f["protocol"], f["family"]): f for f in record["meta"]["folds"]}
     assert folds["cross-family", "loss"]["sources"] == ["a1", "a2", "b1", "b2"]
     assert folds["cross-family", "acc"]["sources"] == ["b1", "b2", "loss:a1", "loss:a2"]

@@ -252,8 +252,11 @@ def _benchmark(args) -> int:
 
     _check_inputs(args)
     positional, data = _data(args)
-    if not args.family:  # only the pools' benchmark simulates finished runs and NUTS
-        data.update(nuts_curves=args.nuts_curves, finished=args.finished)
+    data.update(finished=args.finished)
+    if args.family and args.nuts_curves:
+        raise ValueError("--nuts-curves runs with --train/--test only, not with --family")
+    if not args.family:  # only the pools' benchmark runs NUTS
+        data.update(nuts_curves=args.nuts_curves)
     entry = family_benchmark if args.family else extrapolation_benchmark
     out = entry(*positional, cutoffs=args.cutoffs, **data, **_shared(args))
     print(extrapolation_tables(out["results"], out["skipped"]))

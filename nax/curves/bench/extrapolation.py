@@ -230,14 +230,16 @@ def family_benchmark(
     prior_inference: InferenceConfig = PRIOR_INFERENCE,
     calibrate: bool = True,
     prior_cache: str | Path | None = None,
+    finished: Sequence[int] = (),
     seed: int = 0,
     log=print,
 ) -> dict:
     """Families as folds (:mod:`.families`): ``cross-family`` (each family the target of
     the others) and/or ``loo`` (leave one dataset out inside each family). ``max_targets``:
     a seeded subset of each family's datasets as targets; ``target_families``: only
-    these families as targets (all stay sources of the others). Rows carry ``protocol`` and
-    ``family``; ``folds`` in the record lists each fold's sources and excluded families."""
+    these families as targets (all stay sources of the others); ``finished``: as
+    :func:`extrapolation_benchmark`'s. Rows carry ``protocol`` and ``family``; ``folds`` in
+    the record lists each fold's sources and excluded families."""
     record = meta("nax curves benchmark", locals())
     pool, members = fam_lib.load_families(families)
     folds = fam_lib.select_folds(families, members, protocols=protocols, max_targets=max_targets,
@@ -247,6 +249,6 @@ def family_benchmark(
                     log=log, cache_dir=prior_cache)  # fmt: skip
     svrs = SVRs(pool, max_curves=max_train_curves, seed=seed)
     results, skipped = run_folds(folds, pool, priors, svrs, cutoffs=cutoffs, max_curves=max_curves, nuts_curves=0,
-                                 inference=inference, finished=(), seed=seed, log=log)  # fmt: skip
+                                 inference=inference, finished=tuple(finished), seed=seed, log=log)  # fmt: skip
     record["folds"] = fam_lib.fold_record(folds)
     return {"results": results, "skipped": skipped, "priors": priors.info(), "meta": record}
