@@ -22,8 +22,6 @@ classifier. Inputs are NHWC float images.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -32,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nax import space as space_lib
+from nax.grouped_conv import ConvEdge, grouped_batch_norm
+from nax.model_sizes import analytic_size, analytic_sizes, param_count  # noqa: F401 (the builders' API)
 
 OPS = space_lib.NB201_OPS
 MIXES = ("onehot", "switch")
@@ -115,70 +115,6 @@ def _dag(x, edge):
     return nodes[-1]
 
 
-class _Kernel(nn.Module):
-    """The ``kernel`` parameter of a bias-free ``nn.Conv``, without the convolution: same shape,
-    initialiser and dtype, so the same value from the same key and module path."""
-
-    features: int
-    size: int
-
-    @nn.compact
-    def __call__(self, in_features: int):
-        shape = (self.size, self.size, in_features, self.features)
-        return self.param("kernel", nn.linear.default_kernel_init, shape, jnp.float32)
-
-
-class _BatchNormVariables(nn.Module):
-    """``nn.BatchNorm``'s variables (``scale``, ``bias``; ``mean``, ``var`` batch statistics) with
-    its initial values, for a cell that normalises several edges' channels in one pass."""
-
-    features: int
-
-    def setup(self):
-        shape = (self.features,)
-        self.mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(shape, jnp.float32))
-        self.var = self.variable("batch_stats", "var", lambda: jnp.ones(shape, jnp.float32))
-        self.scale = self.param("scale", nn.initializers.ones, shape, jnp.float32)
-        self.bias = self.param("bias", nn.initializers.zeros, shape, jnp.float32)
-
-
-class _ConvEdge(nn.Module):
-    """One conv edge of a specialised cell, split so that a cell can run several edges that
-    read the same node as one convolution and one batch norm: the variables are
-    ``ReLUConvBN``'s (``conv/kernel``, ``bn/...``), the computation is the caller's."""
-
-    features: int
-    size: int
-
-    def setup(self):
-        self.conv = _Kernel(self.features, self.size)
-        self.bn = _BatchNormVariables(self.features)
-
-    def kernel(self, in_features: int):
-        return self.conv(in_features)
-
-
-def _batch_norm(y, bns: list, train: bool, update: bool, momentum: float = 0.9, epsilon: float = 1e-5):
-    """``nn.BatchNorm`` (flax's arithmetic: one-pass variance, clipped at 0) over channels that are
-    the concatenation of ``bns``' features, each ``_BatchNormVariables``' statistics updated from
-    its own channels."""
-    if train:
-        mean, mean2 = y.mean((0, 1, 2)), jax.lax.square(y).mean((0, 1, 2))
-        var = jnp.maximum(0.0, mean2 - jax.lax.square(mean))
-        if update:
-            start = 0
-            for bn in bns:
-                sl = slice(start, start + bn.features)
-                bn.mean.value = momentum * bn.mean.value + (1 - momentum) * mean[sl]
-                bn.var.value = momentum * bn.var.value + (1 - momentum) * var[sl]
-                start += bn.features
-    else:
-        mean = jnp.concatenate([bn.mean.value for bn in bns])
-        var = jnp.concatenate([bn.var.value for bn in bns])
-    mul = jax.lax.rsqrt(var + epsilon) * jnp.concatenate([bn.scale for bn in bns])
-    return (y - mean) * mul + jnp.concatenate([bn.bias for bn in bns])
-
-
 class Cell(nn.Module):
     """A cell specialised to one op per edge (``ops`` are op names in edge order).
 
@@ -197,7 +133,7 @@ class Cell(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         edges = _SPACE.edges
-        convs = {k: _ConvEdge(self.features, _KERNEL[op], name=f"edge{k}_{op}") for k, op in enumerate(self.ops)
+        convs = {k: ConvEdge(self.features, _KERNEL[op], name=f"edge{k}_{op}") for k, op in enumerate(self.ops)
                  if op in _KERNEL}  # fmt: skip
         nodes, outs = [x], {}
         for j in range(1, _SPACE.num_nodes):
@@ -210,7 +146,7 @@ class Cell(nn.Module):
                     y = jax.lax.conv_general_dilated(
                         nn.relu(h), kernel, (1, 1), ((size // 2,) * 2,) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
                     )
-                    y = _batch_norm(y, [convs[k].bn for k in part], train, not self.is_initializing())
+                    y = grouped_batch_norm(y, [convs[k].bn for k in part], train, not self.is_initializing())
                     outs.update(zip(part, jnp.split(y, len(part), axis=-1)))
             for k, (ii, _) in enumerate(edges):
                 if ii == i and k not in convs:
@@ -395,83 +331,6 @@ def _check_sizes(num_classes, channels, cells_per_stage):
     for name, v in (("num_classes", num_classes), ("channels", channels), ("cells_per_stage", cells_per_stage)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-
-# ---------------------------------------------------------------------------- sizes
-def param_count(model: nn.Module, image_shape: Sequence[int] = (32, 32, 3)) -> int:
-    """Number of trainable parameters, from shapes only (``jax.eval_shape``, no compute)."""
-    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    if model.ops is None:
-        args = (x, jax.ShapeDtypeStruct((len(_SPACE.edges),), jnp.int32))
-    else:
-        args = (x,)
-    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), *args)
-    return int(sum(np.prod(l.shape) for l in jax.tree.leaves(shapes["params"])))
-
-
-def _conv_cost(ops: Sequence[str], c: int) -> tuple[int, int]:
-    """(params, MACs per pixel) of the conv edges of one cell with ``c`` channels."""
-    params = macs = 0
-    for op in ops:
-        if op == "nor_conv_3x3":
-            params += 9 * c * c + 2 * c
-            macs += 9 * c * c
-        elif op == "nor_conv_1x1":
-            params += c * c + 2 * c
-            macs += c * c
-    return params, macs
-
-
-def analytic_size(
-    enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5, image_shape: Sequence[int] = (32, 32, 3)
-) -> tuple[int, int]:
-    """(parameters, multiply-accumulates of one forward pass) in closed form.
-
-    Equal to ``param_count(build(...))`` (tested); fast enough for all 15,625 cells.
-    MACs count convolutions and the classifier, as NAS-Bench-201's FLOPs column does
-    (pooling, BN and additions are ignored).
-    """
-    enc = _SPACE.validate(enc)
-    ops = [OPS[i] for i in enc]
-    h, w, cin = image_shape
-    c = channels
-    params = 9 * cin * c + 2 * c
-    macs = 9 * cin * c * h * w
-    for s in range(3):
-        cs = c * 2**s
-        if s > 0:
-            cp = cs // 2
-            h, w = (h + 1) // 2, (w + 1) // 2
-            params += 9 * cp * cs + 2 * cs + 9 * cs * cs + 2 * cs + cp * cs
-            macs += (9 * cp * cs + 9 * cs * cs + cp * cs) * h * w
-        p, m = _conv_cost(ops, cs)
-        params += cells_per_stage * p
-        macs += cells_per_stage * m * h * w
-    cl = 4 * c
-    params += 2 * cl + cl * num_classes + num_classes
-    macs += cl * num_classes
-    return params, macs
-
-
-def analytic_sizes(
-    encs, num_classes: int, channels: int = 16, cells_per_stage: int = 5, image_shape: Sequence[int] = (32, 32, 3)
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised ``analytic_size`` over a batch ``(n, 6)``: (params, MACs), each ``(n,)``."""
-    encs = np.atleast_2d(_SPACE.validate(encs))
-    base_p, base_m = analytic_size(np.zeros(6, np.int32), num_classes, channels, cells_per_stage, image_shape)
-    n3 = (encs == OPS.index("nor_conv_3x3")).sum(1)
-    n1 = (encs == OPS.index("nor_conv_1x1")).sum(1)
-    h, w = image_shape[0], image_shape[1]
-    p3 = p1 = m3 = m1 = 0
-    for s in range(3):
-        cs = channels * 2**s
-        if s > 0:
-            h, w = (h + 1) // 2, (w + 1) // 2
-        p3 += cells_per_stage * (9 * cs * cs + 2 * cs)
-        p1 += cells_per_stage * (cs * cs + 2 * cs)
-        m3 += cells_per_stage * 9 * cs * cs * h * w
-        m1 += cells_per_stage * cs * cs * h * w
-    return base_p + n3 * p3 + n1 * p1, base_m + n3 * m3 + n1 * m1
 
 
 def specialise_params(supernet_variables, enc):

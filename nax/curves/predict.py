@@ -23,6 +23,7 @@ from nax.curves import inference as inference_lib
 from nax.curves.calibration import Calibration
 from nax.curves.inference import InferenceConfig
 from nax.curves.observations import DatasetScale, dataset_scale, from_model_scale, prepare, to_model_scale
+from nax.curves.padding import batch_bucket, fit_width, pad, row_bucket, seen_width  # noqa: F401 (fit_width: API)
 from nax.curves.prior import CurvePrior
 
 
@@ -187,40 +188,6 @@ def compose_draws(y, ext, gap, headroom, calibration, minimize: bool, scale: Dat
     return from_model_scale(np.clip(y, 1e-12, 1.0) if minimize else y, minimize)
 
 
-def _bucket(n: int) -> int:
-    """Smallest of 8, 16, 32, ... or the next multiple of 256 that holds ``n`` rows."""
-    if n > 256:
-        return -(-n // 256) * 256
-    return max(8, 1 << (n - 1).bit_length())
-
-
-def batch_bucket(n: int) -> int:
-    """Batch sizes that share a program: 1, 2, 4, 8, then multiples of 8."""
-    return 1 << (n - 1).bit_length() if n <= 8 else -(-n // 8) * 8
-
-
-def _seen_width(mask) -> int:
-    """Columns up to the last one observed in any row: the later ones carry no likelihood."""
-    seen = np.nonzero(np.asarray(mask, bool).reshape(-1, np.shape(mask)[-1]).any(axis=0))[0]
-    return int(seen[-1]) + 1 if len(seen) else 1
-
-
-def fit_width(queries) -> int:
-    """The padded epoch width :func:`predict_many` fits ``queries`` on (their context
-    included): a caller that makes several calls on cut copies of the same queries passes
-    it as ``width`` so that every call has one shape."""
-    seen = 1
-    for q in queries:
-        mask = np.isfinite(np.asarray(q.values, np.float64)) if q.mask is None else q.mask
-        seen = max(seen, _seen_width(mask))
-        if q.context is not None and np.size(q.context):
-            seen = max(seen, _seen_width(np.isfinite(np.asarray(q.context, np.float64))))
-        if q.finished is not None and np.ndim(q.finished) == 2:
-            # a strength choice on finished runs fits them to their horizon (nax.curves.strength)
-            seen = max(seen, np.shape(q.finished)[1])
-    return _bucket(seen)
-
-
 _curve_mean = jax.jit(basis.curve_mean, static_argnums=2)
 _log_lik = jax.jit(models.log_likelihood, static_argnums=3)
 
@@ -263,17 +230,11 @@ def _inputs(q: Query, prior: CurvePrior | None):
         horizon = q.context_horizon if q.context_horizon is not None else int(query.horizon.max())
         ctx = prepare(q.context, None, horizon=horizon, minimize=minimize, scale=scale)
         width = max(y.shape[1], ctx.y.shape[1])
-        pad = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)
-        y = np.concatenate([pad(y, width), pad(ctx.y, width)])
-        m = np.concatenate([pad(m, width), pad(ctx.mask, width)])
-        t = np.concatenate([pad(t, width, 1.0), pad(ctx.t, width, 1.0)])
+        widen = lambda a, w, c=0: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=c)
+        y = np.concatenate([widen(y, width), widen(ctx.y, width)])
+        m = np.concatenate([widen(m, width), widen(ctx.mask, width)])
+        t = np.concatenate([widen(t, width, 1.0), widen(ctx.t, width, 1.0)])
     return query, (y, m, t), minimize, scale
-
-
-def _pad(arrays, rows: int, width: int):
-    y, m, t = (a[:, :width] for a in arrays)
-    r, w = rows - y.shape[0], width - y.shape[1]
-    return np.pad(y, ((0, r), (0, w))), np.pad(m, ((0, r), (0, w))), np.pad(t, ((0, r), (0, w)), constant_values=1.0)
 
 
 def _prediction(query, result, model, prior, calibration, families, minimize, scale, seed, method) -> Prediction:
@@ -346,8 +307,8 @@ def predict(
     # growing context, and every new batch shape would compile a new program (SVI only:
     # for NUTS the extra rows would be extra dimensions to sample)
     method = inference.method
-    rows = _bucket(len(arrays[0])) if method == "svi" else len(arrays[0])
-    y, m, t = _pad(arrays, rows, arrays[0].shape[1])
+    rows = row_bucket(len(arrays[0])) if method == "svi" else len(arrays[0])
+    y, m, t = pad(arrays, rows, arrays[0].shape[1])
     families = prior.families if prior is not None else basis.DEFAULT_FAMILIES
     data = (jnp.asarray(y), jnp.asarray(m), jnp.asarray(t))
     model = "no_transfer" if prior is None else "transfer"
@@ -398,11 +359,11 @@ def predict_many(
         batches.setdefault(key, []).append(i)
     for (model, families), idx in batches.items():
         prepared = [_inputs(queries[i], priors[i]) for i in idx]
-        rows = _bucket(max(len(a[0]) for _, a, _, _ in prepared))
+        rows = row_bucket(max(len(a[0]) for _, a, _, _ in prepared))
         # a 20 % prefix of a 52-epoch table is fitted on 16 columns, not 64 (the masked
         # columns add exact zeros to the ELBO; bucketed, so few widths compile)
-        width = max(_bucket(max(_seen_width(a[1]) for _, a, _, _ in prepared)), width or 0)
-        padded = [_pad(a, rows, width) for _, a, _, _ in prepared]
+        width = max(row_bucket(max(seen_width(a[1]) for _, a, _, _ in prepared)), width or 0)
+        padded = [pad(a, rows, width) for _, a, _, _ in prepared]
         # the batch axis padded too (copies of the first fit, dropped): which candidates a
         # strength choice keeps varies from call to call, and each batch size would compile
         size = chunk or batch_bucket(len(padded))

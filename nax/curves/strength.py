@@ -32,7 +32,8 @@ import dataclasses
 import numpy as np
 
 from nax.curves.inference import InferenceConfig
-from nax.curves.predict import Prediction, Query, batch_bucket, fit_width, predict_many
+from nax.curves.padding import batch_bucket, fit_width
+from nax.curves.predict import Prediction, Query, predict_many
 from nax.curves.prior import CurvePrior
 
 
