@@ -7,7 +7,10 @@
   predictions and within-target adaptation) decides which paused trial to resume by
   ``default_delta`` epochs, and the characteristic model proposes new architectures and
   says how likely they are to beat the incumbent (where there is one: the meta-dataset;
-  on the Baker and LCBench sets proposals are uniformly random, the population standing in).
+  on the Baker and LCBench sets proposals are uniformly random, the population standing in);
+  its look-ahead's spread calibrated on the prior's source curves, and within the target as
+  resumed trials show what was predicted (``nax.search.ahead_calibration``, fitted once per
+  target and shared by its seeds).
 
 All three are ``nax.search.multifidelity`` strategies run by the same driver
 (``nax.search.loop``) on the same table evaluator as the full-run variants: a job resumes
@@ -22,27 +25,73 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from acceleration_config import LCBENCH_FILE, MF_VARIANTS, Config, lcbench_table, shared_data, stop_config
+from acceleration_config import (
+    LCBENCH_FILE,
+    META_DATASETS,
+    MF_VARIANTS,
+    Config,
+    baker_table,
+    lcbench_table,
+    load_metadata,
+    shared_data,
+    stop_config,
+)
 
 from nax import space as space_lib
+from nax import tables
+from nax.search import ahead_calibration, halving, strategies
 from nax.search import evaluators as ev_lib
 from nax.search import freeze_thaw as ft
-from nax.search import halving, strategies
+
+_SOURCES: dict = {}
+
+
+def source_curves(cfg: Config, names) -> tables.CurveTable:
+    """The curves of the source datasets ``names`` a prior was fitted on (its
+    ``info["datasets"]``), from the suite they belong to (meta-dataset, LCBench or Baker)."""
+    key = tuple(sorted(map(str, names)))
+    if key not in _SOURCES:
+        if set(key) <= set(META_DATASETS):
+            ct = load_metadata(cfg)[0]
+        elif all(n.isdigit() for n in key):
+            ct = lcbench_table()
+        else:
+            ct = tables.concat([baker_table(n) for n in key])
+        _SOURCES[key] = ct.subset(np.isin(np.asarray(ct.datasets).astype(str), key))
+    return _SOURCES[key]
+
+
+def ahead_for(cfg: Config, prior, horizon: int, rule_config, log=None) -> ahead_calibration.AheadCalibration:
+    """Freeze-thaw's look-ahead calibration for one target, learned on the prior's sources."""
+    t0 = time.perf_counter()
+    src = source_curves(cfg, prior.info["datasets"])
+    out = ahead_calibration.fit_ahead(prior, src, horizon, ft.default_delta(horizon), stop_config=rule_config)
+    if log is not None:
+        log(
+            f"freeze-thaw look-ahead factors {', '.join(f'{k:.2f}' for k in out.factors)} at prefix fractions "
+            f"{', '.join(f'{f:.2f}' for f in out.fractions)} (sources, {time.perf_counter() - t0:.1f} s)"
+        )
+    return out
 
 
 def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_config) -> dict[str, Callable]:
     """The multi-fidelity variants of ``cfg.variants`` for one target (fresh state per seed):
     ``variant -> () -> (strategy, None)`` (no stopping rule: they decide themselves)."""
+    ahead: list = []  # learned once, on the first freeze-thaw seed
+
+    def freeze_thaw():
+        if not ahead:
+            ahead.append(ahead_for(cfg, prior, horizon, rule_config, print))
+        st = ft.from_models(prior, model, space, horizon, stop_config=rule_config, candidates=cands, ahead=ahead[0])
+        return st, None
+
     out = {
         "hyperband": lambda: (
             halving.hyperband(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands),
             None,
         ),
         "asha": lambda: (halving.asha(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands), None),
-        "freeze_thaw": lambda: (
-            ft.from_models(prior, model, space, horizon, stop_config=rule_config, candidates=cands),
-            None,
-        ),
+        "freeze_thaw": freeze_thaw,
     }
     return {v: b for v, b in out.items() if v in cfg.variants}
 
@@ -107,4 +156,4 @@ def lcbench_suite(cfg: Config, log, run_target, fit_prior) -> Iterator[tuple[str
         yield ("lcbench", target, res, f"LCBench task {target} ({cfg.lcbench_seeds} seeds)")
 
 
-__all__ = ["MF_VARIANTS", "lcbench_folds", "lcbench_suite", "mf_builders", "seed_limits", "wants"]
+__all__ = ["MF_VARIANTS", "ahead_for", "lcbench_folds", "lcbench_suite", "mf_builders", "seed_limits", "wants"]

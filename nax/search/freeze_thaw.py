@@ -75,6 +75,7 @@ import numpy as np
 from nax import characteristics as ch
 from nax.curves.predict import compose_draws, predict
 from nax.curves.stopping import Finished, StopRule
+from nax.search import ahead_calibration as ahead_lib
 from nax.search import multifidelity as mf
 from nax.search.freeze_thaw_decision import Decision, best_at, decide, expected_improvement  # noqa: F401 (the policy's API)
 from nax.search.strategies import Strategy
@@ -95,13 +96,17 @@ class CurveModel(NamedTuple):
     - ``fit(state, curves, epochs, seed) -> list``: one opaque prediction per partial
       curve of its accuracy at ``epochs[i]`` (past its last epoch);
     - ``improvement(state, fitted, best_N) -> [N]``: each prediction's expected improvement
-      over ``best_N[i]`` under the state's current calibration.
+      over ``best_N[i]`` under the state's current calibration;
+    - ``observe(state, prediction, value) -> state`` (optional): a resumed trial showed
+      ``value`` at the epoch ``prediction`` was about (the look-ahead's within-target
+      calibration, :mod:`nax.search.ahead_calibration`).
     """
 
     init: Callable[[jax.Array], Any]
     update: Callable[[Any, Sequence[np.ndarray], jax.Array], Any]
     fit: Callable[[Any, Sequence[np.ndarray], Sequence[int], int], list]
     improvement: Callable[[Any, list, np.ndarray], np.ndarray]
+    observe: Callable[[Any, Any, float], Any] | None = None
 
 
 class _Ahead(NamedTuple):
@@ -116,13 +121,35 @@ class _Ahead(NamedTuple):
     head: Any
     scale: Any
     ok: bool
+    at: int = 0  # epochs of the prefix it was predicted from
+    to: int = 0  # the epoch it predicts
 
 
-def curve_model(rule: StopRule) -> CurveModel:
+class ModelState(NamedTuple):
+    """:func:`curve_model`'s state: the stopping rule's (``rule``) and the target's own
+    look-ahead ratios per step (``seen``, :meth:`AheadCalibration.observe`)."""
+
+    rule: Any
+    seen: tuple = ()
+
+
+def draws_of(state, fitted: Sequence[_Ahead], prior) -> np.ndarray:
+    """Predictive draws [S, N] (table units) of fitted trials at their next epoch, composed
+    under the state's calibration (the prior's before any adaptation)."""
+    cal = state.calibration if state.calibration is not None else prior.calibration
+    return np.stack(
+        [compose_draws(a.y, a.ext if cal is not None else None, a.gap, a.head, cal, False, a.scale) for a in fitted],
+        axis=-1,
+    )
+
+
+def curve_model(rule: StopRule, ahead=None) -> CurveModel:
     """Freeze-thaw's curve posterior from the one stopping rule: predictions as the rule's
     checks make them (its prior, inference, context of the target's completed runs), drawn
     at each trial's next epoch and composed under the rule's adapted calibration, adapted by
-    the rule's ``update``."""
+    the rule's ``update``. ``ahead``: an
+    :class:`~nax.search.ahead_calibration.AheadCalibration` learned on the sources, whose
+    factor rescales each trial's draws around their median (None: as composed)."""
     if rule.prior is None:
         raise ValueError("freeze-thaw needs a transferred curve prior (fit one on the source datasets' curves)")
     if rule.config.minimize:
@@ -130,10 +157,15 @@ def curve_model(rule: StopRule) -> CurveModel:
     H = rule.horizon
     prior = rule.prior
 
+    def init(key):
+        return ModelState(rule.init(key), ahead.empty_seen() if ahead is not None else ())
+
     def update(state, completed, key):
-        return rule.update(state, [Finished(np.asarray(c, np.float64), True) for c in completed], key)
+        done = [Finished(np.asarray(c, np.float64), True) for c in completed]
+        return state._replace(rule=rule.update(state.rule, done, key))
 
     def fit(state, curves, epochs, seed):
+        state = state.rule
         # always [n, H] wide, so every prefix length reuses one compiled program
         padded = np.full((len(curves), H), np.nan)
         for i, c in enumerate(curves):
@@ -151,25 +183,26 @@ def curve_model(rule: StopRule) -> CurveModel:
         y, ext, gap, head = pred.draw_components(np.asarray(epochs)[:, None])
         one = lambda a, i: None if a is None else a[..., i, 0]
         return [
-            _Ahead(one(y, i), one(ext, i), one(gap, i), one(head, i), pred.scale, bool(pred.ok))
-            for i in range(len(curves))
+            _Ahead(one(y, i), one(ext, i), one(gap, i), one(head, i), pred.scale, bool(pred.ok), len(curves[i]), int(e))
+            for i, e in enumerate(epochs)
         ]
 
     def improvement(state, fitted, best_N):
-        cal = state.calibration if state.calibration is not None else prior.calibration
-        draws = np.stack(
-            [
-                compose_draws(a.y, a.ext if cal is not None else None, a.gap, a.head, cal, False, a.scale)
-                for a in fitted
-            ],
-            axis=-1,
-        )
+        draws = draws_of(state.rule, fitted, prior)
+        if ahead is not None:
+            draws = ahead_lib.rescale(draws, ahead.factor([a.at for a in fitted], H, state.seen))
         ei = expected_improvement(draws, best_N)
         # a failed fit never drops a run (the stopping rule's convention): it is resumed
         ok = np.array([a.ok for a in fitted]) & np.isfinite(ei)
         return np.where(ok, ei, np.inf)
 
-    return CurveModel(rule.init, update, fit, improvement)
+    def observe(state, a, value):
+        if not a.ok or not np.isfinite(value):
+            return state
+        r = ahead_lib.interval_ratios(draws_of(state.rule, [a], prior), [value], ahead.level)[0]
+        return state._replace(seen=ahead.observe(state.seen, a.at, H, r))
+
+    return CurveModel(init, update, fit, improvement, observe if ahead is not None else None)
 
 
 # ---------------------------------------------------------------------------- as a strategy
@@ -286,11 +319,20 @@ def strategy(
 
     def tell(state: FreezeThawState, results: Sequence[mf.TrialResult]) -> FreezeThawState:
         pending, curves, dead = list(state.pending), list(state.curves), set(state.dead)
-        finished, incumbent, told, completed = list(state.finished), state.incumbent, [], []
+        finished, incumbent, told, completed, observed = list(state.finished), state.incumbent, [], [], []
         for r in results:
             if r.trial not in pending:
                 raise ValueError(f"trial {r.trial} has no job in flight")
             pending.remove(r.trial)
+            was, a = state.fitted[r.trial]
+            if (
+                model.observe is not None
+                and a is not None
+                and was == len(state.curves[r.trial])
+                and 0 < a.to <= len(r.curve)
+                and r.status == "completed"
+            ):
+                observed.append((a, float(r.curve[a.to - 1])))
             curves[r.trial] = tuple(map(float, r.curve))
             v = mf._value(r)
             if v == -np.inf:
@@ -303,6 +345,8 @@ def strategy(
                 incumbent = final if incumbent is None else max(incumbent, final)
                 told.append((r.trial, final))
         m = state.model
+        for a, value in observed:  # before the update: as predicted, under the calibration then
+            m = model.observe(m, a, value)
         if completed:
             m = model.update(m, completed, jax.random.fold_in(state.key, len(finished)))
         return state._replace(
@@ -333,18 +377,21 @@ def from_models(
     delta: int | None = None,
     stop_config=None,
     candidates: np.ndarray | None = None,
+    ahead=None,
 ) -> mf.MFStrategy:
     """Freeze-thaw with both transfers: the curve posterior of ``prior`` (a fitted
     ``nax.curves.CurvePrior``; its stopping rule's predictions and adaptation under
     ``stop_config``, default ``nax.curves.StopConfig()``) and proposals and new-architecture
     chances from ``model`` (a ``nax.characteristics.CharacteristicModel``; None: uniform
-    random proposals, the population standing in). ``delta``: :func:`default_delta`."""
+    random proposals, the population standing in). ``delta``: :func:`default_delta`.
+    ``ahead``: the look-ahead's spread calibration learned on the sources
+    (:func:`nax.search.ahead_calibration.fit_ahead`; None: uncalibrated)."""
     from nax.curves.stopping import StopConfig, stop_rule
 
     rule = stop_rule(prior, horizon, stop_config if stop_config is not None else StopConfig())
     base = None if model is None else strategy_from_model(model, space, candidates=candidates)
     return strategy(
-        curve_model(rule),
+        curve_model(rule, ahead),
         horizon,
         delta=default_delta(horizon) if delta is None else delta,
         space=space,
