@@ -20,6 +20,7 @@ from jax.scipy.special import logsumexp
 from nax.curves import basis, models
 from nax.curves import calibration as calib
 from nax.curves import inference as inference_lib
+from nax.curves import spread as spread_lib
 from nax.curves.calibration import Calibration
 from nax.curves.inference import InferenceConfig
 from nax.curves.observations import DatasetScale, dataset_scale, from_model_scale, prepare, to_model_scale
@@ -43,6 +44,9 @@ class Prediction:
     values were put on the model scale by their own affine map (None: the natural scale,
     accuracy or ``exp(-loss)``). ``strength``: how strongly the sources were transferred
     when chosen from the target's data (:mod:`nax.curves.strength`), else None.
+    ``spread``: [N] factors by which every draw's distance from its curve's median draw is
+    multiplied on the model scale (:mod:`nax.curves.spread`, recalibrated on the target's
+    prefixes); None: as fitted. The median, so :attr:`point`, is the same either way.
     """
 
     z: jax.Array
@@ -59,6 +63,7 @@ class Prediction:
     calibration: Calibration | None = None
     scale: DatasetScale | None = None
     strength: dict | None = None
+    spread: np.ndarray | None = None
     samples: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -81,7 +86,7 @@ class Prediction:
         draws), plus the extrapolation term's location if the calibration was adapted to
         the target (``d``); for losses the mean of the draws.
         """
-        if self.minimize and self.scale is None:
+        if (self.minimize and self.scale is None) or self.spread is not None:
             return self.samples.mean(0)
         mean = self.final_mean_scale()[0].mean(0)
         if self.calibrated:  # a within-target shift of the extrapolation term
@@ -98,8 +103,12 @@ class Prediction:
         (``-log`` of ``exp(-loss)`` clipped at 1, a dataset's affine scale), so the clip at
         the metric's bound and heavy-tailed extrapolation noise do not pull it, as they
         pull :attr:`mean` (R13 notes: loss-curve MAE 1.01 with the mean vs 0.49 with the
-        median; accuracies within 0.006 either way).
+        median; accuracies within 0.006 either way). A :attr:`spread` factor leaves it as it is
+        (taken from the unscaled draws: the two middle draws of an even number would
+        otherwise average differently under ``-log``).
         """
+        if self.spread is not None:
+            return np.median(dataclasses.replace(self, spread=None).samples, axis=0)
         return np.median(self.samples, axis=0)
 
     def final_mean_scale(self) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +134,16 @@ class Prediction:
         ``predict_at([..., horizon])[..., -1]`` equals ``samples``.
         """
         y, ext, gap, head = self.draw_components(epochs)
-        if not self.calibrated:
-            return compose_draws(y, None, None, None, None, self.minimize, self.scale)
-        return compose_draws(y, ext, gap, head, self.calibration, self.minimize, self.scale)
+        cal = self.calibration if self.calibrated else None
+        return compose_draws(y, ext, gap, head, cal, self.minimize, self.scale, self.spread)
+
+    def model_draws(self, epochs) -> np.ndarray:
+        """:meth:`predict_at` on the model scale (before the map to table units and the
+        clip at ``exp(-loss) <= 1``): [S, N, K]."""
+        y, ext, gap, head = self.draw_components(epochs)
+        if self.calibrated:
+            y = y + calib.ext_scale(self.calibration, gap, head) * (self.calibration.d + ext)
+        return y if self.spread is None else spread_lib.rescale(y, self.spread)
 
     def draw_components(self, epochs):
         """The parts the predictive draws at ``epochs`` are made of, so that they can be
@@ -164,6 +180,12 @@ class Prediction:
         """Log predictive density of observed final values [N] (table units) -> [N]."""
         v = np.asarray(final_values, np.float64)
         y = to_model_scale(v, self.minimize) if self.scale is None else self.scale.to_model(v)
+        log_k = 0.0
+        if self.spread is not None:
+            # the density of m + k (Y - m): the unscaled one at m + (y - m) / k, over k
+            raw = dataclasses.replace(self, spread=None).model_draws(self.horizon[:, None])[..., 0]
+            y = spread_lib.unscaled_values(y, np.median(raw, axis=0), self.spread)
+            log_k = np.log(np.asarray(self.spread, np.float64))
         if self.calibrated:
             m, s = self.final_mean_scale()
             lpd = calib.log_density(self.calibration, m, s, y, 1.0 - self.t_obs, 1.0 - self.y_last)
@@ -171,17 +193,23 @@ class Prediction:
             t = jnp.ones((len(self.horizon), 1), jnp.float32)
             ll = _log_lik(self.z, jnp.asarray(y, jnp.float32)[:, None], t, self.families)[..., 0]
             lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]), np.float64)
+        lpd = lpd - log_k
         if self.scale is not None:
             return lpd + self.scale.log_jacobian()
         return lpd - v if self.minimize else lpd  # Jacobian of y = exp(-v)
 
 
-def compose_draws(y, ext, gap, headroom, calibration, minimize: bool, scale: DatasetScale | None = None) -> np.ndarray:
+def compose_draws(
+    y, ext, gap, headroom, calibration, minimize: bool, scale: DatasetScale | None = None, spread=None
+) -> np.ndarray:
     """Predictive draws in table units from the parts of
-    :meth:`Prediction.draw_components` under ``calibration`` (None: uncalibrated), mapped
+    :meth:`Prediction.draw_components` under ``calibration`` (None: uncalibrated), rescaled
+    about each curve's median by ``spread`` ([N] or None, :mod:`nax.curves.spread`), mapped
     back by the dataset's ``scale`` when there is one."""
     if calibration is not None:
         y = y + calib.ext_scale(calibration, gap, headroom) * (calibration.d + ext)
+    if spread is not None:
+        y = spread_lib.rescale(y, spread)
     if scale is not None:
         return scale.from_model(y)  # an affine map: nothing to clip
     # exp(-loss) is at most 1: a noise draw above it would be a negative loss

@@ -31,7 +31,9 @@ import dataclasses
 
 import numpy as np
 
+from nax.curves import spread as spread_lib
 from nax.curves.inference import InferenceConfig
+from nax.curves.observations import to_model_scale
 from nax.curves.padding import batch_bucket, fit_width
 from nax.curves.predict import Prediction, Query, predict_many
 from nax.curves.prior import CurvePrior
@@ -115,10 +117,13 @@ def _observed_counts(values, mask) -> np.ndarray:
     return mask, mask.sum(axis=1)
 
 
-def scoring_task(query: Query):
+def scoring_task(query: Query, min_epochs: int = MIN_EPOCHS):
     """What the candidates of ``query`` are judged on: ``(fit query, rows, epochs, truth,
     rule)`` with ``truth`` [len(rows)] the values (table units) the fit's curves ``rows``
-    must predict at ``epochs`` [len(rows)], or None when there is no evidence."""
+    must predict at ``epochs`` [len(rows)], or None when there is no evidence.
+    ``min_epochs``: fewest observed epochs of a scored curve; the fit query (every curve
+    cut at half its observed epochs) does not depend on it, so the spread check
+    (:mod:`nax.curves.spread`, 2 epochs) scores more curves of the same fit."""
     values = np.asarray(query.values, np.float64)
     values = values[None] if values.ndim == 1 else values
     mask, counts = _observed_counts(values, query.mask)
@@ -141,7 +146,7 @@ def scoring_task(query: Query):
             fit = Query(part, None, horizon, None, query.minimize, ctx, horizon, scale)
             rows = np.arange(int(done.sum()))
             return fit, rows, np.full(len(rows), horizon), finished[done, -1], "finished"
-    rows = np.nonzero(counts >= MIN_EPOCHS)[0]
+    rows = np.nonzero(counts >= min_epochs)[0]
     if not len(rows):
         return None
     keep = np.maximum(counts // 2, 1)
@@ -189,6 +194,12 @@ def choose(
     :class:`CurvePrior` or a list aligned with ``queries``; ``candidates``: a fixed grid
     (default: :func:`default_grid` per query). All candidate fits run as one batch, in
     chunks of ``chunk`` fits on at least ``width`` epochs (:func:`nax.curves.predict.predict_many`)."""
+    return _choose(priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width)[0]
+
+
+def _choose(priors, queries, *, candidates, inference, seed, chunk, width):
+    """:func:`choose`, and for each query the chosen candidate's scoring fit with its task
+    (``(prediction, task)``, None without one): the spread check reuses it."""
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
     plans, batch_priors, batch_queries, batch_cals = [], [], [], []
@@ -208,18 +219,23 @@ def choose(
             if key(cand) not in tasks:
                 tasks[key(cand)] = scoring_task(cand.query(query))
         task = next(iter(tasks.values()))
+        # the spread check's values: the same fits, scoring every curve of >= 2 epochs
+        check_tasks = {}
+        for cand in grid:
+            if key(cand) not in check_tasks:
+                check_tasks[key(cand)] = scoring_task(cand.query(query), spread_lib.MIN_CHECK_EPOCHS)
         first = len(batch_queries)
         if task is not None:
             for cand in grid:
                 batch_priors.append(cand.prior(prior))
                 batch_queries.append(tasks[key(cand)][0])
                 batch_cals.append(prior.calibration if cand.independent else None)
-        plans.append((grid, query, task, first))
+        plans.append((grid, query, task, first, {c.name: check_tasks[key(c)] for c in grid}))
     preds = predict_many(
         batch_priors, batch_queries, inference=inference, seed=seed, calibrations=batch_cals, chunk=chunk, width=width
     )
-    out = []
-    for grid, query, task, first in plans:
+    out, checks = [], []
+    for grid, query, task, first, check_task in plans:
         record = {"rule": "fallback", "scores": {c.name: None for c in grid}, "values_scored": 0}
         chosen = fallback(grid)
         if task is None:
@@ -235,21 +251,52 @@ def choose(
             else:
                 record["reason"] = "every candidate fit failed"
         out.append((chosen, chosen.query(query), {**chosen.to_dict(), **record}))
-    return out
+        # the check fit is the chosen candidate's scoring fit when there was one (the same
+        # cut prefixes: the check only scores more of its curves)
+        fitted = task is not None
+        checks.append((preds[first + grid.index(chosen)] if fitted else None, check_task[chosen.name]))
+    return out, checks
+
+
+def check_factor(pred: Prediction | None, task, rule: str) -> tuple[float, dict]:
+    """The spread factor (:mod:`nax.curves.spread`) of a query from its check fit ``pred``
+    and ``task`` (:func:`scoring_task`'s tuple, or None), with its record."""
+    if task is None or pred is None or not pred.ok:
+        why = "no check values" if task is None else "the check fit failed"
+        return 1.0, {"factor": 1.0, "rule": "fallback", "values": 0, "reason": why, "check": rule}
+    _, rows, epochs, truth, _ = task
+    at = pred.horizon.copy()
+    at[rows] = epochs
+    draws = pred.model_draws(at[:, None])[:, rows, 0]
+    truth = pred.scale.to_model(truth) if pred.scale is not None else to_model_scale(truth, pred.minimize)
+    k, record = spread_lib.factor(spread_lib.normalised_errors(draws, truth))
+    return k, {**record, "check": rule}
 
 
 def predict_auto_many(
-    priors, queries, *, candidates=None, inference: InferenceConfig = InferenceConfig(), seed: int = 0
+    priors,
+    queries,
+    *,
+    candidates=None,
+    inference: InferenceConfig = InferenceConfig(),
+    seed: int = 0,
+    recalibrate: bool = True,
 ) -> list[Prediction]:
     """Predict each query at the transfer strength chosen from its own data
-    (:func:`choose`); each :class:`Prediction` carries the choice in ``strength``."""
+    (:func:`choose`); each :class:`Prediction` carries the choice in ``strength``.
+    ``recalibrate``: the predictive's spread is rescaled about its median by the factor
+    of the target's prequential check (:mod:`nax.curves.spread`; ``Prediction.spread``,
+    the record in ``strength["spread"]``): the chosen candidate's scoring fit, or one more
+    fit of it on the half prefixes where the choice had none (curves of 2-3 epochs)."""
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
     # the scoring fits (a few per query, on half prefixes) and the final ones (one per
     # query) in chunks of one size and one width: both calls run the same compiled
     # programs (compiles are most of a cold call; NOTES section 6, speed)
     chunk, width = batch_bucket(max(len(queries), 1)), fit_width(queries)
-    chosen = choose(priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width)
+    chosen, checks = _choose(
+        priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width
+    )
     final_priors = [c.prior(p) for (c, _, _), p in zip(chosen, priors)]
     cals = [p.calibration if c.independent else None for (c, _, _), p in zip(chosen, priors)]
     final = [q for _, q, _ in chosen]
@@ -258,7 +305,40 @@ def predict_auto_many(
     )
     for pred, (_, _, record) in zip(preds, chosen):
         pred.strength = record
+    if recalibrate:
+        preds = _recalibrated(preds, priors, chosen, checks, inference, seed, chunk, width)
     return preds
+
+
+def _recalibrated(preds, priors, chosen, checks, inference, seed, chunk, width) -> list[Prediction]:
+    # queries whose choice fitted nothing but that have check values: one fit each, in its
+    # own call (the final fits' chunks stay as they were, so their draws do too)
+    todo = [i for i, (fit, task) in enumerate(checks) if fit is None and task is not None]
+    if todo:
+        cands = [chosen[i][0] for i in todo]
+        extra = predict_many(
+            [c.prior(priors[i]) for c, i in zip(cands, todo)],
+            [checks[i][1][0] for i in todo],
+            inference=inference,
+            seed=seed,
+            calibrations=[priors[i].calibration if c.independent else None for c, i in zip(cands, todo)],
+            chunk=chunk,
+            width=width,
+        )
+        checks = list(checks)
+        for i, fit in zip(todo, extra):
+            checks[i] = (fit, checks[i][1])
+    out = []
+    for pred, (fit, task) in zip(preds, checks):
+        rule = "none" if task is None else task[4]
+        k, record = check_factor(fit, task, rule)
+        if k != 1.0:
+            strength = pred.strength
+            pred = dataclasses.replace(pred, spread=np.full(len(pred.horizon), k))
+            pred.strength = strength
+        pred.strength = {**pred.strength, "spread": record}
+        out.append(pred)
+    return out
 
 
 def predict_auto(
@@ -277,6 +357,7 @@ __all__ = [
     "SHAPE_GRID",
     "Candidate",
     "Query",
+    "check_factor",
     "choose",
     "default_grid",
     "predict_auto",

@@ -73,9 +73,12 @@ def mae_table(rows, protocol: str) -> tuple[str, list[dict]]:
 
 
 def calibration_table(rows, protocol: str) -> str:
-    """Mean 90% coverage and LPD of no_transfer / transfer_full / transfer per family, cutoff."""
+    """Mean 90% coverage and LPD of no_transfer / transfer_full / transfer per family, cutoff
+    (and ``transfer_unrecalibrated``, transfer before its spread was recalibrated, where a
+    JSON has it)."""
     cells = _cells([r for r in rows if r["protocol"] == protocol])
-    methods = [m for m in ("no_transfer", "transfer_full", "transfer") if any(m in c for c in cells.values())]
+    methods = ("no_transfer", "transfer_full", "transfer_unrecalibrated", "transfer")
+    methods = [m for m in methods if any(m in c for c in cells.values())]
     head = ["family", "cutoff", *(f"{m} cov90 / LPD" for m in methods), "transfer cov90 in [0.85, 0.95]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (_, family, cutoff), by in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][2])):

@@ -1,7 +1,9 @@
 """The curve model's rows of ``nax curves benchmark``, for all targets of a fold at one
 cutoff: ``no_transfer``, ``transfer`` (with the strength chosen from the target where the
 model offers it, :mod:`nax.curves.strength`; then ``transfer_full`` is the full prior),
-``transfer_uncalibrated``, and per target ``transfer_finished{k}`` and the NUTS rows.
+``transfer_uncalibrated``, ``transfer_unrecalibrated`` (``transfer``'s draws before their
+spread was recalibrated on the target's prefixes, :mod:`nax.curves.spread`), and per
+target ``transfer_finished{k}`` and the NUTS rows.
 
 Batched where the model offers it (``predict_many`` / ``predict_auto_many``: one compiled
 program for many datasets); otherwise one ``predict`` per target. The point estimate is
@@ -79,7 +81,7 @@ def _strength_fields(pred) -> dict:
     s = getattr(pred, "strength", None)
     if not s:
         return {"strength": None}
-    keep = ("rho", "scope", "independent", "rule", "scores", "epochs_scored", "reason")
+    keep = ("rho", "scope", "independent", "rule", "scores", "epochs_scored", "reason", "spread")
     return {"strength": s.get("chosen"), **{f"strength_{k}": s.get(k) for k in keep}}
 
 
@@ -110,6 +112,12 @@ def model_rows(rec, batch, priors, *, inference, finished=(), nuts_curves=0, see
                 extra.update(_strength_fields(pred))
             lpd, cov = interval_stats(pred, final)
             rec(row, final, method, point(pred), lpd, cov, pred.seconds, "svi", extra)
+            if method == "transfer" and hasattr(pred, "spread"):
+                # the same draws before the spread was recalibrated on the target's prefixes
+                # (every target, so that the two rows average over the same datasets)
+                raw = dataclasses.replace(pred, spread=None) if pred.spread is not None else pred
+                lpd, cov = interval_stats(raw, final)
+                rec(row, final, "transfer_unrecalibrated", point(raw), lpd, cov, pred.seconds, "svi", extra)
             full = method == "transfer_full" or (method == "transfer" and not has_strength())
             if full:
                 for k_done in finished:
