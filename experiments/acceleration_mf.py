@@ -61,11 +61,20 @@ def source_curves(cfg: Config, names) -> tables.CurveTable:
     return _SOURCES[key]
 
 
+_AHEAD: dict = {}
+
+
 def ahead_for(cfg: Config, prior, horizon: int, rule_config, log=None) -> ahead_calibration.AheadCalibration:
-    """Freeze-thaw's look-ahead calibration for one target, learned on the prior's sources."""
+    """Freeze-thaw's look-ahead calibration for one target, learned on the prior's sources
+    (once per process for targets that share their sources, as LCBench's tasks of a fold do)."""
+    key = (tuple(sorted(map(str, prior.info["datasets"]))), id(prior), horizon, repr(rule_config))
+    if key in _AHEAD:
+        return _AHEAD[key]
     t0 = time.perf_counter()
     src = source_curves(cfg, prior.info["datasets"])
-    out = ahead_calibration.fit_ahead(prior, src, horizon, ft.default_delta(horizon), stop_config=rule_config)
+    out = _AHEAD[key] = ahead_calibration.fit_ahead(
+        prior, src, horizon, ft.default_delta(horizon), stop_config=rule_config
+    )
     if log is not None:
         log(
             f"freeze-thaw look-ahead factors {', '.join(f'{k:.2f}' for k in out.factors)} at prefix fractions "

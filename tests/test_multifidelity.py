@@ -11,10 +11,10 @@ import scipy.stats
 
 from nax import space as space_lib
 from nax import tables
+from nax.search import ahead_calibration, strategies, transfer
 from nax.search import freeze_thaw as ft
 from nax.search import halving as hv
 from nax.search import multifidelity as mf
-from nax.search import strategies, transfer
 from nax.search.multifidelity import Job, TrialResult
 
 SPACE = space_lib.nb201
@@ -434,8 +434,9 @@ def test_freeze_thaw_needs_a_transferred_curve_prior():
 
 @pytest.mark.slow
 def test_freeze_thaw_from_a_fitted_prior_runs_in_the_one_driver(tmp_path):
-    """Both transfers end to end: a curve prior fitted on two simulated source datasets,
-    the characteristic model left out (uniform proposals), freeze-thaw through
+    """Both transfers end to end: a curve prior fitted on two simulated source datasets
+    (and the look-ahead calibrated on them), the characteristic model left out (uniform
+    proposals), freeze-thaw through
     ``nax.search.loop.run_search`` on the third dataset's table: within the budget, jobs of
     ``default_delta`` epochs, the curve model adapted once per completed trial."""
     from test_search_support import EPOCHS, simulated_curve_csv
@@ -458,10 +459,22 @@ def test_freeze_thaw_from_a_fitted_prior_runs_in_the_one_driver(tmp_path):
     )
     ev = evaluators.CurveTableEvaluator(table, "gamma")
     cfg = StopConfig(inference=InferenceConfig(num_samples=100, num_steps=100))
-    st = ft.from_models(prior, None, ev.space, EPOCHS, stop_config=cfg, candidates=ev.candidates())
+    delta = ft.default_delta(EPOCHS)
+    # the look-ahead's spread learned on the two sources (nax.search.ahead_calibration)
+    cal = ahead_calibration.fit_ahead(prior, sources, EPOCHS, delta, stop_config=cfg, context=3, queries=10)
+    assert len(cal.factors) == len(ahead_calibration.steps(EPOCHS, delta))
+    assert all(0.05 <= k <= 20 for k in cal.factors)
+    for step in cal.fit["steps"]:
+        assert step["predictions"] == 20 and set(step["factor_by_source"]) == {"alpha", "beta"}
+    st = ft.from_models(prior, None, ev.space, EPOCHS, stop_config=cfg, candidates=ev.candidates(), ahead=cal)
+    states = []
+    tell = st.tell
+    st = st._replace(tell=lambda s, r: states.append(tell(s, r)) or states[-1])
     out = loop.run_search(st, ev, loop.Budget(epochs=10 * EPOCHS), jax.random.key(0))
     assert 0 < out.epochs_spent <= 10 * EPOCHS and out.best is not None
-    delta = ft.default_delta(EPOCHS)
+    # the target's own look-ahead ratios: one per resumed job (a failed fit gives none)
+    resumed = sum(1 for r in out.runs if len(r.result.curve) > r.result.cost_epochs)
+    assert resumed >= 1 and 1 <= sum(len(x) for x in states[-1].model.seen) <= resumed
     assert all(r.result.cost_epochs <= delta for r in out.runs)
     trials = {r.run for r in out.runs}
     completed = [r for r in out.runs if r.result.status == "completed"]
