@@ -177,3 +177,18 @@ def test_recalibration_corrects_a_calibration_that_misstates_the_extrapolation_n
     before, after = float(np.mean(before)), float(np.mean(after))
     assert abs(after - 0.9) < abs(before - 0.9), (before, after)
     assert 0.8 <= after <= 0.98, (before, after)
+
+
+def test_matrix_reports_coverage_per_family_before_and_after_recalibration():
+    from nax.curves.bench import matrix
+
+    row = lambda ds, c, m, cov, lpd: {"protocol": "loo", "family": "f", "dataset": ds, "cutoff": c, "method": m,
+                                      "cov90": cov, "lpd": lpd}  # fmt: skip
+    rows = [row(d, c, "no_transfer", 0.5, 0.0) for d in "ab" for c in (0.1, 0.5)]
+    rows += [row(d, c, "transfer", 0.9 if c == 0.1 else 0.7, 1.0) for d in "ab" for c in (0.1, 0.5)]
+    rows += [row(d, c, "transfer_unrecalibrated", 0.6, -1.0) for d in "ab" for c in (0.1, 0.5)]
+    assert matrix.coverage_means(rows, "loo") == {"f": pytest.approx(0.8)}
+    assert matrix.coverage_means(rows, "loo", "transfer_unrecalibrated") == {"f": pytest.approx(0.6)}
+    assert matrix.lpd_share(rows, "loo") == {"f": (2, 2)}  # only cutoffs <= 20 %
+    assert matrix.lpd_share(rows, "loo", method="transfer_unrecalibrated") == {"f": (0, 2)}
+    assert "transfer_unrecalibrated cov90 / LPD" in matrix.calibration_table(rows, "loo")

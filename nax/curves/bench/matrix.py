@@ -89,12 +89,12 @@ def calibration_table(rows, protocol: str) -> str:
     return "\n".join(lines)
 
 
-def lpd_share(rows, protocol: str, *, max_cutoff=0.2) -> dict:
-    """Share of (dataset, cutoff <= max_cutoff) where transfer's LPD >= no_transfer's, per family."""
+def lpd_share(rows, protocol: str, *, max_cutoff=0.2, method: str = "transfer") -> dict:
+    """Share of (dataset, cutoff <= max_cutoff) where ``method``'s LPD >= no_transfer's, per family."""
     by = {(r["family"], r["dataset"], r["cutoff"], r["method"]): r["lpd"] for r in rows if r["protocol"] == protocol}
     out: dict = {}
-    for (family, dataset, cutoff, method), lpd in by.items():
-        if method != "transfer" or cutoff > max_cutoff + 1e-9:
+    for (family, dataset, cutoff, m), lpd in by.items():
+        if m != method or cutoff > max_cutoff + 1e-9:
             continue
         base = by.get((family, dataset, cutoff, "no_transfer"))
         if lpd is None or base is None:
@@ -102,6 +102,18 @@ def lpd_share(rows, protocol: str, *, max_cutoff=0.2) -> dict:
         won, total = out.get(family, (0, 0))
         out[family] = (won + (lpd >= base), total + 1)
     return out
+
+
+def coverage_means(rows, protocol: str, method: str = "transfer") -> dict:
+    """Family -> mean over cutoffs of the mean 90 % coverage of ``method`` (the issue's
+    per-family coverage target)."""
+    cells = _cells([r for r in rows if r["protocol"] == protocol])
+    out: dict = {}
+    for (_, family, _), by in cells.items():
+        cov = _mean(by.get(method, []), "cov90")
+        if cov is not None:
+            out.setdefault(family, []).append(cov)
+    return {f: float(np.mean(v)) for f, v in sorted(out.items())}
 
 
 def strength_counts(rows, protocol: str) -> dict:
@@ -170,7 +182,18 @@ def main(paths) -> None:
         share = lpd_share(rows, protocol)
         won, total = sum(w for w, _ in share.values()), sum(t for _, t in share.values())
         detail = ", ".join(f"{f} {w}/{t}" for f, (w, t) in sorted(share.items()))
-        print(f"LPD(transfer) >= LPD(no_transfer) on {won}/{total} (dataset, cutoff <= 20 %): {detail}\n")
+        print(f"LPD(transfer) >= LPD(no_transfer) on {won}/{total} (dataset, cutoff <= 20 %): {detail}")
+        raw = lpd_share(rows, protocol, method="transfer_unrecalibrated")
+        if raw:
+            won, total = sum(w for w, _ in raw.values()), sum(t for _, t in raw.values())
+            print(f"(before the spread was recalibrated: {won}/{total})")
+        for m in ("transfer", "transfer_unrecalibrated"):
+            cov = coverage_means(rows, protocol, m)
+            if cov:
+                inside = sum(COVERAGE[0] <= c <= COVERAGE[1] for c in cov.values())
+                detail = ", ".join(f"{f} {c:.2f}" for f, c in cov.items())
+                print(f"mean 90 % coverage of {m} per family: {detail} ({inside}/{len(cov)} in [0.85, 0.95])")
+        print()
         for (family, cutoff), counts in sorted(strength_counts(rows, protocol).items()):
             print(f"- strength {family} {cutoff:.0%}: {dict(counts)}")
         print()
