@@ -8,9 +8,10 @@
   ``default_delta`` epochs, and the characteristic model proposes new architectures and
   says how likely they are to beat the incumbent (where there is one: the meta-dataset;
   on the Baker and LCBench sets proposals are uniformly random, the population standing in);
-  its look-ahead's spread calibrated on the prior's source curves, and within the target as
-  resumed trials show what was predicted (``nax.search.ahead_calibration``, fitted once per
-  target and shared by its seeds).
+  with ``NAX_FT_AHEAD=1`` its look-ahead's spread calibrated on the prior's source curves,
+  and within the target as resumed trials show what was predicted
+  (``nax.search.ahead_calibration``, fitted once per set of sources; the third version,
+  measured slower on the meta-dataset, so off by default: NOTES §8).
 
 All three are ``nax.search.multifidelity`` strategies run by the same driver
 (``nax.search.loop``) on the same table evaluator as the full-run variants: a job resumes
@@ -21,6 +22,7 @@ random architectures, as in their papers and as Ray Tune / Syne Tune run them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -64,6 +66,13 @@ def source_curves(cfg: Config, names) -> tables.CurveTable:
 _AHEAD: dict = {}
 
 
+def calibrate_ahead() -> bool:
+    """Whether freeze-thaw runs with its look-ahead calibrated (the third version):
+    ``NAX_FT_AHEAD=1``. Off by default: measured slower than the second version on the
+    meta-dataset (NOTES §8), which stays the experiment's freeze-thaw."""
+    return os.environ.get("NAX_FT_AHEAD", "0") == "1"
+
+
 def ahead_for(cfg: Config, prior, horizon: int, rule_config, log=None) -> ahead_calibration.AheadCalibration:
     """Freeze-thaw's look-ahead calibration for one target, learned on the prior's sources
     (once per process for targets that share their sources, as LCBench's tasks of a fold do)."""
@@ -90,7 +99,7 @@ def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_conf
 
     def freeze_thaw():
         if not ahead:
-            ahead.append(ahead_for(cfg, prior, horizon, rule_config, print))
+            ahead.append(ahead_for(cfg, prior, horizon, rule_config, print) if calibrate_ahead() else None)
         st = ft.from_models(prior, model, space, horizon, stop_config=rule_config, candidates=cands, ahead=ahead[0])
         return st, None
 
