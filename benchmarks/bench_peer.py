@@ -19,12 +19,12 @@ so load from other processes falls on every contender alike. The ratios take the
 thread setting of each contender (median over rounds). Inputs are synthetic (normal
 images, uniform labels, fixed seed): throughput does not depend on the pixels.
 
-    python benchmarks/bench_peer.py --quick          # under 5 minutes on 2 cores
+    python benchmarks/bench_peer.py --quick          # under 5 minutes on 2 cores; peer_quick.json
     python benchmarks/bench_peer.py                  # 5 rounds, longer rounds
     python benchmarks/bench_peer.py --presets cpu --xla-flags "--xla_cpu_..."   # an experiment
 
-Writes ``benchmarks/results/peer.json`` (``rows``, ``ratios``, ``setup``, ``provenance``). On a
-shared machine read ``setup``'s load averages, and its images per CPU-second at 1 thread
+Writes ``benchmarks/results/peer.json`` (``rows``, ``ratios``, ``setup``, ``provenance``;
+``peer_quick.json`` with ``--quick``, so a quick run never replaces the full one). On a shared machine read ``setup``'s load averages, and its images per CPU-second at 1 thread
 (``img_per_cpu_s_median``, ``ratios_per_cpu_s_1_thread``), which other processes barely move.
 """
 
@@ -119,8 +119,10 @@ def _torch_stepper(preset: str, threads: int):
     return run
 
 
-def worker(preset: str, contender: str, threads: int, target_s: float, cache_dir: str | None) -> None:
-    """Compile, calibrate the steps per round to ``target_s``, then time one round per ``run`` line."""
+def worker(preset: str, contender: str, threads: int, target_s: float, min_steps: int, cache_dir: str | None) -> None:
+    """Compile and warm up; on a ``calibrate`` line set the steps per round to ``target_s`` (the
+    parent sends it once every worker is ready, one worker at a time, so no compilation beside
+    it skews the count); then time one round per ``run`` line."""
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])  # before jax/torch start threads
     if contender == "torch":
         run = _torch_stepper(preset, threads)
@@ -131,14 +133,17 @@ def worker(preset: str, contender: str, threads: int, target_s: float, cache_dir
     run(1)
     compile_s = time.perf_counter() - t0
     run(1)
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < min(1.0, target_s):
-        run(1)
-        n += 1
-    steps = max(2, round(target_s * n / (time.perf_counter() - t0)))
-    print(json.dumps({"ready": True, "first_step_s": compile_s, "steps": steps}), flush=True)
-    batch = PRESETS[preset][2]
+    print(json.dumps({"ready": True, "first_step_s": compile_s}), flush=True)
+    batch, steps = PRESETS[preset][2], min_steps
     for line in sys.stdin:
+        if line.strip() == "calibrate":
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < min(1.0, target_s):
+                run(1)
+                n += 1
+            steps = max(min_steps, round(target_s * n / (time.perf_counter() - t0)))
+            print(json.dumps({"steps": steps}), flush=True)
+            continue
         if line.strip() != "run":
             break
         t0, c0 = time.perf_counter(), time.process_time()
@@ -219,12 +224,19 @@ def _worker_env(xla_flags: str) -> dict:
 
 
 class Worker:
-    def __init__(self, preset, contender, threads, target_s, cache_dir, env):
+    """One (contender, threads) process; it compiles as soon as it starts (``wait_ready``)."""
+
+    def __init__(self, preset, contender, threads, target_s, cache_dir, env, min_steps=2):
         self.key = (contender, threads)
-        cmd = [sys.executable, __file__, "--worker", preset, contender, str(threads), str(target_s)]
+        cmd = [sys.executable, __file__, "--worker", preset, contender, str(threads), str(target_s), str(min_steps)]
         cmd += [cache_dir] if cache_dir else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.ready = self._read()
+        self.ready = None
+
+    def wait_ready(self) -> dict:
+        if self.ready is None:
+            self.ready = self._read()
+        return self.ready
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -233,7 +245,13 @@ class Worker:
         return json.loads(line)
 
     def round(self) -> dict:
-        self.proc.stdin.write("run\n")
+        return self._send("run")
+
+    def calibrate(self) -> None:
+        self.ready.update(self._send("calibrate"))
+
+    def _send(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         return self._read()
 
@@ -243,23 +261,41 @@ class Worker:
             self.proc.wait(timeout=60)
 
 
-def bench_preset(preset, threads_list, rounds, target_s, env, log) -> tuple[list, dict]:
-    """Rows of one preset and its setup record (checks, first-step times, per-round samples, load)."""
+def bench_preset(preset, threads_list, rounds, target_s, env, log, min_steps=2) -> tuple[list, dict]:
+    """Rows of one preset and its setup record (checks, first-step times, per-round samples, load).
+
+    Preparation runs in parallel, no timing depends on it: the check (which compiles the
+    specialised step into the shared cache) beside the first compile-once and PyTorch workers,
+    then every other worker, whose nax programs the cache already holds. Only the rounds are
+    timed, one worker at a time."""
     workers = []
     with tempfile.TemporaryDirectory(prefix="nax_peer_cache_") as cache:
+        load_before = os.getloadavg()
         cmd = [sys.executable, __file__, "--check", preset, cache]
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if res.returncode:
-            sys.stderr.write(res.stderr)
-            raise SystemExit(f"{preset}: the equivalence check failed")
-        setup = {"check": json.loads(res.stdout.strip().splitlines()[-1]), "load_before": os.getloadavg()}
-        log(f"{preset}: check {setup['check']}")
+        check = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        keys = [(c, t) for c in CONTENDERS for t in threads_list]
+        first = [k for k in keys if k[0] != "nax-specialised" and k[1] == threads_list[0]]
+        started = {}
         try:
-            for contender in CONTENDERS:
-                for t in threads_list:
-                    w = Worker(preset, contender, t, target_s, cache if contender != "torch" else None, env)
-                    log(f"{preset}: {contender} x{t} ready {w.ready}")
-                    workers.append(w)
+            for k in first:
+                started[k] = Worker(preset, *k, target_s, cache if k[0] != "torch" else None, env, min_steps)
+            out, err = check.communicate()
+            if check.returncode:
+                sys.stderr.write(err)
+                raise SystemExit(f"{preset}: the equivalence check failed")
+            setup = {"check": json.loads(out.strip().splitlines()[-1]), "load_before": load_before}
+            log(f"{preset}: check {setup['check']}")
+            for k in first:
+                started[k].wait_ready()
+            rest = [k for k in keys if k not in started]
+            for k in rest:
+                started[k] = Worker(preset, *k, target_s, cache if k[0] != "torch" else None, env, min_steps)
+            for k in keys:
+                workers.append(started[k])
+                started[k].wait_ready()
+            for w in workers:
+                w.calibrate()
+                log(f"{preset}: {w.key[0]} x{w.key[1]} ready {w.ready}")
             samples = {w.key: [] for w in workers}
             loads = []
             for r in range(rounds):
@@ -273,7 +309,9 @@ def bench_preset(preset, threads_list, rounds, target_s, env, log) -> tuple[list
                     + ", ".join(f"{k[0]}x{k[1]} {v[-1]['img_s']:.0f}" for k, v in samples.items())
                 )
         finally:
-            for w in workers:
+            if check.poll() is None:
+                check.kill()
+            for w in started.values():
                 w.close()
     med = lambda v, f: round(statistics.median(x[f] for x in v), 1)
     lo = lambda v: round(min(x["img_s"] for x in v), 1)
@@ -323,16 +361,21 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=None, help="default 5 (3 with --quick)")
-    ap.add_argument("--round-s", type=float, default=None, help="seconds per contender per round (default 3, 1 quick)")
-    ap.add_argument("--quick", action="store_true", help="3 short rounds: the whole run in under 5 minutes")
+    ap.add_argument(
+        "--round-s", type=float, default=None, help="seconds per contender per round (default 3, 0.5 quick)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true",
+        help="3 short rounds (a round may be one step): the whole run in under 5 minutes; writes peer_quick.json",
+    )  # fmt: skip
     ap.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the nax workers (experiments)")
-    ap.add_argument("--json", type=pathlib.Path, default=HERE / "results" / "peer.json")
+    ap.add_argument("--json", type=pathlib.Path, default=None, help="default results/peer.json (peer_quick.json)")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--check", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        preset, contender, threads, target_s, *cache = args.worker
-        worker(preset, contender, int(threads), float(target_s), cache[0] if cache else None)
+        preset, contender, threads, target_s, min_steps, *cache = args.worker
+        worker(preset, contender, int(threads), float(target_s), int(min_steps), cache[0] if cache else None)
         return 0
     if args.check:
         print(json.dumps(check(*args.check)))
@@ -343,7 +386,10 @@ def main(argv=None) -> int:
         raise SystemExit("bench_peer needs PyTorch: pip install -e '.[peer]'") from None
 
     rounds = args.rounds or (3 if args.quick else 5)
-    target_s = args.round_s or (1.0 if args.quick else 3.0)
+    target_s = args.round_s or (0.5 if args.quick else 3.0)
+    min_steps = 1 if args.quick else 2
+    # a quick run never replaces the full one that README's table is read from
+    args.json = args.json or HERE / "results" / ("peer_quick.json" if args.quick else "peer.json")
     threads_list = sorted({t for t in args.threads if 1 <= t <= len(os.sched_getaffinity(0))})
     env = _worker_env(args.xla_flags)
     t_start = time.perf_counter()
@@ -353,7 +399,7 @@ def main(argv=None) -> int:
     from nax.provenance import provenance
 
     for preset in args.presets:  # the JSON is rewritten after each preset: a cut-short run keeps what it measured
-        r, setups[preset] = bench_preset(preset, threads_list, rounds, target_s, env, log)
+        r, setups[preset] = bench_preset(preset, threads_list, rounds, target_s, env, log, min_steps)
         rows += r
         result = {
             "rows": rows,
@@ -367,6 +413,7 @@ def main(argv=None) -> int:
                 "presets_done": list(setups),
                 "rounds": rounds,
                 "round_s": target_s,
+                "min_steps_per_round": min_steps,
                 "quick": args.quick,
                 "xla_flags": env["XLA_FLAGS"],
                 "torch": __import__("torch").__version__,

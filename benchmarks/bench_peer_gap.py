@@ -9,7 +9,9 @@ load barely moves; each figure is the median of ``--samples`` samples of at leas
 * ``step``: the network of ``bench_peer.py`` at a preset (nax specialised vs PyTorch), timed as
   the forward pass in training mode, forward + backward (``value_and_grad`` / ``backward()``)
   and the whole SGD step; ``nax_per_edge`` rows: the same with the cell as it was before its
-  conv edges were grouped into shared convolutions (one ``ReLUConvBN`` per edge).
+  conv edges were grouped into shared convolutions (one ``ReLUConvBN`` per edge);
+  ``nax_compile_once_<mix>`` rows (``--compile-once select onehot``): the compile-once network
+  (``build_supernet(mix=...)``, the encoding an input) in the same ``Trainer`` step.
 * ``conv``: ReLU then 3x3 convolution (stride 1, padding 1) at the shapes of each stage,
   forward and forward + backward (gradients of input and kernel): ``lax`` =
   ``lax.conv_general_dilated`` (what ``flax.linen.Conv`` emits), ``patches`` = the nine shifted
@@ -169,24 +171,39 @@ def _cell(cls):
         models.Cell = old
 
 
-def _nax_fns(prefix, preset, cell=None) -> dict:
-    cfg = bp._config(preset)
+@contextlib.contextmanager
+def _build_supernet(mix):
+    """``Trainer`` builds ``models.build_supernet(...)``'s default form: ``mix`` instead, if set."""
+    old = models.build_supernet
+    if mix:
+        models.build_supernet = lambda *a, **kw: old(*a, **kw, mix=mix)
+    try:
+        yield
+    finally:
+        models.build_supernet = old
+
+
+def _nax_fns(prefix, preset, cell=None, mix=None, arch=None) -> dict:
+    """Forward, forward + backward and SGD step of the specialised network (``mix`` None) or of
+    the compile-once network ``build_supernet(mix=mix)`` with the encoding as an input."""
+    cfg = bp._config(preset, "supernet" if mix else "specialised")
     _, shape, _ = bp.PRESETS[preset]
-    enc = space.nb201.from_string(bp.ARCH)
+    enc = space.nb201.from_string(arch or bp.ARCH)
     xs, ys = bp._batches(preset)
-    tr = train.Trainer(bp.NUM_CLASSES, cfg, enc)
+    with _build_supernet(mix):
+        tr = train.Trainer(bp.NUM_CLASSES, cfg, enc)
     box = {"st": tr.init(jax.random.key(0), enc, shape)}
     model = tr.model
-    x, y = jnp.asarray(xs[0]), jnp.asarray(ys[0])
+    x, y, enc_in = jnp.asarray(xs[0]), jnp.asarray(ys[0]), (jnp.asarray(enc),) if mix else ()
 
     def fwd(st, x):
         v = {"params": st["params"], "batch_stats": st["batch_stats"]}
-        return model.apply(v, x, train=True, mutable=["batch_stats"])
+        return model.apply(v, x, *enc_in, train=True, mutable=["batch_stats"])
 
     def loss_grad(st, x, y):
         def loss(p):
             logits, nv = model.apply(
-                {"params": p, "batch_stats": st["batch_stats"]}, x, train=True, mutable=["batch_stats"]
+                {"params": p, "batch_stats": st["batch_stats"]}, x, *enc_in, train=True, mutable=["batch_stats"]
             )
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), nv
 
@@ -209,14 +226,16 @@ def _nax_fns(prefix, preset, cell=None) -> dict:
     return fns
 
 
-def bench_step(preset, samples, sample_s, per_edge: bool) -> dict:
+def bench_step(preset, samples, sample_s, per_edge: bool, mixes=(), arch=None) -> dict:
     cfg = bp._config(preset)
     _, shape, batch = bp.PRESETS[preset]
-    enc = space.nb201.from_string(bp.ARCH)
+    enc = space.nb201.from_string(arch or bp.ARCH)
     xs, ys = bp._batches(preset)
-    fns = _nax_fns("nax", preset)
+    fns = _nax_fns("nax", preset, arch=arch)
     if per_edge:
-        fns.update(_nax_fns("nax_per_edge", preset, PerEdgeCell))
+        fns.update(_nax_fns("nax_per_edge", preset, PerEdgeCell, arch=arch))
+    for mix in mixes:  # compile-once forms: the encoding is an input of the program
+        fns.update(_nax_fns(f"nax_compile_once_{mix}", preset, mix=mix, arch=arch))
     tm = pt.TinyNetwork(enc, bp.NUM_CLASSES, cfg.channels, cfg.cells_per_stage, shape[-1])
     tm = tm.to(memory_format=torch.channels_last).train()
     opt = pt.make_optimizer(tm, cfg)
@@ -234,6 +253,7 @@ def bench_step(preset, samples, sample_s, per_edge: bool) -> dict:
     ms = cpu_ms(fns, samples, sample_s)
     return {
         "preset": preset,
+        "arch": arch or bp.ARCH,
         "batch": batch,
         "ms": ms,
         "img_per_cpu_s": {k: round(batch / v * 1e3, 1) for k, v in ms.items()},
@@ -247,6 +267,15 @@ def main(argv=None) -> int:
     ap.add_argument("--forms", nargs="+", default=["lax", "patches", "shifted_dots"], choices=list(FORMS))
     ap.add_argument("--strided-shapes", default="128x28x28x8,128x14x14x16", help="stride-2 convs, C -> 2C")
     ap.add_argument("--no-per-edge", action="store_true", help="leave out the ungrouped-cell reference rows")
+    ap.add_argument(
+        "--compile-once",
+        nargs="*",
+        default=[],
+        choices=list(models.MIXES),
+        metavar="MIX",
+        help="also time build_supernet(mix=MIX) in the Trainer (nax_compile_once_MIX rows)",
+    )
+    ap.add_argument("--arch", default=None, help="the cell (NAS-Bench-201 string; default bench_peer's)")
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--sample-s", type=float, default=0.3)
     ap.add_argument("--json", type=pathlib.Path, default=HERE / "results" / "peer_gap.json")
@@ -254,7 +283,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     out = {"steps": [], "conv": [], "setup": {"threads": 1, "timer": "process CPU time", "samples": args.samples}}
     for p in args.presets:
-        out["steps"].append(bench_step(p, args.samples, args.sample_s, not args.no_per_edge))
+        out["steps"].append(
+            bench_step(p, args.samples, args.sample_s, not args.no_per_edge, args.compile_once, args.arch)
+        )
         print(out["steps"][-1], flush=True)
     for s in filter(None, args.conv_shapes.split(",")):
         out["conv"].append(bench_conv(tuple(int(v) for v in s.split("x")), args.forms, args.samples, args.sample_s))

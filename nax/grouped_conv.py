@@ -58,21 +58,29 @@ def grouped_batch_norm(y, bns: list, train: bool, update: bool, momentum: float 
     """``nn.BatchNorm`` (flax's arithmetic: one-pass variance, clipped at 0) over channels that are
     the concatenation of ``bns``' features, each ``_BatchNormVariables``' statistics updated from
     its own channels."""
-    if train:
+    cat = lambda get: jnp.concatenate([get(bn) for bn in bns])
+    running = None if train else (cat(lambda bn: bn.mean.value), cat(lambda bn: bn.var.value))
+    out, mean, var = batch_norm(y, cat(lambda bn: bn.scale), cat(lambda bn: bn.bias), running, epsilon)
+    if train and update:
+        start = 0
+        for bn in bns:
+            sl = slice(start, start + bn.features)
+            bn.mean.value = momentum * bn.mean.value + (1 - momentum) * mean[sl]
+            bn.var.value = momentum * bn.var.value + (1 - momentum) * var[sl]
+            start += bn.features
+    return out
+
+
+def batch_norm(y, scale, bias, running=None, epsilon: float = 1e-5):
+    """``(out, mean, var)``: ``nn.BatchNorm``'s arithmetic over the last axis of ``y`` with the
+    statistics of the batch (``running`` None: training mode) or ``running = (mean, var)``."""
+    if running is None:
         mean, mean2 = y.mean((0, 1, 2)), jax.lax.square(y).mean((0, 1, 2))
         var = jnp.maximum(0.0, mean2 - jax.lax.square(mean))
-        if update:
-            start = 0
-            for bn in bns:
-                sl = slice(start, start + bn.features)
-                bn.mean.value = momentum * bn.mean.value + (1 - momentum) * mean[sl]
-                bn.var.value = momentum * bn.var.value + (1 - momentum) * var[sl]
-                start += bn.features
     else:
-        mean = jnp.concatenate([bn.mean.value for bn in bns])
-        var = jnp.concatenate([bn.var.value for bn in bns])
-    mul = jax.lax.rsqrt(var + epsilon) * jnp.concatenate([bn.scale for bn in bns])
-    return (y - mean) * mul + jnp.concatenate([bn.bias for bn in bns])
+        mean, var = running
+    mul = jax.lax.rsqrt(var + epsilon) * scale
+    return (y - mean) * mul + bias, mean, var
 
 
-__all__ = ["ConvEdge", "grouped_batch_norm"]
+__all__ = ["ConvEdge", "batch_norm", "grouped_batch_norm"]

@@ -6,10 +6,12 @@ Two forms of the same network:
   each edge, so its parameter count is the architecture's (it matches NAS-Bench-201's
   ``params_mb`` exactly for C=16, N=5).
 * ``build_supernet(...)`` — *architecture as data*: the encoding is an input of
-  ``__call__`` and every edge holds every op's variables; the encoding selects one op by a
-  one-hot mix of all of them (``mix="onehot"``) or by a ``lax.switch`` that runs only the
-  chosen one (``mix="switch"``). One compiled train step therefore serves all encodings
-  of the space, and ``vmap`` over encodings trains several architectures in one program.
+  ``__call__`` and every edge holds every op's variables; the encoding selects one op: by
+  picking the chosen conv op's kernel and batch norm for one convolution per edge
+  (``mix="select"``, the default), by a one-hot mix of all ops (``"onehot"``) or by a
+  ``lax.switch`` that runs only the chosen one (``"switch"``). One compiled train step therefore
+  serves all encodings of the space, and ``vmap`` over encodings trains several architectures
+  in one program.
 
 Both forms name their edge modules ``cell{s}_{c}/edge{k}_{op}`` so parameters can be
 moved from the supernet into a specialised network and back (``specialise_params``).
@@ -30,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nax import space as space_lib
-from nax.grouped_conv import ConvEdge, grouped_batch_norm
+from nax.grouped_conv import ConvEdge, batch_norm, grouped_batch_norm
 from nax.model_sizes import analytic_size, analytic_sizes, param_count  # noqa: F401 (the builders' API)
 
 OPS = space_lib.NB201_OPS
-MIXES = ("onehot", "switch")
+MIXES = ("onehot", "switch", "select")
 _SPACE = space_lib.nb201
 
 
@@ -141,11 +143,8 @@ class Cell(nn.Module):
             h = nodes[i]
             for size in sorted({_KERNEL[self.ops[k]] for k in convs if edges[k][0] == i}):
                 group = [k for k in convs if edges[k][0] == i and _KERNEL[self.ops[k]] == size]
-                for part in [group] if len(group) * self.features <= _GROUP_MAX_CHANNELS else [[k] for k in group]:
-                    kernel = jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in part], axis=-1)
-                    y = jax.lax.conv_general_dilated(
-                        nn.relu(h), kernel, (1, 1), ((size // 2,) * 2,) * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
-                    )
+                for part in _parts(group, self.features):
+                    y = _conv(h, jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in part], axis=-1))
                     y = grouped_batch_norm(y, [convs[k].bn for k in part], train, not self.is_initializing())
                     outs.update(zip(part, jnp.split(y, len(part), axis=-1)))
             for k, (ii, _) in enumerate(edges):
@@ -161,6 +160,19 @@ _KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 #: whose per-call cost is low, so grouping wider ones only adds the split and the concatenated
 #: gradients (measured slower at the ``nb201`` preset; chosen after that measurement, NOTES §2 item 9)
 _GROUP_MAX_CHANNELS = 16
+
+
+def _parts(group: list, features: int) -> list:
+    """``group`` as one convolution if its channels fit ``_GROUP_MAX_CHANNELS``, else one per edge."""
+    return [group] if len(group) * features <= _GROUP_MAX_CHANNELS else [[k] for k in group]
+
+
+def _conv(h, kernel):
+    """ReLU then a stride-1 convolution padded to keep the size (``ReLUConvBN``'s)."""
+    pad = kernel.shape[0] // 2
+    return jax.lax.conv_general_dilated(
+        nn.relu(h), kernel, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def _mix_edges(x, weights_ExO, features: int, train: bool):
@@ -223,6 +235,70 @@ class SwitchCell(nn.Module):
 _CONV_OPS = ("nor_conv_1x1", "nor_conv_3x3")
 
 
+class SelectCell(nn.Module):
+    """Compile-once without running every op: each edge's two conv ops run as one convolution
+    whose kernel and batch-norm scale and bias (and running statistics in eval mode) are the
+    chosen op's, picked by the encoding's one-hot weights (the 1x1 kernel sits at the centre of
+    a 3x3 one); an edge whose op is no convolution gets a zero kernel, scale and bias, so its
+    conv term is exactly 0. Skip and average pool are added with their one-hot weights, the pool
+    computed once per node and only if one of the node's edges pools (a ``lax.cond``); 'none'
+    adds nothing. The conv edges leaving a node are grouped as in ``Cell``.
+
+    The variables are ``MixedCell``'s (same values from the same key). With one-hot weights the
+    selection is exact (``1 * a + 0 * b == a``), so outputs and gradients are the specialised
+    network's up to float rounding (a 1x1 kernel padded to 3x3 may sum in another order). Only
+    the chosen op's batch-norm statistics move in a train step (as in ``SwitchCell``). Why: the
+    one-hot mix runs two convolutions, two batch norms, a pool and the mixing on every edge
+    (0.17-0.53x the specialised step, NOTES §2); this form runs one convolution per edge.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, enc_E, train: bool):
+        edges, c = _SPACE.edges, self.features
+        w = jax.nn.one_hot(enc_E, len(OPS), dtype=x.dtype)
+        convs = {(k, op): ConvEdge(c, _KERNEL[op], name=f"edge{k}_{op}") for k in range(len(edges)) for op in _CONV_OPS}
+        update = train and not self.is_initializing()
+
+        def chosen(k, get):
+            a, b = (w[k, OPS.index(op)] * get(convs[k, op]) for op in _CONV_OPS)
+            return a + b
+
+        def kernel(conv, cin):
+            kern = conv.kernel(cin)
+            pad = (3 - conv.size) // 2
+            return jnp.pad(kern, ((pad, pad), (pad, pad), (0, 0), (0, 0)))
+
+        nodes, outs = [x], {}
+        for j in range(1, _SPACE.num_nodes):
+            i = j - 1  # node i is complete: run every edge that leaves it
+            h = nodes[i]
+            leaving = [k for k, (ii, _) in enumerate(edges) if ii == i]
+            # pooled only when an edge leaving node i pools: its forward and backward cost about
+            # a third of a convolution here (XLA:CPU's reduce_window), and most cells pool seldom
+            used = jnp.any(enc_E[jnp.asarray(leaving)] == OPS.index("avg_pool_3x3"))
+            pooled = jax.lax.cond(used, _avg_pool, jnp.zeros_like, h)
+            for part in _parts(leaving, c):
+                cat = lambda get, part=part: jnp.concatenate([chosen(k, get) for k in part])
+                cin = h.shape[-1]
+                y = _conv(h, jnp.concatenate([chosen(k, lambda e, cin=cin: kernel(e, cin)) for k in part], axis=-1))
+                running = None if train else (cat(lambda e: e.bn.mean.value), cat(lambda e: e.bn.var.value))
+                y, mean, var = batch_norm(y, cat(lambda e: e.bn.scale), cat(lambda e: e.bn.bias), running)
+                for n, k in enumerate(part):
+                    sl = slice(n * c, (n + 1) * c)
+                    for op in _CONV_OPS if update else ():
+                        bn, on = convs[k, op].bn, enc_E[k] == OPS.index(op)
+                        bn.mean.value = jnp.where(on, 0.9 * bn.mean.value + (1 - 0.9) * mean[sl], bn.mean.value)
+                        bn.var.value = jnp.where(on, 0.9 * bn.var.value + (1 - 0.9) * var[sl], bn.var.value)
+                    outs[k] = (
+                        y[..., sl] + w[k, OPS.index("skip_connect")] * h + w[k, OPS.index("avg_pool_3x3")] * pooled
+                    )
+            ys = [outs[k] for k, (_, jj) in enumerate(edges) if jj == j]
+            nodes.append(sum(ys[1:], ys[0]))
+        return nodes[-1]
+
+
 def _branch(op: str, features: int, name: str, train: bool):
     """A pure ``switch`` branch ``(x, params, stats) -> (y, stats)`` over one edge's variables."""
     if op not in _CONV_OPS:
@@ -253,8 +329,9 @@ class Network(nn.Module):
     cells_per_stage: int = 5
     ops: tuple[str, ...] | None = None
     dtype: Any = jnp.float32
-    #: supernet only: "onehot" runs every op and mixes them; "switch" runs each edge's chosen op
-    mix: str = "onehot"
+    #: supernet only: "select" runs one conv per edge with the chosen op's kernel; "onehot" runs
+    #: every op and mixes them; "switch" runs each edge's chosen op in a conditional
+    mix: str = "select"
 
     @nn.compact
     def __call__(self, x, encoding=None, train: bool = False):
@@ -275,6 +352,8 @@ class Network(nn.Module):
                 if self.ops is None:
                     if self.mix == "switch":
                         x = SwitchCell(c, name=name)(x, encoding, train)
+                    elif self.mix == "select":
+                        x = SelectCell(c, name=name)(x, encoding, train)
                     else:
                         x = MixedCell(c, name=name)(x, weights, train)
                 else:
@@ -312,14 +391,16 @@ def build(enc, num_classes: int, channels: int = 16, cells_per_stage: int = 5, d
 
 
 def build_supernet(
-    num_classes: int, channels: int = 16, cells_per_stage: int = 5, dtype=jnp.float32, mix: str = "onehot"
+    num_classes: int, channels: int = 16, cells_per_stage: int = 5, dtype=jnp.float32, mix: str = "select"
 ) -> Network:
     """One network for every encoding: ``apply(variables, x, encoding, train=...)``.
 
-    ``mix="onehot"`` (default) runs every op on every edge and mixes them with one-hot
-    weights; ``"switch"`` runs only each edge's chosen op (``lax.switch``; same variables,
-    same outputs; the specialised network's ops, up to float rounding). The default stays
-    one-hot: the switch form measured slower on the CPU (0.09-0.61x the specialised img/s, NOTES §2).
+    All forms have the same variables (same values from the same key) and compute the
+    specialised network up to float rounding. ``mix="select"`` (default, ``SelectCell``) runs
+    one convolution per edge with the chosen conv op's kernel and batch norm; ``"onehot"`` runs
+    every op on every edge and mixes them with one-hot weights (``nax.population`` uses it);
+    ``"switch"`` runs each edge's chosen op in a ``lax.switch``. Measured on the CPU (NOTES §2):
+    select 0.7-0.75x the specialised step, one-hot about 0.5x, switch 0.09-0.61x.
     """
     _check_sizes(num_classes, channels, cells_per_stage)
     if mix not in MIXES:

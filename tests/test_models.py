@@ -226,7 +226,7 @@ def test_switch_form_under_vmap_over_encodings():
 
 
 def test_unknown_mix_is_refused():
-    with pytest.raises(ValueError, match="unknown mix 'sum'; accepted: onehot, switch"):
+    with pytest.raises(ValueError, match="unknown mix 'sum'; accepted: onehot, switch, select"):
         models.build_supernet(10, mix="sum")
 
 
@@ -313,3 +313,84 @@ def test_grouped_conv_edges_equal_one_conv_per_edge(arch, monkeypatch):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads_g, grads_p)
     evaluate = lambda model, v: jax.jit(functools.partial(model.apply, train=False))(v, x)
     np.testing.assert_allclose(evaluate(grouped, vg), evaluate(per_edge, vp), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- compile-once: select form
+def _select_step(model, x, y):
+    """Loss, gradients and new batch statistics of one training-mode apply, jitted, the
+    encoding an input (one trace for the whole space)."""
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(variables, enc):
+        def loss_fn(p):
+            logits, new = model.apply({**variables, "params": p}, x, enc, train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, new["batch_stats"])
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+
+    return step
+
+
+def _spec_step(enc, x, y):
+    spec = models.build(enc, **SMALL)
+
+    @jax.jit
+    def step(variables):
+        def loss_fn(p):
+            logits, new = spec.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, new["batch_stats"])
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+
+    return spec, step
+
+
+def _check_select_equals_specialised(step, variables, enc, x, y):
+    """The select form's loss, logits, gradients of the chosen ops and chosen ops' statistics
+    equal the specialised network's (float tolerance); unchosen ops get no gradient and keep
+    their statistics; eval-mode logits equal."""
+    (loss, (logits, stats)), grads = step(variables, jnp.asarray(enc))
+    spec, spec_step = _spec_step(enc, x, y)
+    sv = models.specialise_params(variables, enc)
+    (loss_s, (logits_s, stats_s)), grads_s = spec_step(sv)
+    np.testing.assert_allclose(loss, loss_s, rtol=1e-6)
+    np.testing.assert_allclose(logits, logits_s, rtol=1e-5, atol=1e-6)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    jax.tree.map(close, models.specialise_params({"p": grads}, enc)["p"], grads_s)
+    jax.tree.map(close, models.specialise_params({"s": stats}, enc)["s"], stats_s)
+    chosen = {f"edge{k}_{models.OPS[o]}" for k, o in enumerate(enc)}
+    for name, sub in grads["cell0_0"].items():
+        if name not in chosen:
+            assert not any(np.any(leaf) for leaf in jax.tree.leaves(sub)), name
+            chex.assert_trees_all_equal(stats["cell0_0"][name], variables["batch_stats"]["cell0_0"][name])
+    evaluate = lambda m, v, *e: jax.jit(functools.partial(m.apply, train=False))(v, x, *e)
+    sel = models.build_supernet(**SMALL, mix="select")
+    np.testing.assert_allclose(evaluate(sel, variables, jnp.asarray(enc)), evaluate(spec, sv), rtol=1e-5, atol=1e-6)
+
+
+def test_select_supernet_has_the_onehot_variables_and_the_specialised_outputs():
+    """The default compile-once form: the one-hot supernet's variables bit for bit from the same
+    key; loss, logits, gradients and statistics of the specialised network up to float rounding."""
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
+    y = jnp.arange(8) % 10
+    enc = SWITCH_CELLS[0]
+    v_sel = _small_vars("select", enc, x)
+    chex.assert_trees_all_equal(v_sel, _small_vars("onehot", enc, x))
+    assert models.build_supernet(10).mix == "select"
+    chex.clear_trace_counter()
+    _check_select_equals_specialised(_select_step(models.build_supernet(**SMALL), x, y), v_sel, enc, x, y)
+
+
+@pytest.mark.slow  # one more specialised program per cell: about 10 s on the 2-core machine
+def test_select_step_traces_once_for_the_whole_space():
+    """One trace of the select form serves every op kind, the all-'none' cell (output zero, no
+    gradient in the cell) and the all-skip cell, each equal to its specialised network."""
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
+    y = jnp.arange(8) % 10
+    chex.clear_trace_counter()
+    step = _select_step(models.build_supernet(**SMALL), x, y)
+    variables = _small_vars("select", SWITCH_CELLS[0], x)
+    for enc in SWITCH_CELLS:
+        _check_select_equals_specialised(step, variables, enc, x, y)
+    assert step._cache_size() == 1
