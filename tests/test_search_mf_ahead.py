@@ -137,3 +137,24 @@ def test_the_strategy_shows_the_curve_model_each_resumed_trials_outcome():
     # each outcome is the value at the epoch predicted, and the exact model predicted it
     assert all(to == min(at + 3, H) and pred == pytest.approx(got) for at, to, pred, got in seen)
 
+
+def test_readme_calibrated_look_ahead_column_matches_its_json():
+    """The README multi-fidelity table's last column comes from the committed third-version
+    JSONs (`benchmarks/results/acceleration/mf_lookahead/`)."""
+    import json
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    rows = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("| ")]
+    at = next(i for i, r in enumerate(rows) if "freeze-thaw, look-ahead calibrated" in r)
+    header, rows = rows[at], rows[at + 1 : at + 4]  # this table's rows (other tables share labels)
+    col = [c.strip() for c in header.strip("|").split("|")].index("freeze-thaw, look-ahead calibrated")
+    for label, suite in (("nax meta-dataset", "metadata"), ("LCBench", "lcbench")):
+        row = next(r for r in rows if r.startswith(f"| {label}"))
+        cell = [c.strip() for c in row.strip("|").split("|")][col]
+        speed, delta = (float(x.replace("−", "-")) for x in re.findall(r"[−+-]?\d+\.\d+", cell)[:2])
+        path = root / "benchmarks" / "results" / "acceleration" / "mf_lookahead" / f"acceleration_mf_{suite}.json"
+        (ft_row,) = [o for o in json.loads(path.read_text())["overall"] if o["variant"] == "freeze_thaw"]
+        assert speed == pytest.approx(ft_row["speedup_epochs_ratio_of_means"], abs=0.005)
+        assert delta == pytest.approx(ft_row["accuracy_diff_points"], abs=0.005)
