@@ -118,14 +118,14 @@ def _observing_model(pool, noise=0.01):
 
 
 def test_the_strategy_shows_the_curve_model_each_resumed_trials_outcome():
-    n, H = 20, 12
+    n, H = 10, 12
     encs = SPACE.enumerate()[:: 15625 // n][:n]
     final = np.random.default_rng(0).permutation(n) / (2 * n) + 0.4
     pool = rp.CurvePool(encs, final[:, None] * (1 - 0.5 * np.exp(-np.arange(1, H + 1) / 3))[None, :], SPACE)
     st = ft.strategy(_observing_model(pool), H, delta=3, space=SPACE, candidates=pool.encs_PxE)
     s = st.init(jax.random.key(0))
     resumed = 0
-    for k in range(60):
+    for k in range(30):
         job, s2 = st.ask(s, jax.random.key(k + 1))
         if job is None:
             break
