@@ -61,6 +61,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from nax.curves import spread
+
 #: central interval whose coverage the factor matches
 LEVEL = 0.9
 #: complete runs of a source dataset used as context (the diagnostic's 10; a search's
@@ -112,6 +114,15 @@ class AheadCalibration(NamedTuple):
         w = np.concatenate([SOURCE_WEIGHT * np.asarray(w, np.float64), np.ones(len(own))])
         ok = np.isfinite(r)
         return float(np.clip(weighted_quantile(r[ok], w[ok], self.level), *FACTOR_BOUNDS))
+
+    def rescale(self, draws_SxN, epochs_N, horizon: int, seen=None) -> np.ndarray:
+        """Draws [S, N] of prefixes of ``epochs_N`` with their spread about each column's
+        median multiplied by :meth:`factor`."""
+        return rescale(draws_SxN, self.factor(epochs_N, horizon, seen))
+
+    def ratio(self, draws_S, value: float) -> float:
+        """The interval ratio of one prediction's draws [S] (or [S, 1]) for the value it was about."""
+        return float(interval_ratios(np.reshape(draws_S, (-1, 1)), [value], self.level)[0])
 
     def empty_seen(self) -> tuple:
         """The target's ratios before it has shown any: one empty tuple per step."""
@@ -165,10 +176,9 @@ def factor_from_ratios(ratios, weights=None, level: float = LEVEL) -> float:
 
 
 def rescale(draws_SxN, factor_N) -> np.ndarray:
-    """Draws [S, N] with their spread around each column's median multiplied by ``factor``."""
-    d = np.asarray(draws_SxN, np.float64)
-    med = np.median(d, axis=0)
-    return med + np.asarray(factor_N, np.float64) * (d - med)
+    """Draws [S, N] with their spread around each column's median multiplied by ``factor``
+    (the one rescaling of :mod:`nax.curves.spread`)."""
+    return spread.rescale(draws_SxN, factor_N, axis=0)
 
 
 def from_ratios(by_step: dict, level: float = LEVEL, horizon: int | None = None) -> AheadCalibration:

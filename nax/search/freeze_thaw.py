@@ -81,7 +81,6 @@ import numpy as np
 from nax import characteristics as ch
 from nax.curves.predict import compose_draws, predict
 from nax.curves.stopping import Finished, StopRule
-from nax.search import ahead_calibration as ahead_lib
 from nax.search import multifidelity as mf
 from nax.search.freeze_thaw_decision import Decision, best_at, decide, expected_improvement  # noqa: F401 (the policy's API)
 from nax.search.strategies import Strategy
@@ -196,7 +195,7 @@ def curve_model(rule: StopRule, ahead=None) -> CurveModel:
     def improvement(state, fitted, best_N):
         draws = draws_of(state.rule, fitted, prior)
         if ahead is not None:
-            draws = ahead_lib.rescale(draws, ahead.factor([a.at for a in fitted], H, state.seen))
+            draws = ahead.rescale(draws, [a.at for a in fitted], H, state.seen)
         ei = expected_improvement(draws, best_N)
         # a failed fit never drops a run (the stopping rule's convention): it is resumed
         ok = np.array([a.ok for a in fitted]) & np.isfinite(ei)
@@ -205,7 +204,7 @@ def curve_model(rule: StopRule, ahead=None) -> CurveModel:
     def observe(state, a, value):
         if not a.ok or not np.isfinite(value):
             return state
-        r = ahead_lib.interval_ratios(draws_of(state.rule, [a], prior), [value], ahead.level)[0]
+        r = ahead.ratio(draws_of(state.rule, [a], prior), value)
         return state._replace(seen=ahead.observe(state.seen, a.at, H, r))
 
     return CurveModel(init, update, fit, improvement, observe if ahead is not None else None)
