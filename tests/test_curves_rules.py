@@ -227,6 +227,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
         "no_transfer",
         "transfer",
         "transfer_uncalibrated",
+        "transfer_unrecalibrated",
         "transfer_finished4",
         "transfer_auto_finished4",
     } | full
@@ -235,6 +236,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
         "no_transfer": False,
         "transfer": True,
         "transfer_uncalibrated": False,
+        "transfer_unrecalibrated": True,
         "transfer_finished4": True,
         "transfer_auto_finished4": True,
     } | {m: True for m in full}
