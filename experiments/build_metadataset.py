@@ -318,7 +318,8 @@ def run(
     with writer:
         for ds, group in _groups(todo, population_size):
             encs = [S.from_string(a) for a in group]
-            if population_size == 1:  # train_architecture: bit for bit the journals built before
+            if population_size == 1:  # train_architecture, the select form since b781a94: the shipped
+                # journals (one-hot form) are reproduced up to float rounding, not bit for bit
                 recs = [train.train_architecture(encs[0], splits[ds], cfg.train)]
             else:
                 recs = population.train_population(encs, splits[ds], cfg.train)
