@@ -236,7 +236,7 @@ def fit_ahead(
     makes them (:func:`nax.search.freeze_thaw.curve_model` of the stopping rule of
     ``prior`` under ``stop_config``)."""
     from nax.curves.stopping import StopConfig, stop_rule
-    from nax.search.freeze_thaw import curve_model, draws_of
+    from nax.search.freeze_thaw_curves import curve_model, draws_of
 
     config = stop_config if stop_config is not None else StopConfig()
     rng = np.random.default_rng(seed)
