@@ -110,7 +110,16 @@ def merge(cfg: Config, parts: Sequence[Path], out: Path) -> dict:
 
 
 #: what a part's JSON holds besides its provenance
-NOT_PROVENANCE = ("config", "command", "seeds", "results", "aggregate", "overall", "freeze_thaw_vs_multifidelity")
+NOT_PROVENANCE = (
+    "config",
+    "command",
+    "seeds",
+    "results",
+    "aggregate",
+    "overall",
+    "freeze_thaw_vs_multifidelity",
+    "freeze_thaw_rungs_vs_multifidelity",
+)
 
 
 def parts_dirs(cfg: Config, parts: Sequence[Path]) -> list[Path]:

@@ -11,7 +11,11 @@
   with ``NAX_FT_AHEAD=1`` its look-ahead's spread calibrated on the prior's source curves,
   and within the target as resumed trials show what was predicted
   (``nax.search.ahead_calibration``, fitted once per set of sources; the third version,
-  measured slower on the meta-dataset, so off by default: NOTES §8).
+  measured slower on the meta-dataset, so off by default: NOTES §8);
+- ``freeze_thaw_rungs`` the same policy, the same models and the same value, with every job
+  ending on the rungs Hyperband and ASHA use here (``mf_min_epochs``, ``mf_eta``: their own
+  ladder, e.g. 2, 6, 17, 52 on LCBench) instead of ``default_delta`` epochs on
+  (``ft.from_models(..., jobs="rungs")``; the fourth version, NOTES §8).
 
 All three are ``nax.search.multifidelity`` strategies run by the same driver
 (``nax.search.loop``) on the same table evaluator as the full-run variants: a job resumes
@@ -103,6 +107,20 @@ def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_conf
         st = ft.from_models(prior, model, space, horizon, stop_config=rule_config, candidates=cands, ahead=ahead[0])
         return st, None
 
+    def freeze_thaw_rungs():
+        st = ft.from_models(
+            prior,
+            model,
+            space,
+            horizon,
+            stop_config=rule_config,
+            candidates=cands,
+            jobs="rungs",
+            min_epochs=cfg.mf_min_epochs,
+            eta=cfg.mf_eta,
+        )
+        return st, None
+
     out = {
         "hyperband": lambda: (
             halving.hyperband(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands),
@@ -110,17 +128,21 @@ def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_conf
         ),
         "asha": lambda: (halving.asha(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands), None),
         "freeze_thaw": freeze_thaw,
+        "freeze_thaw_rungs": freeze_thaw_rungs,
     }
     return {v: b for v, b in out.items() if v in cfg.variants}
 
 
 def wants(cfg: Config, *variants: str) -> bool:
-    return any(v in cfg.variants for v in variants)
+    """Whether ``cfg`` runs any of ``variants``; ``"freeze_thaw"`` stands for every
+    freeze-thaw variant (they need the same prior and characteristic model)."""
+    ft_all = ("freeze_thaw", "freeze_thaw_rungs") if "freeze_thaw" in variants else ()
+    return any(v in cfg.variants for v in (*variants, *ft_all))
 
 
 def seed_limits(cfg: Config) -> dict[str, int]:
     """Seeds per variant where fewer than the suite's run (``ft_seeds``)."""
-    return {} if cfg.ft_seeds is None else {"freeze_thaw": cfg.ft_seeds}
+    return {} if cfg.ft_seeds is None else {"freeze_thaw": cfg.ft_seeds, "freeze_thaw_rungs": cfg.ft_seeds}
 
 
 def lcbench_folds(tasks: list[str], folds: int) -> dict[str, list[str]]:

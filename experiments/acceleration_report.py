@@ -256,6 +256,9 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict
     meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **prov}
     vs = versus_multifidelity(rows)
     extra = {"freeze_thaw_vs_multifidelity": vs} if vs else {}
+    vs_rungs = versus_multifidelity(rows, "freeze_thaw_rungs")  # the fourth version, jobs on the rungs
+    if vs_rungs:
+        extra["freeze_thaw_rungs_vs_multifidelity"] = vs_rungs
     payload = jsonio.clean({**meta, "results": rows, "aggregate": agg, "overall": ov, **extra})
     (out / f"{cfg.stem}.json").write_text(jsonio.dumps(payload, indent=1) + "\n")
     md = [
@@ -269,6 +272,11 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict
         md += [
             "\n## Freeze-thaw vs the better of Hyperband and ASHA\n",
             versus_markdown(payload["freeze_thaw_vs_multifidelity"]),
+        ]
+    if vs_rungs:
+        md += [
+            "\n## Freeze-thaw with jobs on the halving rungs (freeze_thaw_rungs) vs the better of Hyperband and ASHA\n",
+            versus_markdown(payload["freeze_thaw_rungs_vs_multifidelity"]),
         ]
     md += ["\n## Per target\n"]
     md += [target_markdown(payload["aggregate"], s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
