@@ -78,6 +78,7 @@ def test_multi_fidelity_search_and_exact_resume(curves, tmp_path, capsys, strate
         (["--strategy", "asha", "--min-epochs", "20"], r"--min-epochs \(20\) exceeds the epochs of a full run \(8\)"),
         (["--strategy", "evolution", "--eta", "3"], "--eta: only for the strategies hyperband"),
         (["--strategy", "hyperband", "--max-epochs", "30"], "the table's curves have 8 epochs"),
+        (["--strategy", "asha", "--ft-jobs", "rungs"], "--ft-jobs rungs: only for --strategy freeze-thaw"),
     ],
 )
 def test_bad_input_is_one_clear_line(curves, tmp_path, capsys, extra, message):
@@ -118,3 +119,25 @@ def test_freeze_thaw_search_with_both_transfers(curves, tmp_path, capsys):
     assert cli.main(["search", "--resume", str(cut), "--quiet"]) == 0
     resumed = [e for e in _strip(cut / "journal.jsonl") if e["event"] != "resume"]
     assert resumed == _strip(out / "journal.jsonl")
+
+
+def test_freeze_thaw_jobs_on_the_rungs_reach_the_strategy(monkeypatch):
+    """``--ft-jobs rungs``: the search's min epochs default to 1 (Hyperband's, not a quarter
+    of a run) and freeze-thaw is built with jobs on the rungs of min epochs x eta^k."""
+    import types
+
+    from nax.search import config as config_lib
+    from nax.search import fidelity, freeze_thaw
+
+    seen = []
+    monkeypatch.setattr(freeze_thaw, "from_models", lambda *a, **kw: seen.append(kw))
+    table = types.SimpleNamespace(max_epochs=EPOCHS)  # an evaluator as resolve reads it
+    for jobs, want in [("rungs", dict(jobs="rungs", min_epochs=1, eta=3)), ("delta", dict(delta=2))]:
+        cfg = config_lib.SearchConfig("beta", strategy="freeze-thaw", evaluator="table", ft_jobs=jobs)
+        cfg = config_lib.resolve(cfg, table, strict=False)
+        fidelity.strategy(cfg, None, None, "curve", ["alpha"], lambda: None, lambda: None)
+        assert {k: seen[-1][k] for k in want} == want and ("delta" in seen[-1]) == (jobs == "delta")
+    with pytest.raises(ValueError, match="--ft-jobs rungs: only for --strategy freeze-thaw"):
+        config_lib.SearchConfig("beta", strategy="asha", ft_jobs="rungs")
+    with pytest.raises(ValueError, match="--ft-jobs must be delta or rungs"):
+        config_lib.SearchConfig("beta", strategy="freeze-thaw", ft_jobs="halving")

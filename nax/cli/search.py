@@ -41,6 +41,13 @@ def register(subparsers) -> None:
         "(default a quarter of a run)",
     )
     p.add_argument(
+        "--ft-jobs",
+        choices=("delta", "rungs"),
+        default="delta",
+        help="freeze-thaw: jobs of --min-epochs each (delta, default) or ending on the rungs of "
+        "--min-epochs (default 1) x --eta^k, Hyperband's and ASHA's (rungs)",
+    )
+    p.add_argument(
         "--max-epochs",
         type=int,
         default=None,
@@ -148,6 +155,7 @@ def _config(args):
         eta=args.eta,
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
+        ft_jobs=args.ft_jobs,
     )
 
 

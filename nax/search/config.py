@@ -77,6 +77,9 @@ class SearchConfig:
     eta: float | None = None
     min_epochs: int | None = None
     max_epochs: int | None = None
+    #: freeze-thaw's jobs: "delta" (each ``min_epochs`` epochs, default a quarter of a run) or
+    #: "rungs" (each ends at the next rung of ``min_epochs`` (default 1) x ``eta``^k, Hyperband's)
+    ft_jobs: str = "delta"
 
     #: fields a resumed search may change: they do not change its results
     RESUMABLE = ("executor",)
@@ -125,6 +128,10 @@ class SearchConfig:
 
 def _check_fidelity(c: SearchConfig) -> None:
     """One-line errors for the multi-fidelity options (η ≤ 1, min above max, on a strategy without rungs)."""
+    if c.ft_jobs not in ("delta", "rungs"):
+        raise ValueError(f"--ft-jobs must be delta or rungs, got {c.ft_jobs!r}")
+    if c.ft_jobs != "delta" and c.strategy != "freeze-thaw":
+        raise ValueError(f"--ft-jobs {c.ft_jobs}: only for --strategy freeze-thaw")
     given = [f"--{n.replace('_', '-')}" for n in ("eta", "min_epochs", "max_epochs") if getattr(c, n) is not None]
     if not c.multi_fidelity:
         if given:
@@ -191,7 +198,7 @@ def resolve(config: SearchConfig, evaluator, *, strict: bool = True) -> SearchCo
     fidelity = {}
     if config.multi_fidelity:
         low = config.min_epochs
-        if low is None and config.strategy == "freeze-thaw":
+        if low is None and config.strategy == "freeze-thaw" and config.ft_jobs == "delta":
             from nax.search.freeze_thaw import default_delta  # noqa: PLC0415  (its epochs per job)
 
             low = default_delta(epochs)
@@ -300,6 +307,7 @@ def execute(
         "budget_epochs": parts.budget.epochs,
         "budget_minutes": parts.budget.minutes,
         **({k: getattr(config, k) for k in ("eta", "min_epochs", "max_epochs")} if config.multi_fidelity else {}),
+        **({"ft_jobs": config.ft_jobs} if config.strategy == "freeze-thaw" else {}),
         "notes": parts.notes,
         "accuracy_decimals_from": why,
         **(extra_score if score else {}),

@@ -5,8 +5,9 @@ the candidates (as their papers do: they are the baselines users pick); ``freeze
 proposes them with the characteristic model and values paused runs with the transferred
 curve prior (:mod:`nax.search.freeze_thaw`), both fitted on the transfer-from datasets.
 The rungs: ``--min-epochs`` up to ``--max-epochs`` by factors of ``--eta``
-(:func:`nax.search.multifidelity.rungs`); freeze-thaw has no rungs: each of its jobs trains
-``--min-epochs`` (default a quarter of a run, ``freeze_thaw.default_delta``).
+(:func:`nax.search.multifidelity.rungs`); freeze-thaw's jobs each train ``--min-epochs``
+(default a quarter of a run, ``freeze_thaw.default_delta``), or with ``--ft-jobs rungs`` end
+on those rungs (``--min-epochs`` default 1).
 """
 
 from __future__ import annotations
@@ -48,4 +49,5 @@ def strategy(
     from nax.curves.stopping import StopConfig
 
     stop = StopConfig(adapt=config.stop_adapt)  # the stopping rule's predictions, adapted as `nax search` adapts them
-    return build(prior(), model(), space, hi, delta=lo, stop_config=stop, candidates=candidates)
+    jobs = dict(jobs="rungs", min_epochs=lo, eta=eta) if config.ft_jobs == "rungs" else dict(delta=lo)
+    return build(prior(), model(), space, hi, stop_config=stop, candidates=candidates, **jobs)
