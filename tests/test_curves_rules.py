@@ -11,7 +11,7 @@ from nax import tables
 from nax.cli import main
 from nax.curves import baselines, basis
 from nax.curves.bench import common
-from nax.curves.bench.models import has_strength
+from nax.curves.bench.models import has_mix, has_strength
 from nax.curves.fitting import observed_from_tables
 from nax.curves.inference import InferenceConfig
 from nax.curves.predict import Prediction
@@ -219,6 +219,8 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
     # transfer_full: the full prior, next to transfer's strength chosen from the target
     # (where the curve model chooses one)
     full = {"transfer_full"} if has_strength() else set()
+    # transfer_mix: the mixture of the better half of the strengths (combine="mix")
+    mix = {"transfer_mix", "transfer_mix_unrecalibrated"} if has_mix() else set()
     assert {r["method"] for r in rows} == {
         "last_value",
         "pow3",
@@ -230,7 +232,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
         "transfer_unrecalibrated",
         "transfer_finished4",
         "transfer_auto_finished4",
-    } | full
+    } | full | mix
     calibrated = {r["method"]: r["calibrated"] for r in rows if "calibrated" in r}
     assert calibrated == {
         "no_transfer": False,
@@ -239,7 +241,7 @@ def test_benchmark_commands_write_the_contract_fields(tmp_path, capsys):
         "transfer_unrecalibrated": True,
         "transfer_finished4": True,
         "transfer_auto_finished4": True,
-    } | {m: True for m in full}
+    } | {m: True for m in full | mix}
     # 4 of the 6 runs finished: scored on the other 2, next to transfer on the same 2
     within = next(r for r in rows if r["method"] == "transfer_finished4")
     assert within["finished"] == 4 and within["n_curves"] == 2

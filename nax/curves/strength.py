@@ -23,17 +23,35 @@ every grid but the explicit shape grid on the model scale, because a dataset sca
 fewer than :data:`MIN_EPOCHS` epochs per curve has no level to stand on. No
 final value of a query curve is ever seen. Every candidate of every query is one fit in a
 single batched program (:func:`nax.curves.predict.predict_many`).
+
+**Combining instead of choosing** (``predict_auto_many(..., combine="mix")``; issue 13,
+helper C13d, rule fixed before it was measured; benchmarks/NOTES.md section 6, "Combining
+strengths instead of choosing one"). On the committed matrix the hard choice was no better
+on average than always using the full prior (cross-family mean MAE 0.1632 chosen vs 0.1625
+full; leave-one-out 0.1019 vs 0.0962) and lost to ``no_transfer`` on 3 of 4 families
+cross-family: the check (half prefix -> last observed epoch) is a short-horizon, noisy
+signal for a long-horizon question, and with weights estimated from a weak signal a
+simple average of the better forecasts beats picking one (Bates & Granger 1969; Smith &
+Wallis 2009; Claeskens et al. 2016). The rule, both constants a priori: keep the better
+half by score (:func:`better_half`: ``ceil(K / 2)`` of the K candidates with a score, ties
+in grid order), each with equal weight; without evidence every candidate of the grid on
+the model or the query's scale (:func:`fallback_mixture`), equal weights. Each kept
+candidate is one final fit on the full prefixes, its spread recalibrated on its own check
+fit; the result is a :class:`~nax.curves.mixture.MixturePrediction`. The same scoring
+fits (:func:`score_strengths`) serve both combines. Default: ``"choose"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from nax.curves import spread as spread_lib
 from nax.curves.inference import InferenceConfig
 from nax.curves.observations import to_model_scale
+from nax.curves.mixture import MixturePrediction
 from nax.curves.padding import batch_bucket, fit_width
 from nax.curves.predict import Prediction, Query, predict_many
 from nax.curves.prior import CurvePrior
@@ -197,9 +215,28 @@ def choose(
     return _choose(priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width)[0]
 
 
-def _choose(priors, queries, *, candidates, inference, seed, chunk, width):
-    """:func:`choose`, and for each query the chosen candidate's scoring fit with its task
-    (``(prediction, task)``, None without one): the spread check reuses it."""
+@dataclasses.dataclass
+class Scoring:
+    """The candidates' scoring fits of a batch of queries (:func:`score_strengths`), what
+    both ways of using them start from (``combine="choose"`` and ``"mix"`` of
+    :func:`predict_auto_many`): per query ``plans[i] = (grid, query, task, fits,
+    check_tasks)`` (``fits``: the grid's scoring fits in grid order, None without a task;
+    ``check_tasks``: candidate name -> its spread-check task) and ``records[i]`` (rule,
+    scores, values scored, reason). ``inference``, ``seed``, ``chunk``, ``width``: how the
+    fits were made (the final fits reuse them, so they share compiled programs)."""
+
+    priors: list
+    plans: list
+    records: list
+    inference: InferenceConfig
+    seed: int
+    chunk: int | None
+    width: int | None
+
+
+def score_strengths(priors, queries, *, candidates=None, inference=InferenceConfig(), seed=0, chunk=None, width=None):
+    """Fit every candidate of every query on its scoring task, in one batch
+    (:func:`predict_many`), and score it: a :class:`Scoring`."""
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
     plans, batch_priors, batch_queries, batch_cals = [], [], [], []
@@ -234,28 +271,63 @@ def _choose(priors, queries, *, candidates, inference, seed, chunk, width):
     preds = predict_many(
         batch_priors, batch_queries, inference=inference, seed=seed, calibrations=batch_cals, chunk=chunk, width=width
     )
-    out, checks = [], []
+    out_plans, records = [], []
     for grid, query, task, first, check_task in plans:
         record = {"rule": "fallback", "scores": {c.name: None for c in grid}, "values_scored": 0}
-        chosen = fallback(grid)
+        fits = None
         if task is None:
             record["reason"] = f"no curve with {MIN_EPOCHS} observed epochs and fewer than {MIN_FINISHED} finished runs"
         else:
             _, rows, epochs, truth, rule = task
-            scores = {c.name: _score(preds[first + j], rows, epochs, truth) for j, c in enumerate(grid)}
+            fits = preds[first : first + len(grid)]
+            scores = {c.name: _score(fit, rows, epochs, truth) for c, fit in zip(grid, fits)}
             record.update(scores=scores, values_scored=int(len(rows)))
-            finite = [c for c in grid if scores[c.name] is not None]
-            if finite:
-                chosen = min(finite, key=lambda c: scores[c.name])
+            if any(v is not None for v in scores.values()):
                 record["rule"] = rule
             else:
                 record["reason"] = "every candidate fit failed"
+        out_plans.append((grid, query, task, fits, check_task))
+        records.append(record)
+    return Scoring(priors, out_plans, records, inference, seed, chunk, width)
+
+
+def _choose(priors, queries, *, candidates, inference, seed, chunk, width, scoring=None):
+    """:func:`choose`, and for each query the chosen candidate's scoring fit with its task
+    (``(prediction, task)``, None without one): the spread check reuses it."""
+    if scoring is None:
+        scoring = score_strengths(
+            priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width
+        )
+    out, checks = [], []
+    for (grid, query, task, fits, check_task), record in zip(scoring.plans, scoring.records):
+        chosen = fallback(grid)
+        if record["rule"] != "fallback":
+            scores = record["scores"]
+            chosen = min((c for c in grid if scores[c.name] is not None), key=lambda c: scores[c.name])
         out.append((chosen, chosen.query(query), {**chosen.to_dict(), **record}))
         # the check fit is the chosen candidate's scoring fit when there was one (the same
         # cut prefixes: the check only scores more of its curves)
-        fitted = task is not None
-        checks.append((preds[first + grid.index(chosen)] if fitted else None, check_task[chosen.name]))
+        checks.append((fits[grid.index(chosen)] if fits is not None else None, check_task[chosen.name]))
     return out, checks
+
+
+def better_half(grid, scores) -> tuple[Candidate, ...] | None:
+    """The candidates ``combine="mix"`` keeps from their ``scores`` (name -> MAE or None):
+    the ``ceil(K / 2)`` best of the K with a score (ties: grid order), in grid order; None
+    when no candidate has a score (then :func:`fallback_mixture`)."""
+    scored = [c for c in grid if scores.get(c.name) is not None]
+    if not scored:
+        return None
+    best = sorted(scored, key=lambda c: scores[c.name])[: math.ceil(len(scored) / 2)]  # a stable sort
+    return tuple(c for c in grid if c in best)
+
+
+def fallback_mixture(grid, query: Query) -> tuple[Candidate, ...]:
+    """The candidates ``combine="mix"`` keeps without evidence: every candidate of the grid
+    that predicts on the model (or the query's own) scale - a dataset scale set from fewer
+    than :data:`MIN_EPOCHS` epochs per curve has no level to stand on (the mixed grid's
+    shape candidates on the dataset scale are left out unless the query has its scale)."""
+    return tuple(c for c in grid if c.scale is None or query.scale is not None)
 
 
 def check_factor(pred: Prediction | None, task, rule: str) -> tuple[float, dict]:
@@ -281,21 +353,46 @@ def predict_auto_many(
     inference: InferenceConfig = InferenceConfig(),
     seed: int = 0,
     recalibrate: bool = True,
-) -> list[Prediction]:
+    combine: str = "choose",
+    scoring: Scoring | None = None,
+) -> list:
     """Predict each query at the transfer strength chosen from its own data
     (:func:`choose`); each :class:`Prediction` carries the choice in ``strength``.
     ``recalibrate``: the predictive's spread is rescaled about its median by the factor
     of the target's prequential check (:mod:`nax.curves.spread`; ``Prediction.spread``,
     the record in ``strength["spread"]``): the chosen candidate's scoring fit, or one more
-    fit of it on the half prefixes where the choice had none (curves of 2-3 epochs)."""
+    fit of it on the half prefixes where the choice had none (curves of 2-3 epochs).
+
+    ``combine="mix"``: instead of the best candidate, an equal-weight
+    :class:`~nax.curves.mixture.MixturePrediction` of the better half by score
+    (:func:`better_half`; without evidence every admissible candidate,
+    :func:`fallback_mixture`), each component fitted on the full prefixes and, with
+    ``recalibrate``, its spread recalibrated on its own check fit. ``scoring``: the
+    :func:`score_strengths` of these priors and queries made with the same ``inference``
+    and ``seed`` (e.g. shared by a ``"choose"`` and a ``"mix"`` call); None: made here."""
+    if combine not in ("choose", "mix"):
+        raise ValueError(f"combine must be 'choose' or 'mix', not {combine!r}")
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
     # the scoring fits (a few per query, on half prefixes) and the final ones (one per
-    # query) in chunks of one size and one width: both calls run the same compiled
+    # candidate kept) in chunks of one size and one width: both calls run the same compiled
     # programs (compiles are most of a cold call; NOTES section 6, speed)
-    chunk, width = batch_bucket(max(len(queries), 1)), fit_width(queries)
+    if scoring is None:
+        scoring = _batch_scoring(priors, queries, candidates, inference, seed)
+    elif len(scoring.plans) != len(queries) or scoring.seed != seed or scoring.inference != inference:
+        raise ValueError("scoring was made for other queries, inference or seed")
+    chunk, width = scoring.chunk, scoring.width
+    if combine == "mix":
+        return _mixed(priors, scoring, inference, seed, recalibrate)
     chosen, checks = _choose(
-        priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width
+        priors,
+        queries,
+        candidates=candidates,
+        inference=inference,
+        seed=seed,
+        chunk=chunk,
+        width=width,
+        scoring=scoring,
     )
     final_priors = [c.prior(p) for (c, _, _), p in zip(chosen, priors)]
     cals = [p.calibration if c.independent else None for (c, _, _), p in zip(chosen, priors)]
@@ -308,6 +405,78 @@ def predict_auto_many(
     if recalibrate:
         preds = _recalibrated(preds, priors, chosen, checks, inference, seed, chunk, width)
     return preds
+
+
+def _batch_scoring(priors, queries, candidates, inference, seed) -> Scoring:
+    """:func:`score_strengths` in the chunks and width the final fits will share."""
+    chunk, width = batch_bucket(max(len(queries), 1)), fit_width(queries)
+    return score_strengths(
+        priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width
+    )
+
+
+def predict_auto_each(
+    priors,
+    queries,
+    combines=("choose", "mix"),
+    *,
+    candidates=None,
+    inference: InferenceConfig = InferenceConfig(),
+    seed: int = 0,
+    recalibrate: bool = True,
+) -> dict:
+    """:func:`predict_auto_many` for each of ``combines`` from one set of scoring fits:
+    combine -> its predictions (the same as separate calls, at one scoring's cost)."""
+    queries = list(queries)
+    priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
+    scoring = _batch_scoring(priors, queries, candidates, inference, seed)
+    kw = dict(candidates=candidates, inference=inference, seed=seed, recalibrate=recalibrate, scoring=scoring)
+    return {c: predict_auto_many(priors, queries, combine=c, **kw) for c in combines}
+
+
+def _mixed(priors, scoring: Scoring, inference, seed, recalibrate) -> list[MixturePrediction]:
+    """``combine="mix"`` of :func:`predict_auto_many`: the kept candidates of every query
+    as flat lists of components (final fits in one batch, then the spread of each
+    recalibrated on its own check fit by :func:`_recalibrated`), grouped per query."""
+    comps, comp_priors, comp_checks, owner, kept_all = [], [], [], [], []
+    for i, ((grid, query, task, fits, check_task), record) in enumerate(zip(scoring.plans, scoring.records)):
+        kept = better_half(grid, record["scores"]) if record["rule"] != "fallback" else None
+        kept = fallback_mixture(grid, query) if kept is None else kept
+        kept_all.append(kept)
+        for cand in kept:
+            comps.append((cand, cand.query(query), {**cand.to_dict(), "rule": record["rule"]}))
+            comp_priors.append(priors[i])
+            fit = fits[grid.index(cand)] if fits is not None else None
+            comp_checks.append((fit, check_task[cand.name]))
+            owner.append(i)
+    preds = predict_many(
+        [c.prior(p) for (c, _, _), p in zip(comps, comp_priors)],
+        [q for _, q, _ in comps],
+        inference=inference,
+        seed=seed,
+        calibrations=[p.calibration if c.independent else None for (c, _, _), p in zip(comps, comp_priors)],
+        chunk=scoring.chunk,
+        width=scoring.width,
+    )
+    for pred, (_, _, record) in zip(preds, comps):
+        pred.strength = record
+    if recalibrate:
+        preds = _recalibrated(preds, comp_priors, comps, comp_checks, inference, seed, scoring.chunk, scoring.width)
+    out = []
+    for i, (kept, record) in enumerate(zip(kept_all, scoring.records)):
+        parts = [p for p, o in zip(preds, owner) if o == i]
+        names = [c.name for c in kept]
+        mix = {
+            "chosen": "mix(" + "+".join(names) + ")",
+            "combine": "mix",
+            **record,
+            "kept": names,
+            "weights": {n: 1.0 / len(names) for n in names},
+        }
+        if recalibrate:
+            mix["spread"] = {n: p.strength["spread"] for n, p in zip(names, parts)}
+        out.append(MixturePrediction(tuple(parts), mix))
+    return out
 
 
 def _recalibrated(preds, priors, chosen, checks, inference, seed, chunk, width) -> list[Prediction]:
@@ -356,11 +525,16 @@ __all__ = [
     "MIN_FINISHED",
     "SHAPE_GRID",
     "Candidate",
+    "Scoring",
+    "better_half",
+    "fallback_mixture",
     "Query",
     "check_factor",
     "choose",
     "default_grid",
     "predict_auto",
+    "predict_auto_each",
     "predict_auto_many",
+    "score_strengths",
     "scoring_task",
 ]

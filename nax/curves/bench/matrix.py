@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("last_value", "pow3", "mmf", "svr", "no_transfer", "transfer_full", "transfer")
+METHODS = ("last_value", "pow3", "mmf", "svr", "no_transfer", "transfer_full", "transfer", "transfer_mix")
 #: the reference of the issue's MAE target: transfer <= min of these + TOLERANCE
 REFERENCE = ("no_transfer", "last_value", "svr", "pow3")
 TOLERANCE = 0.002
@@ -74,10 +74,11 @@ def mae_table(rows, protocol: str) -> tuple[str, list[dict]]:
 
 def calibration_table(rows, protocol: str) -> str:
     """Mean 90% coverage and LPD of no_transfer / transfer_full / transfer per family, cutoff
-    (and ``transfer_unrecalibrated``, transfer before its spread was recalibrated, where a
-    JSON has it)."""
+    (and ``transfer_unrecalibrated``, transfer before its spread was recalibrated, and
+    ``transfer_mix`` (``_unrecalibrated``), the mixture of strengths, where a JSON has them)."""
     cells = _cells([r for r in rows if r["protocol"] == protocol])
-    methods = ("no_transfer", "transfer_full", "transfer_unrecalibrated", "transfer")
+    methods = ("no_transfer", "transfer_full", "transfer_unrecalibrated", "transfer", "transfer_mix_unrecalibrated",
+               "transfer_mix")  # fmt: skip
     methods = [m for m in methods if any(m in c for c in cells.values())]
     head = ["family", "cutoff", *(f"{m} cov90 / LPD" for m in methods), "transfer cov90 in [0.85, 0.95]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -130,7 +131,7 @@ def seconds(rows, protocol: str) -> dict:
     """Mean seconds per curve of each model method per family (compile included)."""
     out: dict = {}
     for r in rows:
-        if r["protocol"] == protocol and r["method"] in ("no_transfer", "transfer", "transfer_full"):
+        if r["protocol"] == protocol and r["method"] in ("no_transfer", "transfer", "transfer_full", "transfer_mix"):
             out.setdefault((r["family"], r["method"]), []).append(r["sec_per_curve"])
     return {k: float(np.mean(v)) for k, v in out.items()}
 
@@ -173,7 +174,9 @@ def main(paths) -> None:
         met = sum(c["margin"] <= 0 for c in checks)
         print(f"transfer within best reference + 0.002: {met}/{len(checks)} (family, cutoff) cells\n")
         fams = sorted({c["family"] for c in checks})
-        for m in ("transfer", "no_transfer", "transfer_full"):
+        for m in ("transfer", "no_transfer", "transfer_full", "transfer_mix"):
+            if not any(m in c["means"] for c in checks):
+                continue
             avg = [np.mean([c["means"][m] for c in checks if c["family"] == f and m in c["means"]]) for f in fams]
             print(
                 f"mean over families of {m}: {np.mean(avg):.4f} ({', '.join(f'{f} {a:.4f}' for f, a in zip(fams, avg))})"
@@ -187,7 +190,11 @@ def main(paths) -> None:
         if raw:
             won, total = sum(w for w, _ in raw.values()), sum(t for _, t in raw.values())
             print(f"(before the spread was recalibrated: {won}/{total})")
-        for m in ("transfer", "transfer_unrecalibrated"):
+        mix = lpd_share(rows, protocol, method="transfer_mix")
+        if mix:
+            won, total = sum(w for w, _ in mix.values()), sum(t for _, t in mix.values())
+            print(f"LPD(transfer_mix) >= LPD(no_transfer) on {won}/{total}")
+        for m in ("transfer", "transfer_unrecalibrated", "transfer_mix", "transfer_mix_unrecalibrated"):
             cov = coverage_means(rows, protocol, m)
             if cov:
                 inside = sum(COVERAGE[0] <= c <= COVERAGE[1] for c in cov.values())

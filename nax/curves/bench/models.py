@@ -2,8 +2,11 @@
 cutoff: ``no_transfer``, ``transfer`` (with the strength chosen from the target where the
 model offers it, :mod:`nax.curves.strength`; then ``transfer_full`` is the full prior),
 ``transfer_uncalibrated``, ``transfer_unrecalibrated`` (``transfer``'s draws before their
-spread was recalibrated on the target's prefixes, :mod:`nax.curves.spread`), and per
-target ``transfer_finished{k}`` and the NUTS rows.
+spread was recalibrated on the target's prefixes, :mod:`nax.curves.spread`),
+``transfer_mix`` and ``transfer_mix_unrecalibrated`` (the equal-weight mixture of the
+better half of the strengths instead of the one chosen, ``combine="mix"``, from the same
+scoring fits, where the model has it), and per target ``transfer_finished{k}`` and the
+NUTS rows.
 
 Batched where the model offers it (``predict_many`` / ``predict_auto_many``: one compiled
 program for many datasets); otherwise one ``predict`` per target. The point estimate is
@@ -47,6 +50,17 @@ def has_strength() -> bool:
     return strength_lib is not None and hasattr(strength_lib, "predict_auto_many")
 
 
+def has_mix() -> bool:
+    return strength_lib is not None and hasattr(strength_lib, "predict_auto_each")
+
+
+def without_spread(pred):
+    """``pred``'s draws before their spread was recalibrated (a mixture's: every component's)."""
+    if hasattr(pred, "without_spread"):
+        return pred.without_spread()
+    return dataclasses.replace(pred, spread=None) if pred.spread is not None else pred
+
+
 def _query(table, values, mask):
     return {"values": values, "mask": mask, "horizon": int(table.epochs[-1]), "epochs": table.epochs,
             "minimize": table.minimize}  # fmt: skip
@@ -77,11 +91,28 @@ def _auto(priors, queries, inference, seed):
     return strength_lib.predict_auto_many(list(priors), qs, inference=inference, seed=seed)
 
 
+def _auto_each():
+    """``transfer`` and ``transfer_mix`` callers sharing one set of scoring fits (both are
+    called with the same priors and queries)."""
+    memo = {}
+
+    def call(combine):
+        def run(priors, queries, inference, seed):
+            if "preds" not in memo:
+                qs = [strength_lib.Query(**q) for q in queries]
+                memo["preds"] = strength_lib.predict_auto_each(list(priors), qs, inference=inference, seed=seed)
+            return memo["preds"][combine]
+
+        return run
+
+    return call
+
+
 def _strength_fields(pred) -> dict:
     s = getattr(pred, "strength", None)
     if not s:
         return {"strength": None}
-    keep = ("rho", "scope", "independent", "rule", "scores", "epochs_scored", "reason", "spread")
+    keep = ("rho", "scope", "independent", "rule", "scores", "epochs_scored", "reason", "spread", "kept", "weights")
     return {"strength": s.get("chosen"), **{f"strength_{k}": s.get(k) for k in keep}}
 
 
@@ -95,7 +126,12 @@ def model_rows(rec, batch, priors, *, inference, finished=(), nuts_curves=0, see
     runs = [("no_transfer", [None] * len(batch), _many)]
     with_prior = [i for i, p in enumerate(fold_priors) if p is not None]
     if with_prior:
-        if has_strength():
+        if has_mix():
+            each = _auto_each()
+            runs.append(("transfer", fold_priors, each("choose")))
+            runs.append(("transfer_mix", fold_priors, each("mix")))
+            runs.append(("transfer_full", fold_priors, _many))
+        elif has_strength():
             runs.append(("transfer", fold_priors, _auto))
             runs.append(("transfer_full", fold_priors, _many))
         else:
@@ -108,16 +144,16 @@ def model_rows(rec, batch, priors, *, inference, finished=(), nuts_curves=0, see
             final = table.values[:, -1]
             extra = {"ok": pred.ok, "problems": "; ".join(pred.diagnostics["problems"]), "point": point_name(pred)}
             extra["calibrated"] = pred.calibrated
-            if method == "transfer":
+            if method in ("transfer", "transfer_mix"):
                 extra.update(_strength_fields(pred))
             lpd, cov = interval_stats(pred, final)
             rec(row, final, method, point(pred), lpd, cov, pred.seconds, "svi", extra)
-            if method == "transfer" and hasattr(pred, "spread"):
+            if method in ("transfer", "transfer_mix") and hasattr(pred, "spread"):
                 # the same draws before the spread was recalibrated on the target's prefixes
                 # (every target, so that the two rows average over the same datasets)
-                raw = dataclasses.replace(pred, spread=None) if pred.spread is not None else pred
+                raw = without_spread(pred)
                 lpd, cov = interval_stats(raw, final)
-                rec(row, final, "transfer_unrecalibrated", point(raw), lpd, cov, pred.seconds, "svi", extra)
+                rec(row, final, f"{method}_unrecalibrated", point(raw), lpd, cov, pred.seconds, "svi", extra)
             full = method == "transfer_full" or (method == "transfer" and not has_strength())
             if full:
                 for k_done in finished:
