@@ -77,25 +77,34 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
 
 def merge(cfg: Config, parts: Sequence[Path], out: Path) -> dict:
     """One output from runs of ``cfg`` over disjoint targets (run as parallel processes on a
-    shared machine): their per-seed rows joined, every aggregate recomputed from them, the
-    figures copied; the provenance is the first part's, every part's command is kept."""
+    shared machine) or over disjoint variants of the same targets with the same baseline:
+    their per-seed rows joined, every aggregate recomputed from them, the figures copied (a
+    target's from the first part that ran it); the provenance is the first part's, every
+    part's command is kept."""
     import json
     import shutil
 
     out.mkdir(parents=True, exist_ok=True)
     rows, plots, commands = [], {}, []
+    row_key = lambda r: (r["suite"], r["target"], r["variant"], r["seed"])
     for d in parts_dirs(cfg, parts):
         payload = json.loads(d.read_text())
         commands.append({k: payload.get(k) for k in ("command", "git_commit", "git_dirty", "time_utc")})
-        seen = {(r["suite"], r["target"]) for r in rows}
-        # JSON writes NaN as null: back to NaN for the aggregates
-        new = [
-            {k: float("nan") if v is None else v for k, v in r.items()}
-            for r in payload["results"]
-            if (r["suite"], r["target"]) not in seen
-        ]
+        had = {(r["suite"], r["target"]) for r in rows}
+        seen = {row_key(r): r for r in rows}
+        # JSON writes NaN as null: back to NaN for the aggregates; a part may add variants to
+        # a target another part ran (the first part's row wins where both have one), but only
+        # with the same target accuracy (the same baseline), or its speed-ups mean nothing
+        new = []
+        for r in payload["results"]:
+            r = {k: float("nan") if v is None else v for k, v in r.items()}
+            old = seen.get(row_key(r))
+            if old is None:
+                new.append(r)
+            elif old["target_accuracy"] != r["target_accuracy"]:
+                raise ValueError(f"{d} and an earlier part disagree on the baseline of {row_key(r)}")
         rows += new
-        for suite, target in sorted({(r["suite"], r["target"]) for r in new}):
+        for suite, target in sorted({(r["suite"], r["target"]) for r in new} - had):
             png = f"{cfg.stem}_{suite}_{target}.png"
             if (d.parent / png).is_file():
                 if d.parent.resolve() != out.resolve():
