@@ -16,7 +16,9 @@ load barely moves; each figure is the median of ``--samples`` samples of at leas
   forward and forward + backward (gradients of input and kernel): ``lax`` =
   ``lax.conv_general_dilated`` (what ``flax.linen.Conv`` emits), ``patches`` = the nine shifted
   inputs concatenated and one ``dot_general``, ``shifted_dots`` = nine dots summed; PyTorch's
-  ``conv2d`` (channels-last) as reference.
+  ``conv2d`` (channels-last) as reference; ``lax_in_cond`` = ``lax`` inside a ``lax.cond``,
+  ``canonical_vjp[_in_cond]`` = the select form's ``cells._relu_conv`` (backward written as
+  canonical convolutions), alone and inside a ``lax.cond`` (NOTES §2, K16d).
 
     python benchmarks/bench_peer_gap.py [--presets cpu] [--json benchmarks/results/peer_gap.json]
 """
@@ -95,7 +97,22 @@ def conv_s1_subsample(x, k):
     return conv_lax(x, k)[:, ::2, ::2]
 
 
+def _in_cond(f):
+    """``f`` inside a ``lax.cond`` whose predicate XLA cannot fold (always true here)."""
+    return lambda x, k: lax.cond(jnp.all(jnp.isfinite(k)), f, lambda x, k: jnp.zeros(x.shape[:-1] + k.shape[-1:]), x, k)
+
+
+def conv_canonical_vjp(x, k):
+    """``nax.cells._relu_conv`` (ReLU is idempotent): the backward as canonical convolutions."""
+    from nax import cells
+
+    return cells._relu_conv(x, k)
+
+
 FORMS = {
+    "lax_in_cond": _in_cond(conv_lax),
+    "canonical_vjp": conv_canonical_vjp,
+    "canonical_vjp_in_cond": _in_cond(conv_canonical_vjp),
     "lax": conv_lax,
     "patches": conv_patches,
     "shifted_dots": conv_shifted_dots,

@@ -217,7 +217,12 @@ class SelectCell(nn.Module):
     whose kernel and batch-norm scale and bias (and running statistics in eval mode) are the
     chosen op's, picked by the encoding's one-hot weights (the 1x1 kernel sits at the centre of
     a 3x3 one); an edge whose op is no convolution gets a zero kernel, scale and bias, so its
-    conv term is exactly 0. Skip and average pool are added with their one-hot weights, the pool
+    conv term is exactly 0. An edge that runs alone (not grouped: wider than
+    ``_GROUP_MAX_CHANNELS`` together with the other edges of its node) runs its convolution and
+    batch norm under ``lax.cond(is_conv, ...)`` instead, so a non-conv edge runs none and its
+    conv term is an exact zero (the convolution's backward written canonically,
+    ``_relu_conv``: XLA:CPU leaves a conditional's backward convolutions in a slow generic
+    form otherwise). Skip and average pool are added with their one-hot weights, the pool
     computed once per node and only if one of the node's edges pools (a ``lax.cond``); 'none'
     adds nothing. The conv edges leaving a node are grouped as in ``Cell``.
 
@@ -259,9 +264,14 @@ class SelectCell(nn.Module):
             for part in _parts(leaving, c):
                 cat = lambda get, part=part: jnp.concatenate([chosen(k, get) for k in part])
                 cin = h.shape[-1]
-                y = _conv(h, jnp.concatenate([chosen(k, lambda e, cin=cin: kernel(e, cin)) for k in part], axis=-1))
+                kern = jnp.concatenate([chosen(k, lambda e, cin=cin: kernel(e, cin)) for k in part], axis=-1)
                 running = None if train else (cat(lambda e: e.bn.mean.value), cat(lambda e: e.bn.var.value))
-                y, mean, var = batch_norm(y, cat(lambda e: e.bn.scale), cat(lambda e: e.bn.bias), running)
+                bn_args = (cat(lambda e: e.bn.scale), cat(lambda e: e.bn.bias), running)
+                if len(part) == 1:  # alone: no convolution at all unless the edge's op is one
+                    is_conv = jnp.isin(enc_E[part[0]], jnp.asarray([OPS.index(op) for op in _CONV_OPS]))
+                    y, mean, var = jax.lax.cond(is_conv, _conv_bn, _no_conv, h, kern, *bn_args)
+                else:
+                    y, mean, var = batch_norm(_conv(h, kern), *bn_args)
                 for n, k in enumerate(part):
                     sl = slice(n * c, (n + 1) * c)
                     for op in _CONV_OPS if update else ():
@@ -274,6 +284,49 @@ class SelectCell(nn.Module):
             ys = [outs[k] for k, (_, jj) in enumerate(edges) if jj == j]
             nodes.append(sum(ys[1:], ys[0]))
         return nodes[-1]
+
+
+@jax.custom_vjp
+def _relu_conv(h, kernel):
+    """``_conv`` (ReLU, stride-1 'same' convolution) whose backward is two canonical
+    convolutions (``NHWC`` x ``HWIO`` -> ``NHWC``): the input gradient with the flipped kernel,
+    its in and out channels swapped; the kernel gradient with the input channels as the batch
+    and the batch as the features. Same values as ``jax.grad`` of ``_conv`` (bitwise in the
+    tests). Why: inside a ``lax.cond`` branch XLA:CPU keeps the backward convolutions that JAX
+    emits (``f01b_i01o->01bf``, ``b01f_01oi->b01f``) and runs them in its generic loop emitter,
+    5-150x slower than outside a conditional (NOTES §2, K16d); it runs these in Eigen or YNNPACK."""
+    return _conv(h, kernel)
+
+
+def _relu_conv_fwd(h, kernel):
+    return _conv(h, kernel), (h, kernel)
+
+
+def _relu_conv_bwd(res, g):
+    h, kernel = res
+    pad = ((kernel.shape[0] // 2,) * 2,) * 2
+    dn = ("NHWC", "HWIO", "NHWC")
+    flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+    dh = jax.lax.conv_general_dilated(g, flipped, (1, 1), pad, dimension_numbers=dn) * (h > 0)
+    dk = jax.lax.conv_general_dilated(
+        jnp.transpose(nn.relu(h), (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), (1, 1), pad, dimension_numbers=dn
+    )
+    return dh, jnp.transpose(dk, (1, 2, 0, 3))
+
+
+_relu_conv.defvjp(_relu_conv_fwd, _relu_conv_bwd)
+
+
+def _conv_bn(h, kernel, scale, bias, running):
+    """The conv branch of ``SelectCell``'s conditional: ``(out, mean, var)`` of ``batch_norm``."""
+    return batch_norm(_relu_conv(h, kernel), scale, bias, running)
+
+
+def _no_conv(h, kernel, scale, bias, running):
+    """The other branch: an exact zero output and zero batch statistics (not stored: the
+    statistics of an op move only when it is the edge's op)."""
+    zero = jnp.zeros_like(scale)
+    return jnp.zeros((*h.shape[:-1], kernel.shape[-1]), h.dtype), zero, zero
 
 
 def _branch(op: str, features: int, name: str, train: bool):

@@ -394,3 +394,55 @@ def test_select_step_traces_once_for_the_whole_space():
     for enc in SWITCH_CELLS:
         _check_select_equals_specialised(step, variables, enc, x, y)
     assert step._cache_size() == 1
+
+
+def test_relu_conv_has_jax_grads_and_canonical_backward_convolutions_in_a_conditional():
+    """``cells._relu_conv`` (the select form's conditional convolution): values and gradients of
+    ``cells._conv`` (plain and inside ``lax.cond``; the other branch gives exact zeros), and
+    inside the conditional every compiled convolution is ``NHWC`` x ``HWIO`` -> ``NHWC``, the
+    form XLA:CPU runs fast (JAX's own backward stays ``f01b_i01o->01bf`` there: NOTES §2 K16d)."""
+    from nax import cells
+
+    x = jax.random.normal(jax.random.key(0), (4, 6, 6, 3))
+    g = jax.random.normal(jax.random.key(1), (4, 6, 6, 5))
+    zero = lambda h, k: jnp.zeros((*h.shape[:-1], k.shape[-1]))
+    for size in (1, 3):
+        k = jax.random.normal(jax.random.key(2), (size, size, 3, 5))
+        ref = jax.jit(jax.grad(lambda x, k: jnp.sum(cells._conv(x, k) * g), (0, 1)))(x, k)
+        grad = jax.jit(jax.grad(lambda x, k, p: jnp.sum(jax.lax.cond(p, cells._relu_conv, zero, x, k) * g), (0, 1)))
+        compiled = grad.lower(x, k, True).compile()
+        np.testing.assert_array_equal(cells._relu_conv(x, k), cells._conv(x, k))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), compiled(x, k, True), ref)
+        assert all(not np.any(leaf) for leaf in compiled(x, k, False))
+        convs = [line for line in compiled.as_text().splitlines() if " convolution(" in line]
+        assert convs and all("dim_labels=b01f_01io->b01f" in line for line in convs), convs
+
+
+@pytest.mark.slow  # compiles a 16-channel cell's gradient: 90 s on the loaded 2-core machine
+def test_select_cell_runs_no_convolution_term_for_a_non_conv_edge():
+    """At 16 channels every edge of the select cell runs alone, under its conditional: the
+    all-skip cell's output is exactly the skip sums (node 3 = 4x), with an exact zero gradient
+    for every conv op, and the conv edges of a mixed cell still get theirs."""
+    from nax import cells
+
+    x = jax.random.normal(jax.random.key(0), (4, 5, 5, 16))
+    cell = cells.SelectCell(16)
+    variables = cell.init(jax.random.key(1), x, jnp.zeros(6, jnp.int32), train=False)
+
+    @jax.jit
+    def run(enc):
+        def f(p):
+            out, _ = cell.apply({**variables, "params": p}, x, enc, train=True, mutable=["batch_stats"])
+            return jnp.sum(out**2), out
+
+        return jax.value_and_grad(f, has_aux=True)(variables["params"])
+
+    (_, out), grads = run(jnp.full(6, models.OPS.index("skip_connect")))
+    np.testing.assert_array_equal(out, 4 * x)
+    assert all(not np.any(leaf) for leaf in jax.tree.leaves(grads))
+    enc = S.from_string("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+    _, grads = run(jnp.asarray(enc))
+    for k, op in enumerate(models.OPS[o] for o in enc):
+        for conv_op in ("nor_conv_1x1", "nor_conv_3x3"):
+            kernel = grads[f"edge{k}_{conv_op}"]["conv"]["kernel"]
+            assert np.any(kernel) == (op == conv_op), (k, op, conv_op)
