@@ -19,6 +19,11 @@ load barely moves; each figure is the median of ``--samples`` samples of at leas
   ``conv2d`` (channels-last) as reference; ``lax_in_cond`` = ``lax`` inside a ``lax.cond``,
   ``canonical_vjp[_in_cond]`` = the select form's ``cells._relu_conv`` (backward written as
   canonical convolutions), alone and inside a ``lax.cond`` (NOTES §2, K16d).
+* ``--canonical-ab``: the specialised network also traced with ``cells.CANONICAL_BACKWARD``
+  flipped, beside the ``nax`` rows (the module's default, recorded in ``setup``), interleaved:
+  ``nax_canonical_bwd`` rows (the cell's convolutions with ``cells._relu_conv``'s backward) or,
+  where that is the default, ``nax_jax_bwd`` rows (JAX's backward); NOTES §2, K16e. The K16e
+  JSONs were measured while the default was the canonical backward (``nax`` = canonical).
 
     python benchmarks/bench_peer_gap.py [--presets cpu] [--json benchmarks/results/peer_gap.json]
 """
@@ -49,7 +54,7 @@ import peer_torch as pt  # noqa: E402
 import torch  # noqa: E402
 from jax import lax  # noqa: E402
 
-from nax import models, space, train  # noqa: E402
+from nax import cells, models, space, train  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -189,6 +194,17 @@ def _cell(cls):
 
 
 @contextlib.contextmanager
+def _canonical(flag):
+    """``cells.CANONICAL_BACKWARD`` set to ``flag`` (None: unchanged) while the step is traced."""
+    old = cells.CANONICAL_BACKWARD
+    cells.CANONICAL_BACKWARD = old if flag is None else flag
+    try:
+        yield
+    finally:
+        cells.CANONICAL_BACKWARD = old
+
+
+@contextlib.contextmanager
 def _build_supernet(mix):
     """``Trainer`` builds ``models.build_supernet(...)``'s default form: ``mix`` instead, if set."""
     old = models.build_supernet
@@ -200,7 +216,7 @@ def _build_supernet(mix):
         models.build_supernet = old
 
 
-def _nax_fns(prefix, preset, cell=None, mix=None, arch=None) -> dict:
+def _nax_fns(prefix, preset, cell=None, mix=None, arch=None, canonical=None) -> dict:
     """Forward, forward + backward and SGD step of the specialised network (``mix`` None) or of
     the compile-once network ``build_supernet(mix=mix)`` with the encoding as an input."""
     cfg = bp._config(preset, "supernet" if mix else "specialised")
@@ -237,18 +253,21 @@ def _nax_fns(prefix, preset, cell=None, mix=None, arch=None) -> dict:
         f"{prefix}_fwd_bwd": lambda: jax.block_until_ready(grad_j(box["st"], x, y)),
         f"{prefix}_step": step,
     }
-    with _cell(cell):
+    with _cell(cell), _canonical(canonical):
         for f in fns.values():
             f()
     return fns
 
 
-def bench_step(preset, samples, sample_s, per_edge: bool, mixes=(), arch=None) -> dict:
+def bench_step(preset, samples, sample_s, per_edge: bool, mixes=(), arch=None, canonical_ab=False) -> dict:
     cfg = bp._config(preset)
     _, shape, batch = bp.PRESETS[preset]
     enc = space.nb201.from_string(arch or bp.ARCH)
     xs, ys = bp._batches(preset)
     fns = _nax_fns("nax", preset, arch=arch)
+    if canonical_ab:
+        other = not cells.CANONICAL_BACKWARD
+        fns.update(_nax_fns("nax_canonical_bwd" if other else "nax_jax_bwd", preset, arch=arch, canonical=other))
     if per_edge:
         fns.update(_nax_fns("nax_per_edge", preset, PerEdgeCell, arch=arch))
     for mix in mixes:  # compile-once forms: the encoding is an input of the program
@@ -292,6 +311,7 @@ def main(argv=None) -> int:
         metavar="MIX",
         help="also time build_supernet(mix=MIX) in the Trainer (nax_compile_once_MIX rows)",
     )
+    ap.add_argument("--canonical-ab", action="store_true", help="also time the cell with CANONICAL_BACKWARD flipped")
     ap.add_argument("--arch", default=None, help="the cell (NAS-Bench-201 string; default bench_peer's)")
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--sample-s", type=float, default=0.3)
@@ -299,9 +319,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = {"steps": [], "conv": [], "setup": {"threads": 1, "timer": "process CPU time", "samples": args.samples}}
+    out["setup"]["canonical_backward_default"] = cells.CANONICAL_BACKWARD
     for p in args.presets:
         out["steps"].append(
-            bench_step(p, args.samples, args.sample_s, not args.no_per_edge, args.compile_once, args.arch)
+            bench_step(
+                p, args.samples, args.sample_s, not args.no_per_edge, args.compile_once, args.arch, args.canonical_ab
+            )
         )
         print(out["steps"][-1], flush=True)
     for s in filter(None, args.conv_shapes.split(",")):

@@ -104,6 +104,9 @@ class Cell(nn.Module):
     of one ``ReLUConvBN`` per edge (same values from the same key) and so are the outputs, up to
     float rounding. Why: at 8-16 channels XLA:CPU's convolution kernels cost far more per call
     than per channel, so fewer, wider convolutions make the forward pass faster (NOTES §2, item 9).
+    The convolutions' backward is ``jax.grad``'s of ``_conv``, or ``_relu_conv``'s (two
+    canonical convolutions) while ``CANONICAL_BACKWARD`` is true (off by default; read when the
+    network is traced): same values up to float rounding (NOTES §2, K16e).
     """
 
     ops: tuple[str, ...]
@@ -121,7 +124,8 @@ class Cell(nn.Module):
             for size in sorted({_KERNEL[self.ops[k]] for k in convs if edges[k][0] == i}):
                 group = [k for k in convs if edges[k][0] == i and _KERNEL[self.ops[k]] == size]
                 for part in _parts(group, self.features):
-                    y = _conv(h, jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in part], axis=-1))
+                    conv = _relu_conv if CANONICAL_BACKWARD else _conv
+                    y = conv(h, jnp.concatenate([convs[k].kernel(h.shape[-1]) for k in part], axis=-1))
                     y = grouped_batch_norm(y, [convs[k].bn for k in part], train, not self.is_initializing())
                     outs.update(zip(part, jnp.split(y, len(part), axis=-1)))
             for k, (ii, _) in enumerate(edges):
@@ -133,6 +137,13 @@ class Cell(nn.Module):
 
 
 _KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+#: ``Cell``'s conv edges use ``_relu_conv`` (backward as two canonical NHWC/HWIO convolutions)
+#: instead of JAX's backward of ``_conv`` when true; read at trace time, so an A/B can flip it
+#: between two programs (``bench_peer_gap.py --canonical-ab``). Off: in three interleaved A/B
+#: runs of the whole SGD step the change was within run-to-run noise, not the 2-4 % gain
+#: K16d's micro-benchmark suggested (``cpu`` new/old 0.96, 1.09, 1.01); chosen after measuring
+#: by a rule written before the third run (NOTES §2, K16e)
+CANONICAL_BACKWARD = False
 #: widest grouped convolution: XLA:CPU hands convolutions with more than 16 channels to YNNPACK,
 #: whose per-call cost is low, so grouping wider ones only adds the split and the concatenated
 #: gradients (measured slower at the ``nb201`` preset; chosen after that measurement, NOTES §2 item 9)

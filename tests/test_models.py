@@ -418,6 +418,36 @@ def test_relu_conv_has_jax_grads_and_canonical_backward_convolutions_in_a_condit
         assert convs and all("dim_labels=b01f_01io->b01f" in line for line in convs), convs
 
 
+def test_specialised_cell_canonical_backward_equals_jax_grad(monkeypatch):
+    """The specialised ``Cell``'s convolutions with ``_relu_conv``'s canonical backward
+    (``cells.CANONICAL_BACKWARD``, read at trace time) give the logits, batch statistics and
+    gradients of the same network traced with ``jax.grad`` of the plain ``_conv``, up to float
+    rounding (tiny network: C=2, one cell per stage, 8x8; 3x3 and 1x1 edges, grouped and alone)."""
+    from nax import cells
+
+    arch = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    enc = S.from_string(arch)
+    model = models.build(enc, 10, channels=2, cells_per_stage=1)
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+    y = jnp.arange(4) % 10
+    v = model.init(jax.random.key(0), x, train=False)
+
+    def loss(p):
+        variables = {"params": p, "batch_stats": v["batch_stats"]}
+        logits, upd = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, upd)
+
+    out = {}
+    for flag in (True, False):
+        monkeypatch.setattr(cells, "CANONICAL_BACKWARD", flag)
+        out[flag] = jax.jit(lambda p: jax.value_and_grad(loss, has_aux=True)(p))(v["params"])
+    (l1, aux1), g1 = out[True]
+    (l0, aux0), g0 = out[False]
+    chex.assert_trees_all_close((l1, aux1), (l0, aux0), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(g1, g0, rtol=1e-4, atol=1e-6)
+    assert any(np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(g1))
+
+
 @pytest.mark.slow  # compiles a 16-channel cell's gradient: 90 s on the loaded 2-core machine
 def test_select_cell_runs_no_convolution_term_for_a_non_conv_edge():
     """At 16 channels every edge of the select cell runs alone, under its conditional: the
