@@ -195,3 +195,17 @@ def test_family_benchmark_command_writes_both_protocols(pool, capsys):
     loss_rows = [r for r in rows if r["family"] == "loss" and r["method"] == "no_transfer"]
     assert loss_rows and all(r["mae"] >= 0 and r["lpd"] is not None for r in loss_rows)
     assert "(cross-family, target family loss)" in capsys.readouterr().out
+
+
+def test_prior_cache_tells_apart_sources_that_share_names_but_not_curves(tmp_path):
+    # the meta-dataset's accuracy and loss columns of the same runs have the same dataset
+    # names: a prior fitted on one must never be loaded for the other
+    epochs = np.arange(1, 5)
+    one = np.array(["a"])
+    acc = tables.CurveTable(np.array([[0.2, 0.4, 0.5, 0.55]]), np.ones((1, 4), bool), epochs, one, minimize=False)
+    loss = tables.CurveTable(np.array([[2.0, 1.2, 0.9, 0.8]]), np.ones((1, 4), bool), epochs, one, minimize=True)
+    settings = dict(seed=0, max_curves=30, calibrate=False, cache_dir=tmp_path, log=lambda *_: None)
+    path_acc = Priors({"a": acc, "b": acc}, **settings)._path(("a", "b"))
+    path_loss = Priors({"a": loss, "b": loss}, **settings)._path(("a", "b"))
+    assert path_acc != path_loss
+    assert Priors({"a": acc, "b": acc}, **settings)._path(("a", "b")) == path_acc  # same curves: same file

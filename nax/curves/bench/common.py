@@ -77,7 +77,7 @@ class Priors:
     """Leave-one-dataset-out priors, fitted once per set of source datasets.
 
     ``cache_dir``: priors are also saved there (JSON) and reused by a later command with
-    the same sources, fit settings and prior format version (both benchmarks need the
+    the same source curves (names and values), fit settings and prior format version (both benchmarks need the
     same priors, and a fit takes minutes on a loaded machine).
     """
 
@@ -108,10 +108,16 @@ class Priors:
         }
         if self.inference != PRIOR_INFERENCE.replace(num_steps=self.inference.num_steps):
             fit["inference"] = self.inference.to_dict()
-        key = json.dumps(
-            {"sources": sources, "version": prior_lib.VERSION, "calibration": settings, **fit},
-            sort_keys=True,
-        )
+        # what the sources hold, not only their names: two families may name their
+        # datasets alike (the meta-dataset's accuracy and loss columns of the same runs)
+        data = hashlib.sha256()
+        for n in sources:
+            t = self.train[n]
+            data.update(np.ascontiguousarray(t.values, np.float64).tobytes())
+            data.update(np.ascontiguousarray(t.epochs, np.int64).tobytes())
+            data.update(b"min" if t.minimize else b"max")
+        key = {"sources": sources, "data": data.hexdigest(), "version": prior_lib.VERSION, "calibration": settings}
+        key = json.dumps({**key, **fit}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         name = f"prior_{'+'.join(sources)}_{digest}.json"
         if len(name) > 200:  # file names end at 255 bytes; the digest covers the sources
