@@ -135,7 +135,8 @@ def build_supernet(
     one convolution per edge with the chosen conv op's kernel and batch norm; ``"onehot"`` runs
     every op on every edge and mixes them with one-hot weights (``nax.population`` uses it);
     ``"switch"`` runs each edge's chosen op in a ``lax.switch``. Measured on the CPU (NOTES §2):
-    select 0.7-0.75x the specialised step, one-hot about 0.5x, switch 0.09-0.61x.
+    select 0.60-0.95x the specialised step (NOTES §2, K16d), one-hot about 0.5x, switch 0.09-0.61x
+    (its conditionals' backward convolutions run in XLA:CPU's generic emitter; `cells._relu_conv`).
     """
     _check_sizes(num_classes, channels, cells_per_stage)
     if mix not in MIXES:
