@@ -19,8 +19,7 @@ from test_curves_strength import TINY, hand_prediction, population_prior
 from nax.curves import inference as inference_lib
 from nax.curves import strength
 from nax.curves.bench import matrix
-from nax.curves.bench.models import without_spread
-from nax.curves.mixture import MixturePrediction
+from nax.curves.mixture import MixturePrediction, without_spread
 from nax.curves.predict import Query
 
 

@@ -22,6 +22,7 @@ import importlib
 import numpy as np
 
 from nax.curves.bench.within_target import within_target
+from nax.curves.mixture import without_spread
 
 # the module, not the function nax.curves exports under the same name
 predict_lib = importlib.import_module("nax.curves.predict")
@@ -52,13 +53,6 @@ def has_strength() -> bool:
 
 def has_mix() -> bool:
     return strength_lib is not None and hasattr(strength_lib, "predict_auto_each")
-
-
-def without_spread(pred):
-    """``pred``'s draws before their spread was recalibrated (a mixture's: every component's)."""
-    if hasattr(pred, "without_spread"):
-        return pred.without_spread()
-    return dataclasses.replace(pred, spread=None) if pred.spread is not None else pred
 
 
 def _query(table, values, mask):
