@@ -113,7 +113,7 @@ def test_multifidelity_table_matches_json():
 
 def test_peer_table_matches_json():
     (table,) = [t for t in _tables(_section("Results")) if t[0][:2] == ["preset", "nax / PyTorch"]]
-    ratios = _load("peer_quick.json")["ratios"]  # the file the README names
+    ratios = _load("peer.json")["ratios"]  # the file the README names
     for row in table[1:]:
         preset = row[0].split("`")[1]
         _check(_numbers(row[1])[0], ratios[preset]["nax_over_torch"], f"{preset} nax/torch")
