@@ -127,8 +127,7 @@ NOT_PROVENANCE = (
     "results",
     "aggregate",
     "overall",
-    "freeze_thaw_vs_multifidelity",
-    "freeze_thaw_rungs_vs_multifidelity",
+    *(f"{v}_vs_multifidelity" for v in report.VERSUS),
 )
 
 

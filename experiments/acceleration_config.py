@@ -29,8 +29,19 @@ BAKER_SETS = ("metaqnn_cifar10", "metaqnn_svhn", "deep_resnets_cifar10", "deep_r
 #: configurations x 52 epochs; configurations are hyperparameters, not cells (no selection there)
 LCBENCH_FILE = "lcbench_surrogate_17tasks.csv"
 #: full-run variants (issue 6) and the multi-fidelity ones (issue 14, ``acceleration_mf.py``)
-VARIANTS = ("baseline", "selection", "stopping", "both", "hyperband", "asha", "freeze_thaw", "freeze_thaw_rungs")
-MF_VARIANTS = ("hyperband", "asha", "freeze_thaw", "freeze_thaw_rungs")
+VARIANTS = (
+    "baseline",
+    "selection",
+    "stopping",
+    "both",
+    "hyperband",
+    "asha",
+    "freeze_thaw",
+    "freeze_thaw_rungs",
+    "asha_selection",
+    "asha_transfer",
+)
+MF_VARIANTS = ("hyperband", "asha", "freeze_thaw", "freeze_thaw_rungs", "asha_selection", "asha_transfer")
 SUITES = ("metadata", "nb201", "baker", "lcbench")
 #: the files whose uncommitted changes make a result's ``git_dirty`` true
 CODE = [

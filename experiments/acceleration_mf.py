@@ -15,9 +15,16 @@
 - ``freeze_thaw_rungs`` the same policy, the same models and the same value, with every job
   ending on the rungs Hyperband and ASHA use here (``mf_min_epochs``, ``mf_eta``: their own
   ladder, e.g. 2, 6, 17, 52 on LCBench) instead of ``default_delta`` epochs on
-  (``ft.from_models(..., jobs="rungs")``; the fourth version, NOTES §8).
+  (``ft.from_models(..., jobs="rungs")``; the fourth version, NOTES §8);
+- ``asha_selection`` ASHA whose new trials the characteristic model proposes (the
+  ``selection`` variant's ``transfer.strategy_from_model``, told every completed run) where
+  there is one (the meta-dataset; without one it would be ``asha``, so it is not built);
+- ``asha_transfer`` ``asha_selection`` (ASHA's uniform proposals without a characteristic
+  model) whose promotions rank a rung by the curve posterior's median predicted final
+  (``halving_rank.predicted_final`` of the stopping rule freeze-thaw uses) instead of the
+  value at the rung: both transfers, one copy of each decision, on ASHA's skeleton.
 
-All three are ``nax.search.multifidelity`` strategies run by the same driver
+All of them are ``nax.search.multifidelity`` strategies run by the same driver
 (``nax.search.loop``) on the same table evaluator as the full-run variants: a job resumes
 its trial from the epochs it has and is charged only the epochs it adds, and a trial
 counts as found only once it has completed a full run. Hyperband and ASHA draw uniformly
@@ -45,7 +52,8 @@ from acceleration_config import (
 
 from nax import space as space_lib
 from nax import tables
-from nax.search import ahead_calibration, halving, strategies
+from nax.curves.stopping import stop_rule
+from nax.search import ahead_calibration, halving, halving_rank, strategies, transfer
 from nax.search import evaluators as ev_lib
 from nax.search import freeze_thaw as ft
 
@@ -121,6 +129,12 @@ def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_conf
         )
         return st, None
 
+    def asha_transferred(rank: bool):
+        base = None if model is None else transfer.strategy_from_model(model, space, candidates=cands)
+        ranker = halving_rank.predicted_final(stop_rule(prior, horizon, rule_config)) if rank else None
+        st = halving.asha(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands, base=base, rank=ranker)
+        return st, None
+
     out = {
         "hyperband": lambda: (
             halving.hyperband(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands),
@@ -129,20 +143,26 @@ def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_conf
         "asha": lambda: (halving.asha(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands), None),
         "freeze_thaw": freeze_thaw,
         "freeze_thaw_rungs": freeze_thaw_rungs,
+        "asha_transfer": lambda: asha_transferred(True),
     }
+    if model is not None:  # without a characteristic model it would be plain ASHA
+        out["asha_selection"] = lambda: asha_transferred(False)
     return {v: b for v, b in out.items() if v in cfg.variants}
 
 
 def wants(cfg: Config, *variants: str) -> bool:
     """Whether ``cfg`` runs any of ``variants``; ``"freeze_thaw"`` stands for every
-    freeze-thaw variant (they need the same prior and characteristic model)."""
-    ft_all = ("freeze_thaw", "freeze_thaw_rungs") if "freeze_thaw" in variants else ()
+    variant that needs the prior and the characteristic model (freeze-thaw's, ASHA's
+    with both transfers)."""
+    ft_all = ("freeze_thaw", "freeze_thaw_rungs", "asha_transfer") if "freeze_thaw" in variants else ()
     return any(v in cfg.variants for v in (*variants, *ft_all))
 
 
 def seed_limits(cfg: Config) -> dict[str, int]:
-    """Seeds per variant where fewer than the suite's run (``ft_seeds``)."""
-    return {} if cfg.ft_seeds is None else {"freeze_thaw": cfg.ft_seeds, "freeze_thaw_rungs": cfg.ft_seeds}
+    """Seeds per variant where fewer than the suite's run (``ft_seeds``): the variants that
+    fit the curve posterior per decision."""
+    costly = ("freeze_thaw", "freeze_thaw_rungs", "asha_transfer")
+    return {} if cfg.ft_seeds is None else {v: cfg.ft_seeds for v in costly}
 
 
 def lcbench_folds(tasks: list[str], folds: int) -> dict[str, list[str]]:

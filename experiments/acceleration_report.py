@@ -158,12 +158,13 @@ def _pct(x):
     return None if x is None else 100 * x
 
 
-def versus_markdown(vs: Sequence[dict]) -> str:
-    """Freeze-thaw against the better of Hyperband and ASHA, per target and per suite."""
+def versus_markdown(vs: Sequence[dict], who: str = "freeze-thaw's") -> str:
+    """A variant (freeze-thaw unless ``who`` names another) against the better of Hyperband
+    and ASHA, per target and per suite."""
     if not vs:
         return ""
     head = (
-        "| suite | target | better of HB/ASHA | its epochs to target | freeze-thaw's | speed-up vs it | "
+        f"| suite | target | better of HB/ASHA | its epochs to target | {who} | speed-up vs it | "
         "Δ acc. at B vs it (points) |\n|---|---|---|---|---|---|---|\n"
     )
     lines = []
@@ -250,15 +251,20 @@ def plot_target(curves_by_variant: dict, grid: np.ndarray, budget: float, title:
 
 
 # ---------------------------------------------------------------------------- files
+#: the variants compared with the better of Hyperband and ASHA, and their sections' titles
+VERSUS = {
+    "freeze_thaw": "Freeze-thaw",
+    "freeze_thaw_rungs": "Freeze-thaw with jobs on the halving rungs (freeze_thaw_rungs)",
+    "asha_selection": "ASHA with transferred proposals (asha_selection)",
+    "asha_transfer": "ASHA with transferred proposals and promotions (asha_transfer)",
+}
+
+
 def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict) -> dict:
     """``<stem>.json`` and ``<stem>.md`` of a run of ``cfg`` (``plots``: (suite, target) -> PNG name)."""
     out.mkdir(parents=True, exist_ok=True)
     meta = {"config": dataclasses.asdict(cfg), "command": cfg.command, "seeds": list(range(cfg.seeds)), **prov}
-    vs = versus_multifidelity(rows)
-    extra = {"freeze_thaw_vs_multifidelity": vs} if vs else {}
-    vs_rungs = versus_multifidelity(rows, "freeze_thaw_rungs")  # the fourth version, jobs on the rungs
-    if vs_rungs:
-        extra["freeze_thaw_rungs_vs_multifidelity"] = vs_rungs
+    extra = {f"{v}_vs_multifidelity": vs for v in VERSUS if (vs := versus_multifidelity(rows, v))}
     payload = jsonio.clean({**meta, "results": rows, "aggregate": agg, "overall": ov, **extra})
     (out / f"{cfg.stem}.json").write_text(jsonio.dumps(payload, indent=1) + "\n")
     md = [
@@ -268,16 +274,11 @@ def write_outputs(out: Path, cfg: Config, rows, agg, ov, plots: dict, prov: dict
         "## Overall (means over targets)\n",
         overall_markdown(payload["overall"]),
     ]
-    if vs:
-        md += [
-            "\n## Freeze-thaw vs the better of Hyperband and ASHA\n",
-            versus_markdown(payload["freeze_thaw_vs_multifidelity"]),
-        ]
-    if vs_rungs:
-        md += [
-            "\n## Freeze-thaw with jobs on the halving rungs (freeze_thaw_rungs) vs the better of Hyperband and ASHA\n",
-            versus_markdown(payload["freeze_thaw_rungs_vs_multifidelity"]),
-        ]
+    for v, title in VERSUS.items():
+        if f"{v}_vs_multifidelity" in payload:
+            who = "freeze-thaw's" if v.startswith("freeze_thaw") else f"{v}'s"
+            vs = versus_markdown(payload[f"{v}_vs_multifidelity"], who)
+            md += [f"\n## {title} vs the better of Hyperband and ASHA\n", vs]
     md += ["\n## Per target\n"]
     md += [target_markdown(payload["aggregate"], s, t) + f"\n![{s} {t}]({p})\n" for (s, t), p in plots.items()]
     (out / f"{cfg.stem}.md").write_text("\n".join(md))

@@ -203,9 +203,8 @@ def metadata_target(cfg: Config, curve_table, arch_table, target: str, log) -> t
     budget = max(1, round(cfg.budget_fraction * len(cands))) * evaluator.max_epochs
     cap = min(cfg.cap * budget, pool_epochs)
     t0 = time.perf_counter()
-    model = (
-        ch.fit(arch_table, sources, seed=0, space=space) if mf.wants(cfg, "selection", "both", "freeze_thaw") else None
-    )
+    need_model = mf.wants(cfg, "selection", "both", "freeze_thaw", "asha_selection")
+    model = ch.fit(arch_table, sources, seed=0, space=space) if need_model else None
     need_prior = mf.wants(cfg, "stopping", "both", "freeze_thaw")
     prior = fit_prior(cfg, curve_table.subset(np.isin(curve_table.datasets, sources))) if need_prior else None
     log(

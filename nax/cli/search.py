@@ -48,6 +48,13 @@ def register(subparsers) -> None:
         "--min-epochs (default 1) x --eta^k, Hyperband's and ASHA's (rungs)",
     )
     p.add_argument(
+        "--asha-transfer",
+        choices=("none", "selection", "both"),
+        default="none",
+        help="asha: new runs proposed by the characteristic model (selection), and a rung's promotions "
+        "ranked by the curve prior's predicted final (both); default none, the paper's ASHA",
+    )
+    p.add_argument(
         "--max-epochs",
         type=int,
         default=None,
@@ -156,6 +163,7 @@ def _config(args):
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
         ft_jobs=args.ft_jobs,
+        asha_transfer=args.asha_transfer,
     )
 
 

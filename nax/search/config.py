@@ -80,6 +80,10 @@ class SearchConfig:
     #: freeze-thaw's jobs: "delta" (each ``min_epochs`` epochs, default a quarter of a run) or
     #: "rungs" (each ends at the next rung of ``min_epochs`` (default 1) x ``eta``^k, Hyperband's)
     ft_jobs: str = "delta"
+    #: ASHA with nax's transfers: "none" (the paper's ASHA, uniform proposals), "selection"
+    #: (the characteristic model proposes new runs) or "both" (and a rung's promotions are
+    #: ranked by the curve prior's predicted final, ``nax.search.halving_rank``)
+    asha_transfer: str = "none"
 
     #: fields a resumed search may change: they do not change its results
     RESUMABLE = ("executor",)
@@ -132,6 +136,10 @@ def _check_fidelity(c: SearchConfig) -> None:
         raise ValueError(f"--ft-jobs must be delta or rungs, got {c.ft_jobs!r}")
     if c.ft_jobs != "delta" and c.strategy != "freeze-thaw":
         raise ValueError(f"--ft-jobs {c.ft_jobs}: only for --strategy freeze-thaw")
+    if c.asha_transfer not in ("none", "selection", "both"):
+        raise ValueError(f"--asha-transfer must be none, selection or both, got {c.asha_transfer!r}")
+    if c.asha_transfer != "none" and c.strategy != "asha":
+        raise ValueError(f"--asha-transfer {c.asha_transfer}: only for --strategy asha")
     given = [f"--{n.replace('_', '-')}" for n in ("eta", "min_epochs", "max_epochs") if getattr(c, n) is not None]
     if not c.multi_fidelity:
         if given:
@@ -153,7 +161,10 @@ def prepare(config: SearchConfig, *, strict: bool = True) -> Setup:
     space = space_lib.get(config.space)
     mf = config.multi_fidelity
     needs_tables = (
-        config.evaluator == "table" or config.strategy in ("transfer", "freeze-thaw") or (config.early_stop and not mf)
+        config.evaluator == "table"
+        or config.strategy in ("transfer", "freeze-thaw")
+        or config.asha_transfer != "none"
+        or (config.early_stop and not mf)
     )
     kind, table = load_tables(config) if needs_tables else (None, None)
     if config.evaluator == "table":
@@ -308,6 +319,7 @@ def execute(
         "budget_minutes": parts.budget.minutes,
         **({k: getattr(config, k) for k in ("eta", "min_epochs", "max_epochs")} if config.multi_fidelity else {}),
         **({"ft_jobs": config.ft_jobs} if config.strategy == "freeze-thaw" else {}),
+        **({"asha_transfer": config.asha_transfer} if config.asha_transfer != "none" else {}),
         "notes": parts.notes,
         "accuracy_decimals_from": why,
         **(extra_score if score else {}),

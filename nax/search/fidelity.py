@@ -7,7 +7,9 @@ curve prior (:mod:`nax.search.freeze_thaw`), both fitted on the transfer-from da
 The rungs: ``--min-epochs`` up to ``--max-epochs`` by factors of ``--eta``
 (:func:`nax.search.multifidelity.rungs`); freeze-thaw's jobs each train ``--min-epochs``
 (default a quarter of a run, ``freeze_thaw.default_delta``), or with ``--ft-jobs rungs`` end
-on those rungs (``--min-epochs`` default 1).
+on those rungs (``--min-epochs`` default 1). ``--strategy asha --asha-transfer selection|both``
+plugs nax's transfers into ASHA: the characteristic model proposes, and with ``both`` the
+curve prior's predicted final ranks each rung's promotions.
 """
 
 from __future__ import annotations
@@ -31,18 +33,16 @@ def strategy(
     if config.strategy == "hyperband":
         return halving.hyperband(lo, hi, eta, **kw)
     if config.strategy == "asha":
-        return halving.asha(lo, hi, eta, **kw)
+        if config.asha_transfer == "none":
+            return halving.asha(lo, hi, eta, **kw)
+        return _asha_transferred(config, space, candidates, kind, sources, model, prior)
     if config.strategy == "successive-halving":
         # as many trials as Hyperband's most exploratory bracket starts (eta**s_max)
         n = hyperband_brackets(lo, hi, eta)[0][0][0]
         return halving.successive_halving(n, lo, hi, eta, **kw)
     if config.strategy != "freeze-thaw":
         raise ValueError(f"{config.strategy!r} is not a multi-fidelity strategy")
-    if kind != "curve" or not sources:
-        raise ValueError(
-            "--strategy freeze-thaw needs a curve prior and a characteristic model from earlier datasets: "
-            + ("the tables hold no learning curves" if kind != "curve" else "no transfer-from dataset in the tables")
-        )
+    _needs_sources("--strategy freeze-thaw needs a curve prior and a characteristic model", kind, sources)
     from nax.search import freeze_thaw
 
     build = freeze_thaw.from_models
@@ -51,3 +51,35 @@ def strategy(
     stop = StopConfig(adapt=config.stop_adapt)  # the stopping rule's predictions, adapted as `nax search` adapts them
     jobs = dict(jobs="rungs", min_epochs=lo, eta=eta) if config.ft_jobs == "rungs" else dict(delta=lo)
     return build(prior(), model(), space, hi, stop_config=stop, candidates=candidates, **jobs)
+
+
+def _needs_sources(what: str, kind: str | None, sources, curves: bool = True) -> None:
+    if (curves and kind != "curve") or not sources:
+        no_curves = curves and kind != "curve"
+        why = "the tables hold no learning curves" if no_curves else "no transfer-from dataset in the tables"
+        raise ValueError(f"{what} from earlier datasets: {why}")
+
+
+def _asha_transferred(config, space, candidates, kind, sources, model, prior) -> MFStrategy:
+    """ASHA with the characteristic model proposing new runs (``--asha-transfer selection``)
+    and, with ``both``, promotions ranked by the curve prior's median predicted final
+    (:func:`nax.search.halving_rank.predicted_final`, the stopping rule's predictions)."""
+    both = config.asha_transfer == "both"
+    what = (
+        "--asha-transfer both needs a curve prior and a characteristic model"
+        if both
+        else "--asha-transfer selection needs a characteristic model"
+    )
+    _needs_sources(what, kind, sources, curves=both)
+    from nax.search import transfer
+
+    base = transfer.strategy_from_model(model(), space, candidates=candidates)
+    rank = None
+    if both:
+        from nax.curves.stopping import StopConfig, stop_rule
+        from nax.search import halving_rank
+
+        rule = stop_rule(prior(), config.max_epochs, StopConfig(adapt=config.stop_adapt))
+        rank = halving_rank.predicted_final(rule)
+    lo, hi, eta = config.min_epochs, config.max_epochs, config.eta
+    return halving.asha(lo, hi, eta, space=space, candidates=candidates, base=base, rank=rank)

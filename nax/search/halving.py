@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -32,6 +32,9 @@ from nax.search.multifidelity import (
     rungs,
 )
 from nax.search.strategies import Strategy
+
+#: the rank hook's random stream (folded off the keys ASHA is given)
+_RANK_STREAM = 0x5A4B
 
 
 # ---------------------------------------------------------------------------- synchronous brackets
@@ -179,6 +182,7 @@ class ASHAState(NamedTuple):
     rung_results: tuple[tuple[tuple[int, float], ...], ...]  # rung k: (trial, value) told, arrival order
     promoted: tuple[frozenset[int], ...]  # rung k: trials promoted out of it
     pending: tuple[tuple[int, int], ...]  # (trial, rung) asked, not told
+    rank: Any = None  # the rank hook's state (None without one)
 
 
 def asha(
@@ -190,6 +194,7 @@ def asha(
     space=None,
     candidates: np.ndarray | None = None,
     base: Strategy | None = None,
+    rank=None,
 ) -> MFStrategy:
     """Asynchronous successive halving (Li et al. 2020, MLSys, Algorithm 2).
 
@@ -198,6 +203,12 @@ def asha(
     promoted yet) promotes its best such trial one rung up; otherwise a new trial starts
     at the bottom rung. Rung k is ``ladder[early_stopping_rate + k]``. A promotion is
     recorded when asked, so several asks before any tell never promote a trial twice.
+
+    ``rank``: a :class:`nax.search.halving_rank.Rank` that orders a rung's told results
+    instead of their values at the rung (None: by value, the paper's ASHA), e.g. by the
+    transferred curve posterior's predicted final (``halving_rank.predicted_final``). It
+    changes only *which* trials form a rung's top ``floor(|rung| / eta)``; how many, the order
+    of the rungs and the proposals are ASHA's.
     """
     if (
         isinstance(early_stopping_rate, bool)
@@ -216,12 +227,24 @@ def asha(
 
     def init(key: jax.Array, space_=None) -> ASHAState:
         bstate = base.init(key, space_) if space_ is not None else base.init(key)
-        return ASHAState(Trials(bstate, (), frozenset(), False), ((),) * len(ladder), (frozenset(),) * len(ladder), ())
+        # the hook's key is folded off, so the base strategy's draws are those of plain ASHA
+        rstate = rank.init(jax.random.fold_in(key, _RANK_STREAM)) if rank is not None else None
+        return ASHAState(
+            Trials(bstate, (), frozenset(), False), ((),) * len(ladder), (frozenset(),) * len(ladder), (), rstate
+        )
 
     def ask(state: ASHAState, key: jax.Array) -> tuple[Job | None, ASHAState]:
         for k in range(top - 1, -1, -1):
-            best = _ranked(state.rung_results[k])[: math.floor(len(state.rung_results[k]) / eta + 1e-9)]
-            promotable = [t for t, v in best if v > -math.inf and t not in state.promoted[k]]
+            told = state.rung_results[k]
+            keep = math.floor(len(told) / eta + 1e-9)
+            if not keep or all(v == -math.inf or t in state.promoted[k] for t, v in told):
+                continue  # nothing promotable whatever the ranking (and no hook call)
+            if rank is None:
+                ranked = _ranked(told)
+            else:
+                ranked, rstate = rank.order(state.rank, told, ladder[k], jax.random.fold_in(key, _RANK_STREAM + k))
+                state = state._replace(rank=rstate)
+            promotable = [t for t, v in ranked[:keep] if v > -math.inf and t not in state.promoted[k]]
             if promotable:
                 t = promotable[0]
                 promoted = state.promoted[:k] + (state.promoted[k] | {t},) + state.promoted[k + 1 :]
@@ -236,7 +259,7 @@ def asha(
         return Job(t, trials.encs[t], ladder[0]), state._replace(pending=state.pending + ((t, 0),))
 
     def tell(state: ASHAState, results: Sequence[TrialResult]) -> ASHAState:
-        pending, rr, done = list(state.pending), [list(r) for r in state.rung_results], []
+        pending, rr, done, told = list(state.pending), [list(r) for r in state.rung_results], [], []
         for r in results:
             k = next((k for t, k in pending if t == r.trial), None)
             if k is None:
@@ -244,9 +267,11 @@ def asha(
             pending.remove((r.trial, k))
             v = _value(r)
             rr[k].append((r.trial, v))
+            told.append((r.trial, ladder[k], r))
             if k == top or v == -math.inf:
                 done.append((r.trial, None if v == -math.inf else v))
         trials = _tell_base(base, state.trials, done)
-        return state._replace(trials=trials, rung_results=tuple(map(tuple, rr)), pending=tuple(pending))
+        rstate = rank.tell(state.rank, told) if rank is not None else state.rank
+        return state._replace(trials=trials, rung_results=tuple(map(tuple, rr)), pending=tuple(pending), rank=rstate)
 
     return MFStrategy(init, ask, tell)
