@@ -105,10 +105,14 @@ def test_mix_end_to_end_shares_the_scoring_fits_and_weights_its_components_equal
     monkeypatch.setattr(inference_lib, "fit_many", _stub(calls))
     queries = [Query(np.where(np.arange(T) < 6, simulate(s, 12, MU_POP)[0], np.nan), horizon=T) for s in range(3)]
     grid = (strength.RHO1, strength.RHO_HALF, strength.RHO0)  # one model: one program
-    each = strength.predict_auto_each(population_prior(), queries, candidates=grid, inference=TINY)
+    each = strength.predict_auto_each(population_prior(), queries, candidates=grid, inference=TINY, cut="half")
     # 3 queries x 3 candidates scored (3 chunks of 4), 3 chosen finals (1 chunk), 3 x 2 kept
     # (ceil(3 / 2)) finals (2 chunks); every check reuses its candidate's scoring fit
     assert len(calls) == 6 and len(set(calls)) == 1, calls
+    calls.clear()  # the min_epochs cut (4 of 6 epochs; the spread check's 3): + 3 + 6 check fits, same program
+    strength.predict_auto_each(population_prior(), queries, candidates=grid, inference=TINY, cut="min_epochs")
+    assert len(calls) == 9 and len(set(calls)) == 1, calls
+    calls.clear()
     for chosen, mix in zip(each["choose"], each["mix"]):
         record = mix.strength
         assert record["rule"] == "prequential" and len(record["kept"]) == 2 == len(mix.components)

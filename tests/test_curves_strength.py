@@ -199,12 +199,17 @@ def test_a_strength_choice_runs_its_scoring_and_final_fits_in_one_program_per_mo
 
     monkeypatch.setattr(inference_lib, "fit_many", stub)
     grid = (strength.RHO1, strength.RHO0)
-    preds = strength.predict_auto_many(population_prior(), _queries(3), candidates=grid, inference=TINY)
+    preds = strength.predict_auto_many(population_prior(), _queries(3), candidates=grid, inference=TINY, cut="half")
     assert len({shape for _, shape in calls}) == 1 and {m for m, _ in calls} == {"transfer"}, calls
     # 3 queries -> chunks of 4: 6 scoring fits (2 chunks), then 3 finals (1 chunk); 6 of 20
     # epochs seen -> 8 columns
     assert calls[0][1][0] == (4, 8, 8) and len(calls) == 3
     assert all(p.strength["rule"] == "prequential" and len(p.point) == 8 for p in preds)
+    # the min_epochs cut (4 of 6 epochs, the spread check's 3): the 3 check fits are one more
+    # chunk of the same program
+    calls.clear()
+    strength.predict_auto_many(population_prior(), _queries(3), candidates=grid, inference=TINY, cut="min_epochs")
+    assert len({shape for _, shape in calls}) == 1 and len(calls) == 4, calls
 
 
 @pytest.mark.slow

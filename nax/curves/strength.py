@@ -13,8 +13,11 @@ with only the curve shape transferred.
 The rule is *prequential* (R13 notes: the choice by marginal likelihood of the prefixes
 prefers the loosest prior and does not lower the MAE; this check of the extrapolation
 itself was the best rule measured): every candidate is refitted on the target's prefixes
-cut at half their observed epochs, and the one whose median draw best predicts the values
-at the last observed epochs (MAE, table units) wins. When the target has at least
+cut at half their observed epochs - but never a judged curve on fewer than
+:data:`MIN_EPOCHS` (``cut="min_epochs"``, :data:`CHECK_CUT`; independent curves are
+unidentified from 2-3 epochs, so a shorter refit judges them where they will not be used) -
+and the one whose median draw best predicts the values at the last observed epochs (MAE,
+table units) wins. When the target has at least
 :data:`MIN_FINISHED` finished runs the candidates instead predict those runs' final values
 from their prefixes cut where the query's are (rule ``"finished"``). When neither is
 possible (no curve with :data:`MIN_EPOCHS` observed epochs) the candidate fixed a priori,
@@ -56,6 +59,8 @@ from nax.curves.padding import batch_bucket, fit_width
 from nax.curves.predict import Prediction, Query, predict_many
 from nax.curves.prior import CurvePrior
 from nax.curves.strength_scoring import (  # noqa: F401 - the grid and the scoring, re-exported
+    CHECK_CUT,
+    CUTS,
     FULL_GRID,
     INDEPENDENT,
     MIN_EPOCHS,
@@ -85,6 +90,7 @@ def choose(
     seed: int = 0,
     chunk=None,
     width=None,
+    cut=None,
 ):
     """The strength chosen for each query: a list of ``(candidate, query, record)`` where
     ``query`` is the query as it will be predicted (:meth:`Candidate.query`: on the
@@ -93,27 +99,31 @@ def choose(
     not scored or the fit failed) and the number of values scored. ``priors``: one
     :class:`CurvePrior` or a list aligned with ``queries``; ``candidates``: a fixed grid
     (default: :func:`default_grid` per query). All candidate fits run as one batch, in
-    chunks of ``chunk`` fits on at least ``width`` epochs (:func:`nax.curves.predict.predict_many`)."""
-    return _choose(priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width)[0]
+    chunks of ``chunk`` fits on at least ``width`` epochs (:func:`nax.curves.predict.predict_many`).
+    ``cut``: where the check cuts the prefixes (:data:`CUTS`; None: :data:`CHECK_CUT`)."""
+    return _choose(
+        priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width, cut=cut
+    )[0]
 
 
-def _choose(priors, queries, *, candidates, inference, seed, chunk, width, scoring=None):
+def _choose(priors, queries, *, candidates, inference, seed, chunk, width, scoring=None, cut=None):
     """:func:`choose`, and for each query the chosen candidate's scoring fit with its task
     (``(prediction, task)``, None without one): the spread check reuses it."""
     if scoring is None:
         scoring = score_strengths(
-            priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width
+            priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width, cut=cut
         )
     out, checks = [], []
-    for (grid, query, task, fits, check_task), record in zip(scoring.plans, scoring.records):
+    for i, ((grid, query, task, fits, check_task), record) in enumerate(zip(scoring.plans, scoring.records)):
         chosen = fallback(grid)
         if record["rule"] != "fallback":
             scores = record["scores"]
             chosen = min((c for c in grid if scores[c.name] is not None), key=lambda c: scores[c.name])
         out.append((chosen, chosen.query(query), {**chosen.to_dict(), **record}))
-        # the check fit is the chosen candidate's scoring fit when there was one (the same
-        # cut prefixes: the check only scores more of its curves)
-        checks.append((fits[grid.index(chosen)] if fits is not None else None, check_task[chosen.name]))
+        # the check fit is the chosen candidate's scoring fit when there was one on the same
+        # cut prefixes (the check only scores more of its curves); else one more fit later
+        shared = fits is not None and scoring.shares_check(i)
+        checks.append((fits[grid.index(chosen)] if shared else None, check_task[chosen.name]))
     return out, checks
 
 
@@ -161,6 +171,7 @@ def predict_auto_many(
     recalibrate: bool = True,
     combine: str = "choose",
     scoring: Scoring | None = None,
+    cut: str | None = None,
 ) -> list:
     """Predict each query at the transfer strength chosen from its own data
     (:func:`choose`); each :class:`Prediction` carries the choice in ``strength``.
@@ -175,7 +186,10 @@ def predict_auto_many(
     :func:`fallback_mixture`), each component fitted on the full prefixes and, with
     ``recalibrate``, its spread recalibrated on its own check fit. ``scoring``: the
     :func:`score_strengths` of these priors and queries made with the same ``inference``
-    and ``seed`` (e.g. shared by a ``"choose"`` and a ``"mix"`` call); None: made here."""
+    and ``seed`` (e.g. shared by a ``"choose"`` and a ``"mix"`` call); None: made here.
+    ``cut``: where the strength check cuts the prefixes (:data:`CUTS`; None:
+    :data:`CHECK_CUT`); the spread check always cuts at half (one more fit per kept
+    candidate where the two differ)."""
     if combine not in ("choose", "mix"):
         raise ValueError(f"combine must be 'choose' or 'mix', not {combine!r}")
     queries = list(queries)
@@ -184,9 +198,11 @@ def predict_auto_many(
     # candidate kept) in chunks of one size and one width: both calls run the same compiled
     # programs (compiles are most of a cold call; NOTES section 6, speed)
     if scoring is None:
-        scoring = _batch_scoring(priors, queries, candidates, inference, seed)
+        scoring = _batch_scoring(priors, queries, candidates, inference, seed, cut)
     elif len(scoring.plans) != len(queries) or scoring.seed != seed or scoring.inference != inference:
         raise ValueError("scoring was made for other queries, inference or seed")
+    elif cut is not None and scoring.cut != cut:
+        raise ValueError(f"scoring was made with cut {scoring.cut!r}, not {cut!r}")
     chunk, width = scoring.chunk, scoring.width
     if combine == "mix":
         return _mixed(priors, scoring, inference, seed, recalibrate)
@@ -213,11 +229,11 @@ def predict_auto_many(
     return preds
 
 
-def _batch_scoring(priors, queries, candidates, inference, seed) -> Scoring:
+def _batch_scoring(priors, queries, candidates, inference, seed, cut=None) -> Scoring:
     """:func:`score_strengths` in the chunks and width the final fits will share."""
     chunk, width = batch_bucket(max(len(queries), 1)), fit_width(queries)
     return score_strengths(
-        priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width
+        priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width, cut=cut
     )
 
 
@@ -230,12 +246,13 @@ def predict_auto_each(
     inference: InferenceConfig = InferenceConfig(),
     seed: int = 0,
     recalibrate: bool = True,
+    cut: str | None = None,
 ) -> dict:
     """:func:`predict_auto_many` for each of ``combines`` from one set of scoring fits:
     combine -> its predictions (the same as separate calls, at one scoring's cost)."""
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
-    scoring = _batch_scoring(priors, queries, candidates, inference, seed)
+    scoring = _batch_scoring(priors, queries, candidates, inference, seed, cut)
     kw = dict(candidates=candidates, inference=inference, seed=seed, recalibrate=recalibrate, scoring=scoring)
     return {c: predict_auto_many(priors, queries, combine=c, **kw) for c in combines}
 
@@ -252,7 +269,7 @@ def _mixed(priors, scoring: Scoring, inference, seed, recalibrate) -> list[Mixtu
         for cand in kept:
             comps.append((cand, cand.query(query), {**cand.to_dict(), "rule": record["rule"]}))
             comp_priors.append(priors[i])
-            fit = fits[grid.index(cand)] if fits is not None else None
+            fit = fits[grid.index(cand)] if fits is not None and scoring.shares_check(i) else None
             comp_checks.append((fit, check_task[cand.name]))
             owner.append(i)
     preds = predict_many(
@@ -325,6 +342,8 @@ def predict_auto(
 
 
 __all__ = [
+    "CHECK_CUT",
+    "CUTS",
     "FULL_GRID",
     "MIN_EPOCHS",
     "MIXED_GRID",

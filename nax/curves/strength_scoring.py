@@ -66,8 +66,23 @@ MIXED_GRID = (
     RHO0,
     INDEPENDENT,
 )
-#: fewest observed epochs of a curve for the prequential check (half of it is refitted)
+#: fewest observed epochs of a curve for the prequential check (a part of it is refitted)
 MIN_EPOCHS = 4
+#: where the strength check cuts a curve of ``n`` observed epochs (:func:`check_keep`):
+#: ``"half"`` keeps ``max(n // 2, 1)`` (the rule as first designed; the spread check of
+#: :mod:`nax.curves.spread` always uses it); ``"min_epochs"`` keeps at least
+#: ``min(n - 1, MIN_EPOCHS)``, i.e. ``max(n // 2, min(n - 1, MIN_EPOCHS))``. Why (issue 13,
+#: helper H13; benchmarks/NOTES.md section 6, "The check's evidence"): the candidates' errors
+#: do not fall alike as epochs accrue. Independent curves (each its own parameters under a
+#: vague prior) are unidentified from 2-3 epochs and fine from 4-6 (meta-dataset loss
+#: curves: no_transfer's MAE 0.82 / 0.14 / 0.03 from 2 / 4 / 6 of 12 epochs), pooled or
+#: transferred ones much less so; a check that refits a 6-epoch prefix on 3 epochs judges
+#: ``independent`` where it will not be used. Never asking a candidate to extrapolate from
+#: fewer than the epochs a curve needs to be judged at all (:data:`MIN_EPOCHS`) removes that,
+#: and leaves the half cut (its horizon in the ratio of the final one) for longer prefixes.
+CUTS = ("half", "min_epochs")
+#: the default cut (set by the pre-registered rule of NOTES section 6, "The check's evidence")
+CHECK_CUT = "min_epochs"
 #: fewest finished runs of the target for the choice on their final values
 MIN_FINISHED = 2
 
@@ -97,13 +112,24 @@ def _observed_counts(values, mask) -> np.ndarray:
     return mask, mask.sum(axis=1)
 
 
-def scoring_task(query: Query, min_epochs: int = MIN_EPOCHS):
+def check_keep(counts, cut: str = "half") -> np.ndarray:
+    """Epochs each curve keeps in the check fit, from its observed ``counts`` (:data:`CUTS`)."""
+    counts = np.asarray(counts)
+    if cut == "half":
+        return np.maximum(counts // 2, 1)
+    if cut == "min_epochs":
+        return np.maximum(np.maximum(counts // 2, np.minimum(counts - 1, MIN_EPOCHS)), 1)
+    raise ValueError(f"cut must be one of {CUTS}, not {cut!r}")
+
+
+def scoring_task(query: Query, min_epochs: int = MIN_EPOCHS, cut: str = "half"):
     """What the candidates of ``query`` are judged on: ``(fit query, rows, epochs, truth,
     rule)`` with ``truth`` [len(rows)] the values (table units) the fit's curves ``rows``
     must predict at ``epochs`` [len(rows)], or None when there is no evidence.
     ``min_epochs``: fewest observed epochs of a scored curve; the fit query (every curve
     cut at half its observed epochs) does not depend on it, so the spread check
-    (:mod:`nax.curves.spread`, 2 epochs) scores more curves of the same fit."""
+    (:mod:`nax.curves.spread`, 2 epochs) scores more curves of the same fit. ``cut``: how
+    much of each prefix the fit keeps (:func:`check_keep`; the finished-runs task has its own)."""
     values = np.asarray(query.values, np.float64)
     values = values[None] if values.ndim == 1 else values
     mask, counts = _observed_counts(values, query.mask)
@@ -129,7 +155,7 @@ def scoring_task(query: Query, min_epochs: int = MIN_EPOCHS):
     rows = np.nonzero(counts >= min_epochs)[0]
     if not len(rows):
         return None
-    keep = np.maximum(counts // 2, 1)
+    keep = check_keep(counts, cut)
     order = np.cumsum(mask, axis=1)
     half = mask & (order <= keep[:, None])
     last = np.argmax(order == counts[:, None], axis=1)  # column of each curve's last observation
@@ -164,7 +190,9 @@ class Scoring:
     check_tasks)`` (``fits``: the grid's scoring fits in grid order, None without a task;
     ``check_tasks``: candidate name -> its spread-check task) and ``records[i]`` (rule,
     scores, values scored, reason). ``inference``, ``seed``, ``chunk``, ``width``: how the
-    fits were made (the final fits reuse them, so they share compiled programs)."""
+    fits were made (the final fits reuse them, so they share compiled programs); ``cut``:
+    the strength check's cut (:data:`CUTS`; a query's scoring fits are also its spread check
+    fits only where both cut every curve alike, :meth:`shares_check`)."""
 
     priors: list
     plans: list
@@ -173,11 +201,24 @@ class Scoring:
     seed: int
     chunk: int | None
     width: int | None
+    cut: str = "half"
+    #: per query: whether its scoring fits are also its spread check fits (every curve cut
+    #: alike by both; None: all are)
+    shared: list | None = None
+
+    def shares_check(self, i: int) -> bool:
+        """Whether query ``i``'s scoring fits can serve as its spread check fits."""
+        return self.shared is None or bool(self.shared[i])
 
 
-def score_strengths(priors, queries, *, candidates=None, inference=InferenceConfig(), seed=0, chunk=None, width=None):
+def score_strengths(
+    priors, queries, *, candidates=None, inference=InferenceConfig(), seed=0, chunk=None, width=None, cut=None
+):
     """Fit every candidate of every query on its scoring task, in one batch
-    (:func:`predict_many`), and score it: a :class:`Scoring`."""
+    (:func:`predict_many`), and score it: a :class:`Scoring`. ``cut``: :data:`CUTS`
+    (None: :data:`CHECK_CUT`)."""
+    cut = CHECK_CUT if cut is None else cut
+    check_keep(0, cut)  # refuse an unknown cut before any fit
     queries = list(queries)
     priors = list(priors) if isinstance(priors, (list, tuple)) else [priors] * len(queries)
     plans, batch_priors, batch_queries, batch_cals = [], [], [], []
@@ -195,7 +236,7 @@ def score_strengths(priors, queries, *, candidates=None, inference=InferenceConf
         tasks = {}
         for cand in grid:
             if key(cand) not in tasks:
-                tasks[key(cand)] = scoring_task(cand.query(query))
+                tasks[key(cand)] = scoring_task(cand.query(query), cut=cut)
         task = next(iter(tasks.values()))
         # the spread check's values: the same fits, scoring every curve of >= 2 epochs
         check_tasks = {}
@@ -214,7 +255,7 @@ def score_strengths(priors, queries, *, candidates=None, inference=InferenceConf
     )
     out_plans, records = [], []
     for grid, query, task, first, check_task in plans:
-        record = {"rule": "fallback", "scores": {c.name: None for c in grid}, "values_scored": 0}
+        record = {"rule": "fallback", "scores": {c.name: None for c in grid}, "values_scored": 0, "cut": cut}
         fits = None
         if task is None:
             record["reason"] = f"no curve with {MIN_EPOCHS} observed epochs and fewer than {MIN_FINISHED} finished runs"
@@ -229,4 +270,15 @@ def score_strengths(priors, queries, *, candidates=None, inference=InferenceConf
                 record["reason"] = "every candidate fit failed"
         out_plans.append((grid, query, task, fits, check_task))
         records.append(record)
-    return Scoring(priors, out_plans, records, inference, seed, chunk, width)
+    shared = [_same_cut(task, check_task) for _, _, task, _, check_task in out_plans]
+    return Scoring(priors, out_plans, records, inference, seed, chunk, width, cut, shared)
+
+
+def _same_cut(task, check_tasks) -> bool:
+    """Whether a strength task's fit query is the spread check's (the same cut prefixes)."""
+    checks = [c for c in check_tasks.values() if c is not None]
+    if task is None or not checks:
+        return True  # nothing to share or nothing to check
+    # the finished-runs task (no mask) does not depend on the cut
+    same = lambda a, b: (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+    return all(same(c[0].mask, task[0].mask) for c in checks)
