@@ -13,11 +13,11 @@ with only the curve shape transferred.
 The rule is *prequential* (R13 notes: the choice by marginal likelihood of the prefixes
 prefers the loosest prior and does not lower the MAE; this check of the extrapolation
 itself was the best rule measured): every candidate is refitted on the target's prefixes
-cut at half their observed epochs - but never a judged curve on fewer than
-:data:`MIN_EPOCHS` (``cut="min_epochs"``, :data:`CHECK_CUT`; independent curves are
-unidentified from 2-3 epochs, so a shorter refit judges them where they will not be used) -
-and the one whose median draw best predicts the values at the last observed epochs (MAE,
-table units) wins. When the target has at least
+cut at half their observed epochs (:data:`CHECK_CUT`; the option ``cut="min_epochs"``
+never refits a judged curve on fewer than :data:`MIN_EPOCHS`, since independent curves are
+unidentified from 2-3 epochs - it failed its pre-registered rule, NOTES section 6), and the
+one whose median draw best predicts the values at the last observed epochs (MAE, table
+units) wins. When the target has at least
 :data:`MIN_FINISHED` finished runs the candidates instead predict those runs' final values
 from their prefixes cut where the query's are (rule ``"finished"``). When neither is
 possible (no curve with :data:`MIN_EPOCHS` observed epochs) the candidate fixed a priori,
