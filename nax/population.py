@@ -40,7 +40,16 @@ from jax.sharding import PartitionSpec as P
 from nax import models
 from nax import space as space_lib
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import batch_plan, epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
+from nax.steps import (
+    batch_plan,
+    epoch_order,
+    evaluate_batches,
+    init_compiler_options,
+    make_optimizer,
+    make_steps,
+    step_rates,
+    train_epoch,
+)
 
 
 def population_mesh(k: int, devices: Sequence | None = None) -> Mesh:
@@ -101,7 +110,13 @@ class PopulationTrainer:
 
             train = smap(train, (a, r, r, a, r), (a, a))
             evaluate = smap(evaluate, (a, r, r, r, a), a)
-        self._init = jax.jit(init, static_argnums=(2,), in_shardings=(repl, by_arch), out_shardings=by_arch)
+        self._init = jax.jit(
+            init,
+            static_argnums=(2,),
+            in_shardings=(repl, by_arch),
+            out_shardings=by_arch,
+            compiler_options=init_compiler_options(),
+        )
         self._train = jax.jit(
             train,
             in_shardings=(by_arch, batch, batch, by_arch, repl),

@@ -33,7 +33,16 @@ from nax import models
 from nax import space as space_lib
 from nax.checkpoints import Progress, RunCheckpoints
 from nax.records import EpochMetrics, RunRecord
-from nax.steps import batch_plan, epoch_order, evaluate_batches, make_optimizer, make_steps, step_rates, train_epoch
+from nax.steps import (
+    batch_plan,
+    epoch_order,
+    evaluate_batches,
+    init_compiler_options,
+    make_optimizer,
+    make_steps,
+    step_rates,
+    train_epoch,
+)
 
 # ============================================================================ config
 
@@ -149,7 +158,9 @@ class Trainer:
 
         steps = make_steps(self.model, self.tx, self.supernet)
         wrap = wrap or (lambda f: f)
-        self._init = jax.jit(wrap(steps.init), out_shardings=self.repl, static_argnums=(2,))
+        self._init = jax.jit(
+            wrap(steps.init), out_shardings=self.repl, static_argnums=(2,), compiler_options=init_compiler_options()
+        )
         self._train = jax.jit(
             wrap(steps.train),
             in_shardings=(self.repl, self.batch, self.batch, self.repl, self.repl),

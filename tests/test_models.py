@@ -9,10 +9,17 @@ import numpy as np
 import optax
 import pytest
 
-from nax import models, space
+from nax import models, space, steps
 
 S = space.nb201
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
+
+
+def init(model, *args, **kw):
+    """``model.init`` jitted with the init step's XLA options (``steps.init_compiler_options``):
+    eager init compiles an initializer program per parameter shape at the default LLVM level
+    (about 20 s for a small NB201 network on the 2-core machine), this one program in a few."""
+    return jax.jit(functools.partial(model.init, **kw), compiler_options=steps.init_compiler_options())(*args)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +89,7 @@ def test_supernet_equals_specialised_network():
     sup = models.build_supernet(10, channels=4, cells_per_stage=1)
     for enc in S.sample(jax.random.key(2), 4):
         enc = jnp.asarray(enc)
-        v = sup.init(jax.random.key(0), x, enc, train=False)
+        v = init(sup, jax.random.key(0), x, enc, train=False)
         spec = models.build(np.asarray(enc), 10, channels=4, cells_per_stage=1)
         sv = models.specialise_params(v, np.asarray(enc))
         ref_shapes = jax.eval_shape(lambda k, spec=spec: spec.init(k, x, train=False), jax.random.key(0))
@@ -93,7 +100,7 @@ def test_supernet_equals_specialised_network():
             sup.apply(v, x, enc, train=False), spec.apply(sv, x, train=False), rtol=1e-5, atol=1e-6
         )
         # same parameter names → identical initialisation in both forms
-        v_spec = spec.init(jax.random.key(0), x, train=False)
+        v_spec = init(spec, jax.random.key(0), x, train=False)
         for a, b in zip(jax.tree.leaves(v_spec), jax.tree.leaves(sv)):
             np.testing.assert_array_equal(a, b)
 
@@ -112,7 +119,7 @@ def test_output_shapes_and_batchnorm_state():
     enc = S.sample(jax.random.key(5))
     m = models.build(enc, 7, channels=4, cells_per_stage=2)
     x = jnp.ones((3, 12, 12, 1))
-    v = m.init(jax.random.key(0), x, train=False)
+    v = init(m, jax.random.key(0), x, train=False)
     assert set(v) == {"params", "batch_stats"}
     logits, upd = m.apply(v, x, train=True, mutable=["batch_stats"])
     assert logits.shape == (3, 7) and "batch_stats" in upd
@@ -136,7 +143,7 @@ def test_bad_encoding_and_missing_supernet_input():
         models.build(np.zeros(4, np.int32), 10)
     sup = models.build_supernet(10, 4, 1)
     with pytest.raises(ValueError, match="needs the encoding"):
-        sup.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)), train=False)
+        init(sup, jax.random.key(0), jnp.ones((1, 8, 8, 1)), train=False)
 
 
 # ---------------------------------------------------------------------------- compile-once: switch form
@@ -150,7 +157,7 @@ SWITCH_CELLS = [
 
 
 def _small_vars(mix, enc, x):
-    return models.build_supernet(**SMALL, mix=mix).init(jax.random.key(0), x, jnp.asarray(enc), train=False)
+    return init(models.build_supernet(**SMALL, mix=mix), jax.random.key(0), x, jnp.asarray(enc), train=False)
 
 
 @pytest.mark.slow  # compiles both supernet forms at several sizes: 17-27 s of the fast tier on the 2-core machine
@@ -163,7 +170,7 @@ def test_switch_supernet_has_the_onehot_supernets_variables_and_outputs():
     chex.assert_trees_all_equal(v_sw, v_oh)
     spec = models.build(enc, **SMALL)
     sv = models.specialise_params(v_sw, enc)
-    chex.assert_trees_all_equal(sv, spec.init(jax.random.key(0), x, train=False))
+    chex.assert_trees_all_equal(sv, init(spec, jax.random.key(0), x, train=False))
     sw = models.build_supernet(**SMALL, mix="switch")
     for train in (False, True):
         kw = dict(train=train, mutable=["batch_stats"] if train else False)
@@ -302,7 +309,7 @@ def test_grouped_conv_edges_equal_one_conv_per_edge(arch, monkeypatch):
 
         return jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
 
-    vg, vp = grouped.init(jax.random.key(0), x, train=False), per_edge.init(jax.random.key(0), x, train=False)
+    vg, vp = init(grouped, jax.random.key(0), x, train=False), init(per_edge, jax.random.key(0), x, train=False)
     assert jax.tree.structure(vg) == jax.tree.structure(vp)
     jax.tree.map(np.testing.assert_array_equal, vg, vp)
     (lg, (logits_g, upd_g)), grads_g = loss_and_grad(grouped, vg)
@@ -369,6 +376,8 @@ def _check_select_equals_specialised(step, variables, enc, x, y):
     np.testing.assert_allclose(evaluate(sel, variables, jnp.asarray(enc)), evaluate(spec, sv), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # four programs with gradients: 40-80 s of the fast tier on the 2-core machine (the select
+# form still trains in the fast tier: test_train, test_checkpoints)
 def test_select_supernet_has_the_onehot_variables_and_the_specialised_outputs():
     """The default compile-once form: the one-hot supernet's variables bit for bit from the same
     key; loss, logits, gradients and statistics of the specialised network up to float rounding."""
@@ -418,6 +427,7 @@ def test_relu_conv_has_jax_grads_and_canonical_backward_convolutions_in_a_condit
         assert convs and all("dim_labels=b01f_01io->b01f" in line for line in convs), convs
 
 
+@pytest.mark.slow  # a switch that is off by default (cells.CANONICAL_BACKWARD); 35-50 s on the 2-core machine
 def test_specialised_cell_canonical_backward_equals_jax_grad(monkeypatch):
     """The specialised ``Cell``'s convolutions with ``_relu_conv``'s canonical backward
     (``cells.CANONICAL_BACKWARD``, read at trace time) give the logits, batch statistics and
@@ -430,7 +440,7 @@ def test_specialised_cell_canonical_backward_equals_jax_grad(monkeypatch):
     model = models.build(enc, 10, channels=2, cells_per_stage=1)
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
     y = jnp.arange(4) % 10
-    v = model.init(jax.random.key(0), x, train=False)
+    v = init(model, jax.random.key(0), x, train=False)
 
     def loss(p):
         variables = {"params": p, "batch_stats": v["batch_stats"]}
@@ -457,7 +467,7 @@ def test_select_cell_runs_no_convolution_term_for_a_non_conv_edge():
 
     x = jax.random.normal(jax.random.key(0), (4, 5, 5, 16))
     cell = cells.SelectCell(16)
-    variables = cell.init(jax.random.key(1), x, jnp.zeros(6, jnp.int32), train=False)
+    variables = init(cell, jax.random.key(1), x, jnp.zeros(6, jnp.int32), train=False)
 
     @jax.jit
     def run(enc):

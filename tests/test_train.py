@@ -148,3 +148,24 @@ def test_bad_config(kw, match):
         train.TrainConfig(**kw)
     with pytest.raises(ValueError, match="unknown training preset"):
         train.preset("gpu-huge")
+
+
+def _init_at_default_options(trainer, key, enc, shape):
+    """``trainer``'s init step compiled with XLA's default options (no ``compiler_options``)."""
+    make = steps_lib.make_steps(trainer.model, trainer.tx, trainer.supernet)
+    return jax.jit(make.init, out_shardings=trainer.repl, static_argnums=(2,))(key, np.asarray(enc, np.int32), shape)
+
+
+@pytest.mark.slow  # each default-options init compiles for 10-30 s on the 2-core machine
+@pytest.mark.parametrize("preset", ["tiny", "metadata", "cpu", "nb201"])
+def test_init_at_level_one_gives_the_default_variables_bitwise(preset):
+    """The init step runs at LLVM level 1 on the CPU (its compile: 20-25 s -> 4-9 s at NB201
+    sizes, NOTES §2) and gives bit for bit the variables and optimiser state of the default
+    compile in both forms, so no curve moves."""
+    assert steps_lib.init_compiler_options() == {"xla_backend_optimization_level": 1}
+    enc = S.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|none~2|")
+    shape = {"tiny": (8, 8, 1), "metadata": (8, 8, 1), "cpu": (28, 28, 1), "nb201": (32, 32, 3)}[preset]
+    for form in ("specialised", "supernet"):
+        tr = train.Trainer(10, train.preset(preset, form=form), enc)
+        key = jax.random.key(0)
+        chex.assert_trees_all_equal(tr.init(key, enc, shape), _init_at_default_options(tr, key, enc, shape))
