@@ -80,6 +80,7 @@ def _characteristics_checks(s, target, sources):
     assert all(v >= 0 for v in s["rms_deviation"].values())
 
 
+@pytest.mark.slow  # runs a whole notebook in a kernel: 15-20 s each on the 2-core machine
 def test_characteristics_notebook_on_the_meta_dataset(tmp_path, monkeypatch):
     params = {
         "table": "metadata",
@@ -96,6 +97,7 @@ def test_characteristics_notebook_on_the_meta_dataset(tmp_path, monkeypatch):
     assert s["results"][0]["spearman"] > 0.2
 
 
+@pytest.mark.slow  # runs a whole notebook in a kernel: 15-20 s each on the 2-core machine
 def test_characteristics_notebook_on_nb201(tmp_path, monkeypatch, shared_data):
     if not (shared_data / "nb201" / "nb201_200epoch.csv").exists():
         pytest.skip("the NAS-Bench-201 table is absent from the reference data")
