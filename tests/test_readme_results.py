@@ -109,6 +109,17 @@ def test_multifidelity_table_matches_json():
             row = _overall(data, suite, variant)
             _check(speedup, row["speedup_epochs_ratio_of_means"], f"{suite} {variant}")
             _check(delta, row["accuracy_diff_points"], f"{suite} {variant} delta")
+        # ASHA with the transfers (H14): proposals on the meta-dataset only, both where measured
+        asha_cols = {"metadata": ((7, "asha_selection"), (8, "asha_transfer")), "lcbench": ((8, "asha_transfer"),)}
+        for col, variant in asha_cols.get(suite, ()):
+            speedup, delta = _numbers(rows[label][col])[:2]
+            row = _overall(data, suite, variant)
+            _check(speedup, row["speedup_epochs_ratio_of_means"], f"{suite} {variant}")
+            _check(delta, row["accuracy_diff_points"], f"{suite} {variant} delta")
+    meta = _load("acceleration/acceleration_mf_metadata.json")["results"]
+    mean_epochs = lambda v: np.mean([r["epochs_to_target"] for r in meta if r["variant"] == v])
+    pooled = {v: mean_epochs(v) for v in ("baseline", "asha_selection")}
+    _check(_numbers(rows["nax meta-dataset"][7])[3], pooled["baseline"] / pooled["asha_selection"], "pooled")
 
 
 def test_peer_table_matches_json():
