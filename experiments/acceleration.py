@@ -72,6 +72,11 @@ def run(cfg: Config, out: Path, log: Callable[[str], None] = print) -> dict:
         # the outputs so far after every target: a long run stopped early leaves what it finished
         agg = report.aggregate(rows)
         payload = report.write_outputs(out, cfg, rows, agg, report.overall(agg), plots, prov)
+    if not rows:
+        raise FileNotFoundError(
+            f"no target of the suites {', '.join(cfg.suites)} ran: their data were not found (the lines above say "
+            "which; NAX_SHARED_DATA points at a copy of ../shared/data)"
+        )
     return {k: payload[k] for k in ("results", "aggregate", "overall")}
 
 

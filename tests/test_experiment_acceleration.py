@@ -359,3 +359,15 @@ def test_every_suite_fits_its_transfer_on_the_other_datasets_only(monkeypatch):
         with pytest.raises(_Fitted):
             runs.baker_target(cfg, sets, target, log=lambda m: None)
         assert seen == {"prior": sorted(n for n in names if n != target)}, target
+
+
+def test_a_run_whose_suites_find_no_data_is_a_clear_error(tmp_path, monkeypatch):
+    import dataclasses
+
+    acc = _module()
+    monkeypatch.setenv("NAX_SHARED_DATA", str(tmp_path / "absent"))
+    cfg = dataclasses.replace(acc.CONFIGS["mf"], suites=("lcbench",))
+    lines = []
+    with pytest.raises(FileNotFoundError, match="no target of the suites lcbench ran: their data were not found"):
+        acc.run(cfg, tmp_path / "out", log=lines.append)
+    assert any("not found" in line for line in lines)
