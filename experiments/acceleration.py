@@ -95,7 +95,9 @@ def merge(cfg: Config, parts: Sequence[Path], out: Path) -> dict:
     for d in parts_dirs(cfg, parts):
         payload = json.loads(d.read_text())
         # a part that is itself a merge contributes its parts' commands
-        commands += payload.get("parts") or [{k: payload.get(k) for k in ("command", "git_commit", "git_dirty", "time_utc")}]
+        commands += payload.get("parts") or [
+            {k: payload.get(k) for k in ("command", "git_commit", "git_dirty", "time_utc")}
+        ]
         had = {(r["suite"], r["target"]) for r in rows}
         seen = {row_key(r): r for r in rows}
         # JSON writes NaN as null: back to NaN for the aggregates; a part may add variants to

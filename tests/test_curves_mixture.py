@@ -58,7 +58,7 @@ def test_the_spread_is_stripped_from_every_component_and_does_not_move_the_point
     np.testing.assert_array_equal(without_spread(mix).samples, MixturePrediction((plain, plain)).samples)
     assert without_spread(wide).spread is None and without_spread(plain) is plain
     with pytest.raises(ValueError, match="same number of draws"):
-        MixturePrediction((plain, dataclasses.replace(plain, z=plain.z[:10]))).samples
+        _ = MixturePrediction((plain, dataclasses.replace(plain, z=plain.z[:10]))).samples
 
 
 def test_the_better_half_keeps_the_best_scored_candidates_in_grid_order():

@@ -173,14 +173,18 @@ def test_merge_joins_parts_over_disjoint_targets_and_recomputes_every_aggregate(
     extra = [row("1", v, s, 100 + e + s, 0.8) for s in range(2) for e, v in ((0, "baseline"), (5, "freeze_thaw_rungs"))]
     d = tmp_path / "part_rungs"
     agg = report.aggregate(extra)
-    report.write_outputs(d, cfg, extra, agg, report.overall(agg), {}, {"nax_version": "x", "git_commit": None, "git_dirty": False})
+    report.write_outputs(
+        d, cfg, extra, agg, report.overall(agg), {}, {"nax_version": "x", "git_commit": None, "git_dirty": False}
+    )
     acc.merge(cfg, [tmp_path / "out", d], tmp_path / "out2")
     merged = json.loads((tmp_path / "out2" / f"{cfg.stem}.json").read_text())
     assert len(merged["results"]) == len(every) + 2  # the baseline rows were there already
     vs = [r for r in merged["freeze_thaw_rungs_vs_multifidelity"] if r["target"] == "1"]
     assert math.isclose(vs[0]["speedup_vs_best_multifidelity"], 101.5 / 105.5)
     other = [dict(r, target_accuracy=0.9) for r in extra]
-    report.write_outputs(d, cfg, other, agg, report.overall(agg), {}, {"nax_version": "x", "git_commit": None, "git_dirty": False})
+    report.write_outputs(
+        d, cfg, other, agg, report.overall(agg), {}, {"nax_version": "x", "git_commit": None, "git_dirty": False}
+    )
     with pytest.raises(ValueError, match="disagree on the baseline"):
         acc.merge(cfg, [tmp_path / "out", d], tmp_path / "out3")
 

@@ -114,7 +114,7 @@ def _choose(priors, queries, *, candidates, inference, seed, chunk, width, scori
             priors, queries, candidates=candidates, inference=inference, seed=seed, chunk=chunk, width=width, cut=cut
         )
     out, checks = [], []
-    for i, ((grid, query, task, fits, check_task), record) in enumerate(zip(scoring.plans, scoring.records)):
+    for i, ((grid, query, _task, fits, check_task), record) in enumerate(zip(scoring.plans, scoring.records)):
         chosen = fallback(grid)
         if record["rule"] != "fallback":
             scores = record["scores"]
@@ -262,7 +262,7 @@ def _mixed(priors, scoring: Scoring, inference, seed, recalibrate) -> list[Mixtu
     as flat lists of components (final fits in one batch, then the spread of each
     recalibrated on its own check fit by :func:`_recalibrated`), grouped per query."""
     comps, comp_priors, comp_checks, owner, kept_all = [], [], [], [], []
-    for i, ((grid, query, task, fits, check_task), record) in enumerate(zip(scoring.plans, scoring.records)):
+    for i, ((grid, query, _task, fits, check_task), record) in enumerate(zip(scoring.plans, scoring.records)):
         kept = better_half(grid, record["scores"]) if record["rule"] != "fallback" else None
         kept = fallback_mixture(grid, query) if kept is None else kept
         kept_all.append(kept)

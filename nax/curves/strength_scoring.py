@@ -19,6 +19,7 @@ from nax.curves.inference import InferenceConfig
 from nax.curves.predict import Prediction, Query, predict_many
 from nax.curves.prior import CurvePrior
 
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """One transfer strength: ``rho`` and ``scope`` for :meth:`CurvePrior.at_strength`,

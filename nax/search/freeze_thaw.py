@@ -162,7 +162,9 @@ def strategy(
     within-target adaptation of the calibration); a failed trial is never resumed.
     """
     if (delta is None) == (jobs is None):
-        raise ValueError("give freeze-thaw's jobs either as delta (epochs per job) or as jobs (where each ends), not both")
+        raise ValueError(
+            "give freeze-thaw's jobs either as delta (epochs per job) or as jobs (where each ends), not both"
+        )
     if jobs is None:
         mf.check_fidelity(delta, horizon, 2)
         jobs = Jobs.every(delta, horizon)
