@@ -376,8 +376,6 @@ def _check_select_equals_specialised(step, variables, enc, x, y):
     np.testing.assert_allclose(evaluate(sel, variables, jnp.asarray(enc)), evaluate(spec, sv), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow  # four programs with gradients: 40-80 s of the fast tier on the 2-core machine (the select
-# form still trains in the fast tier: test_train, test_checkpoints)
 def test_select_supernet_has_the_onehot_variables_and_the_specialised_outputs():
     """The default compile-once form: the one-hot supernet's variables bit for bit from the same
     key; loss, logits, gradients and statistics of the specialised network up to float rounding."""
