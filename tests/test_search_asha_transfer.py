@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_search_mf_cli import _argv, _strip
+from test_search_mf_cli import _argv, assert_resumes_exactly_after_pause
 from test_search_support import simulated_curve_csv
 
 from nax import cli
@@ -41,13 +41,4 @@ def test_asha_with_both_transfers_searches_and_resumes_exactly(tmp_path):
     head, events = journal_lib.read(out / "journal.jsonl")
     assert head["config"]["asha_transfer"] == "both" and summary["asha_transfer"] == "both"
     assert summary["epochs_spent"] <= 40 and summary["jobs"] > summary["runs"] >= 2
-    lines = (out / "journal.jsonl").read_bytes().split(b"\n")
-    keep = [i for i, line in enumerate(lines) if b'"event":"paused"' in line][3]
-    cut = tmp_path / "cut"
-    cut.mkdir()
-    (cut / "journal.jsonl").write_bytes(b"\n".join(lines[: keep + 1]) + b"\n")
-    for name in ("curve_prior.json", "characteristic_model.npz"):
-        (cut / name).write_bytes((out / name).read_bytes())
-    assert cli.main(["search", "--resume", str(cut), "--quiet"]) == 0
-    resumed = [e for e in _strip(cut / "journal.jsonl") if e["event"] != "resume"]
-    assert resumed == _strip(out / "journal.jsonl")
+    assert_resumes_exactly_after_pause(out, tmp_path / "cut", 3)

@@ -40,6 +40,20 @@ def _strip(path):
     return journal_lib.strip_clock(journal_lib.read(path)[1])
 
 
+def assert_resumes_exactly_after_pause(out, cut, nth: int) -> None:
+    """A search killed right after its ``nth`` (0-based) paused job, with only its journal and
+    the two fitted models left in ``cut``, resumes from that directory to the same journal."""
+    lines = (out / "journal.jsonl").read_bytes().split(b"\n")
+    keep = [i for i, line in enumerate(lines) if b'"event":"paused"' in line][nth]
+    cut.mkdir()
+    (cut / "journal.jsonl").write_bytes(b"\n".join(lines[: keep + 1]) + b"\n")
+    for name in ("curve_prior.json", "characteristic_model.npz"):
+        (cut / name).write_bytes((out / name).read_bytes())
+    assert cli.main(["search", "--resume", str(cut), "--quiet"]) == 0
+    resumed = [e for e in _strip(cut / "journal.jsonl") if e["event"] != "resume"]
+    assert resumed == _strip(out / "journal.jsonl")
+
+
 @pytest.mark.parametrize("strategy,batch", [("asha", "2"), ("successive-halving", "1")])
 def test_multi_fidelity_search_and_exact_resume(curves, tmp_path, capsys, strategy, batch):
     out = tmp_path / "run"
@@ -109,16 +123,7 @@ def test_freeze_thaw_search_with_both_transfers(curves, tmp_path, capsys):
     assert head["config"]["min_epochs"] == 2  # a quarter of the 8-epoch runs per job
     assert summary["epochs_spent"] <= 24 and summary["jobs"] > summary["runs"] >= 2
     assert summary["best_accuracy"] == max(e["final"] for e in events if e["event"] == "end")
-    lines = (out / "journal.jsonl").read_bytes().split(b"\n")
-    keep = [i for i, line in enumerate(lines) if b'"event":"paused"' in line][2]
-    cut = tmp_path / "cut"
-    cut.mkdir()
-    (cut / "journal.jsonl").write_bytes(b"\n".join(lines[: keep + 1]) + b"\n")
-    for name in ("curve_prior.json", "characteristic_model.npz"):
-        (cut / name).write_bytes((out / name).read_bytes())
-    assert cli.main(["search", "--resume", str(cut), "--quiet"]) == 0
-    resumed = [e for e in _strip(cut / "journal.jsonl") if e["event"] != "resume"]
-    assert resumed == _strip(out / "journal.jsonl")
+    assert_resumes_exactly_after_pause(out, tmp_path / "cut", 2)
 
 
 def test_freeze_thaw_jobs_on_the_rungs_reach_the_strategy(monkeypatch):
