@@ -52,8 +52,7 @@ from acceleration_config import (
 
 from nax import space as space_lib
 from nax import tables
-from nax.curves.stopping import stop_rule
-from nax.search import ahead_calibration, halving, halving_rank, strategies, transfer
+from nax.search import ahead_calibration, halving, halving_rank, strategies
 from nax.search import evaluators as ev_lib
 from nax.search import freeze_thaw as ft
 
@@ -130,9 +129,16 @@ def mf_builders(cfg: Config, space, cands, horizon: int, prior, model, rule_conf
         return st, None
 
     def asha_transferred(rank: bool):
-        base = None if model is None else transfer.strategy_from_model(model, space, candidates=cands)
-        ranker = halving_rank.predicted_final(stop_rule(prior, horizon, rule_config)) if rank else None
-        st = halving.asha(cfg.mf_min_epochs, horizon, cfg.mf_eta, space=space, candidates=cands, base=base, rank=ranker)
+        st = halving_rank.asha_from_models(
+            cfg.mf_min_epochs,
+            horizon,
+            cfg.mf_eta,
+            space=space,
+            candidates=cands,
+            model=model,
+            prior=prior if rank else None,
+            stop_config=rule_config,
+        )
         return st, None
 
     out = {

@@ -54,8 +54,8 @@ def strategy(
 
 
 def _needs_sources(what: str, kind: str | None, sources, curves: bool = True) -> None:
-    if (curves and kind != "curve") or not sources:
-        no_curves = curves and kind != "curve"
+    no_curves = curves and kind != "curve"
+    if no_curves or not sources:
         why = "the tables hold no learning curves" if no_curves else "no transfer-from dataset in the tables"
         raise ValueError(f"{what} from earlier datasets: {why}")
 
@@ -63,23 +63,20 @@ def _needs_sources(what: str, kind: str | None, sources, curves: bool = True) ->
 def _asha_transferred(config, space, candidates, kind, sources, model, prior) -> MFStrategy:
     """ASHA with the characteristic model proposing new runs (``--asha-transfer selection``)
     and, with ``both``, promotions ranked by the curve prior's median predicted final
-    (:func:`nax.search.halving_rank.predicted_final`, the stopping rule's predictions)."""
+    (:func:`nax.search.halving_rank.asha_from_models`, the experiment's builder too)."""
+    from nax.curves.stopping import StopConfig
+    from nax.search import halving_rank
+
     both = config.asha_transfer == "both"
-    what = (
-        "--asha-transfer both needs a curve prior and a characteristic model"
-        if both
-        else "--asha-transfer selection needs a characteristic model"
+    what = "a curve prior and a characteristic model" if both else "a characteristic model"
+    _needs_sources(f"--asha-transfer {config.asha_transfer} needs {what}", kind, sources, curves=both)
+    return halving_rank.asha_from_models(
+        config.min_epochs,
+        config.max_epochs,
+        config.eta,
+        space=space,
+        candidates=candidates,
+        model=model(),
+        prior=prior() if both else None,
+        stop_config=StopConfig(adapt=config.stop_adapt),
     )
-    _needs_sources(what, kind, sources, curves=both)
-    from nax.search import transfer
-
-    base = transfer.strategy_from_model(model(), space, candidates=candidates)
-    rank = None
-    if both:
-        from nax.curves.stopping import StopConfig, stop_rule
-        from nax.search import halving_rank
-
-        rule = stop_rule(prior(), config.max_epochs, StopConfig(adapt=config.stop_adapt))
-        rank = halving_rank.predicted_final(rule)
-    lo, hi, eta = config.min_epochs, config.max_epochs, config.eta
-    return halving.asha(lo, hi, eta, space=space, candidates=candidates, base=base, rank=rank)

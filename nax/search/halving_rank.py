@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from nax.search.freeze_thaw_curves import curve_model, draws_of
-from nax.search.multifidelity import TrialResult, _ranked
+from nax.search.multifidelity import MFStrategy, TrialResult, _ranked
 
 
 class Rank(NamedTuple):
@@ -111,4 +111,31 @@ def predicted_final(rule) -> Rank:
     return Rank(init, tell, order)
 
 
-__all__ = ["FinalState", "Rank", "by_value", "predicted_final"]
+def asha_from_models(
+    min_epochs: int,
+    max_epochs: int,
+    eta: float,
+    *,
+    space,
+    candidates: np.ndarray | None = None,
+    model=None,
+    prior=None,
+    stop_config=None,
+) -> MFStrategy:
+    """ASHA with nax's transfers, the one builder of ``nax search --strategy asha
+    --asha-transfer`` and of the experiment's ``asha_selection`` / ``asha_transfer``: new
+    trials proposed by the characteristic ``model`` (``transfer.strategy_from_model``; None:
+    uniform, the paper's), and with a curve ``prior`` each rung's promotions ranked by
+    :func:`predicted_final` of the stopping rule of ``stop_config`` (None: by the value at the
+    rung)."""
+    from nax.curves.stopping import StopConfig, stop_rule
+    from nax.search import halving, transfer
+
+    base = None if model is None else transfer.strategy_from_model(model, space, candidates=candidates)
+    rank = None
+    if prior is not None:
+        rank = predicted_final(stop_rule(prior, max_epochs, stop_config or StopConfig()))
+    return halving.asha(min_epochs, max_epochs, eta, space=space, candidates=candidates, base=base, rank=rank)
+
+
+__all__ = ["FinalState", "Rank", "asha_from_models", "by_value", "predicted_final"]
