@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     if args.measure:
         print(json.dumps(measure(*args.measure)))
         return 0
+    from nax import jsonio
     from nax.provenance import provenance
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
         "provenance": provenance(["nax", "benchmarks/bench_init_compile.py"]),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    args.json.write_text(jsonio.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
     return 0
 
