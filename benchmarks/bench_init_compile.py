@@ -2,9 +2,9 @@
 
 Every run compiles its init program once (a specialised run per architecture; the
 compile-once form once per process), before its first epoch. On XLA:CPU that program
-(random bits and truncated normals for every parameter, the optimiser's zeros) took
-20-25 s to compile at the default level, longer than the training step's, and 4-9 s at
-level 1 with bitwise the same variables (``tests/test_train.py``); ``nax.steps.
+(random bits and truncated normals for every parameter, the optimiser's zeros) takes
+longer to compile at the default level than the training step (5-8 s quiet, 26-40 s on one
+loaded core), and 1.6-3 s at level 1 with bitwise the same variables (``tests/test_train.py``); ``nax.steps.
 init_compiler_options`` now asks for level 1. Each measurement is a fresh process (no
 in-memory or persistent cache), so it is what a new run pays:
 

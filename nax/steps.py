@@ -36,9 +36,10 @@ class Steps(NamedTuple):
 def init_compiler_options() -> dict[str, Any] | None:
     """XLA options for the jitted init step: LLVM optimisation level 1 on the CPU, else None.
 
-    Why: XLA:CPU's LLVM spends 20-25 s optimising an NB201 network's init program (random bits
-    and truncated normals for every parameter) at its default level and 4-9 s at level 1, with
-    bitwise the same variables (``tests/test_train.py``; NOTES §2). The init program runs once
+    Why: XLA:CPU's LLVM spends most of an init program's compile (random bits and truncated
+    normals for every parameter) optimising it: 5-8 s at its default level and 1.6-3 s at
+    level 1 on the quiet 2-core machine (`metadata`, `cpu`), several times that under load,
+    with bitwise the same variables (``tests/test_train.py``; NOTES §2). The init program runs once
     per run, so its own speed does not matter. Other backends keep their defaults (not measured).
     """
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None

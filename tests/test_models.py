@@ -18,7 +18,8 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
 def init(model, *args, **kw):
     """``model.init`` jitted with the init step's XLA options (``steps.init_compiler_options``):
     eager init compiles an initializer program per parameter shape at the default LLVM level
-    (about 20 s for a small NB201 network on the 2-core machine), this one program in a few."""
+    (23 s for a C=4 network on one loaded core of the 2-core machine), this one program at
+    level 1 in a few seconds."""
     return jax.jit(functools.partial(model.init, **kw), compiler_options=steps.init_compiler_options())(*args)
 
 

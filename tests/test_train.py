@@ -159,7 +159,7 @@ def _init_at_default_options(trainer, key, enc, shape):
 @pytest.mark.slow  # each default-options init compiles for 10-30 s on the 2-core machine
 @pytest.mark.parametrize("preset", ["tiny", "metadata", "cpu", "nb201"])
 def test_init_at_level_one_gives_the_default_variables_bitwise(preset):
-    """The init step runs at LLVM level 1 on the CPU (its compile: 20-25 s -> 4-9 s at NB201
+    """The init step runs at LLVM level 1 on the CPU (its compile: 5-8 s -> 1.6-3 s at small
     sizes, NOTES §2) and gives bit for bit the variables and optimiser state of the default
     compile in both forms, so no curve moves."""
     assert steps_lib.init_compiler_options() == {"xla_backend_optimization_level": 1}
